@@ -1,0 +1,451 @@
+//! The async driver: runs the [purchase machine](crate::machine) against the
+//! four [ports](crate::ports).
+//!
+//! Every port call is bounded by [`EngineConfig::port_timeout`]; a call that
+//! fails or times out ends the attempt `Unavailable`, with whatever it had
+//! reserved released. Each purchase runs in a `tracing` span named
+//! `purchase`.
+
+mod builder;
+mod sale_cache;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{Instrument, debug, info, warn};
+
+pub use builder::{EngineBuilder, EngineConfig};
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::machine::{Action, Failure, PurchaseMachine};
+use crate::model::{
+    AuthRejection, Credentials, OrderId, OrderStatus, Outcome, Principal, ProductId,
+    PurchaseRequest, PurchaseSummary, Reservation, ReservationState, Sale, StockLevels,
+};
+use crate::ports::{
+    Authenticator, CommitOutcome, OrderSink, RateLimiter, ReleaseOutcome, ReleaseReason, SaleWrite,
+    StockStore,
+};
+use sale_cache::SaleCache;
+
+/// The flash-sale engine. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    stock: Arc<dyn StockStore>,
+    limiter: Arc<dyn RateLimiter>,
+    sink: Arc<dyn OrderSink>,
+    auth: Arc<dyn Authenticator>,
+    clock: Arc<dyn Clock>,
+    sales: SaleCache,
+    config: EngineConfig,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One answered port call, detached from the machine's borrow.
+enum Fed {
+    Auth(std::result::Result<std::result::Result<Principal, AuthRejection>, Failure>),
+    Rate(std::result::Result<crate::ports::RateDecision, Failure>),
+    Reserve(std::result::Result<crate::ports::ReserveOutcome, Failure>),
+    Submit(std::result::Result<crate::model::Receipt, Failure>),
+    Commit(std::result::Result<CommitOutcome, Failure>),
+    Release(std::result::Result<ReleaseOutcome, Failure>),
+}
+
+/// Per-port readiness, from [`Engine::readiness`].
+#[derive(Debug)]
+pub struct Readiness {
+    /// Each port's name and whether it answered.
+    pub checks: Vec<(&'static str, Result<()>)>,
+}
+
+impl Readiness {
+    /// Whether every port answered.
+    pub fn is_ready(&self) -> bool {
+        self.checks.iter().all(|(_, r)| r.is_ok())
+    }
+}
+
+impl Engine {
+    /// Starts building an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// The engine's settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// The engine's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Tries to buy: authenticate, check the buyer's rate, reserve, hand the
+    /// order to the sink, commit. Never returns an error: every ending,
+    /// including a failed backend, is an [`Outcome`].
+    pub async fn purchase(&self, credentials: &Credentials, request: PurchaseRequest) -> Outcome {
+        let span = tracing::info_span!(
+            "purchase",
+            product = %request.product,
+            quantity = request.quantity.get(),
+            user = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        self.purchase_inner(credentials, request)
+            .instrument(span)
+            .await
+    }
+
+    async fn purchase_inner(&self, credentials: &Credentials, request: PurchaseRequest) -> Outcome {
+        let inner = &*self.inner;
+        let now = inner.clock.now();
+        let sale = match self.cached_sale(&request.product).await {
+            Ok(sale) => sale,
+            Err(_) => {
+                return Outcome::Unavailable {
+                    retry_after: inner.config.machine.unavailable_retry_after,
+                };
+            }
+        };
+        let mut machine = PurchaseMachine::new(
+            request,
+            sale.as_deref(),
+            OrderId::new(now),
+            now,
+            inner.config.machine,
+        );
+        loop {
+            let fed = match machine.poll_action() {
+                Action::Authenticate => Fed::Auth(
+                    self.call("authenticate", inner.auth.authenticate(credentials))
+                        .await,
+                ),
+                Action::CheckRate { user, cost } => {
+                    tracing::Span::current().record("user", user.as_str());
+                    Fed::Rate(
+                        self.call("rate_check", inner.limiter.check(user.as_str(), cost))
+                            .await,
+                    )
+                }
+                Action::Reserve(req) => {
+                    Fed::Reserve(self.call("reserve", inner.stock.reserve(req)).await)
+                }
+                Action::Submit(order) => {
+                    Fed::Submit(self.call("submit", inner.sink.submit(order)).await)
+                }
+                Action::Commit {
+                    product,
+                    order_id,
+                    now,
+                } => Fed::Commit(
+                    self.call("commit", inner.stock.commit(product, order_id, now))
+                        .await,
+                ),
+                Action::Release {
+                    product,
+                    order_id,
+                    reason,
+                } => Fed::Release(
+                    self.call("release", inner.stock.release(product, order_id, reason))
+                        .await,
+                ),
+                Action::Done(_) => break,
+            };
+            let step = match fed {
+                Fed::Auth(r) => machine.handle_authenticated(r),
+                Fed::Rate(r) => machine.handle_rate_checked(r),
+                Fed::Reserve(r) => machine.handle_reserved(r),
+                Fed::Submit(r) => machine.handle_submitted(r),
+                Fed::Commit(r) => machine.handle_committed(r),
+                Fed::Release(r) => machine.handle_released(r),
+            };
+            // The driver feeds exactly the answer the machine asked for.
+            debug_assert!(step.is_ok(), "{step:?}");
+        }
+        let outcome = machine
+            .into_outcome()
+            .expect("the loop ends only when the machine is done");
+        tracing::Span::current().record("outcome", outcome.code());
+        debug!(code = outcome.code(), "purchase finished");
+        outcome
+    }
+
+    /// Runs one port call under the configured timeout, logging failures.
+    async fn call<T>(
+        &self,
+        operation: &'static str,
+        fut: impl Future<Output = Result<T>>,
+    ) -> std::result::Result<T, Failure> {
+        let after = self.inner.config.port_timeout;
+        match tokio::time::timeout(after, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(error)) => {
+                warn!(operation, %error, "port call failed");
+                Err(Failure::Error)
+            }
+            Err(_) => {
+                warn!(operation, ?after, "port call timed out");
+                Err(Failure::Timeout)
+            }
+        }
+    }
+
+    /// Like [`call`](Self::call), but keeps the error for callers that
+    /// return it.
+    async fn call_err<T>(
+        &self,
+        operation: &'static str,
+        fut: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let after = self.inner.config.port_timeout;
+        tokio::time::timeout(after, fut)
+            .await
+            .unwrap_or(Err(Error::Timeout { operation, after }))
+    }
+
+    async fn cached_sale(&self, product: &ProductId) -> Result<Option<Arc<Sale>>> {
+        let now = self.inner.clock.now();
+        if let Some(hit) = self.inner.sales.get(product, now) {
+            return Ok(hit);
+        }
+        let fetched = self
+            .call_err("sale", self.inner.stock.sale(product))
+            .await
+            .inspect_err(|error| warn!(%error, %product, "sale lookup failed"))?
+            .map(Arc::new);
+        self.inner.sales.put(product.clone(), fetched.clone(), now);
+        Ok(fetched)
+    }
+
+    /// Verifies credentials: the principal, or the outcome to answer with
+    /// (`Unauthenticated` or `Unavailable`).
+    pub async fn authenticate(
+        &self,
+        credentials: &Credentials,
+    ) -> std::result::Result<Principal, Outcome> {
+        match self
+            .call("authenticate", self.inner.auth.authenticate(credentials))
+            .await
+        {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(rejection)) => {
+                debug!(%rejection, "credentials refused");
+                Err(Outcome::Unauthenticated(rejection))
+            }
+            Err(_) => Err(self.unavailable()),
+        }
+    }
+
+    fn unavailable(&self) -> Outcome {
+        Outcome::Unavailable {
+            retry_after: self.inner.config.machine.unavailable_retry_after,
+        }
+    }
+
+    /// Confirms a held order (sales with holds): its units are sold for
+    /// good. Only the buyer or an admin may. Confirming a confirmed order
+    /// answers its status again.
+    pub async fn confirm(&self, credentials: &Credentials, order: &OrderId) -> Outcome {
+        let (principal, reservation) = match self.owned_reservation(credentials, order).await {
+            Ok(found) => found,
+            Err(outcome) => return outcome,
+        };
+        let now = self.inner.clock.now();
+        let answer = self
+            .call(
+                "commit",
+                self.inner.stock.commit(&reservation.product, order, now),
+            )
+            .await;
+        let state = match answer {
+            Ok(CommitOutcome::Committed | CommitOutcome::AlreadyCommitted) => {
+                ReservationState::Committed
+            }
+            Ok(CommitOutcome::NotHeld(state)) => {
+                return Outcome::OrderClosed(OrderStatus::of(&Reservation {
+                    state,
+                    ..reservation
+                }));
+            }
+            Ok(CommitOutcome::Unknown) => return Outcome::UnknownOrder,
+            Err(_) => return self.unavailable(),
+        };
+        info!(%order, user = %principal.user, "order confirmed");
+        updated(reservation, state)
+    }
+
+    /// Cancels a held order: its units go back on sale. Only the buyer or an
+    /// admin may. Cancelling a cancelled order answers its status again; a
+    /// confirmed or expired order cannot be cancelled.
+    pub async fn cancel(&self, credentials: &Credentials, order: &OrderId) -> Outcome {
+        let (principal, reservation) = match self.owned_reservation(credentials, order).await {
+            Ok(found) => found,
+            Err(outcome) => return outcome,
+        };
+        let answer = self
+            .call(
+                "release",
+                self.inner
+                    .stock
+                    .release(&reservation.product, order, ReleaseReason::Cancelled),
+            )
+            .await;
+        match answer {
+            Ok(ReleaseOutcome::Released)
+            | Ok(ReleaseOutcome::AlreadyReleased(ReservationState::Cancelled)) => {
+                info!(%order, user = %principal.user, "order cancelled");
+                updated(reservation, ReservationState::Cancelled)
+            }
+            Ok(ReleaseOutcome::AlreadyReleased(state)) => {
+                Outcome::OrderClosed(OrderStatus::of(&Reservation {
+                    state,
+                    ..reservation
+                }))
+            }
+            Ok(ReleaseOutcome::AlreadyCommitted) => Outcome::OrderClosed(OrderStatus::Confirmed),
+            Ok(ReleaseOutcome::Unknown) => Outcome::UnknownOrder,
+            Err(_) => self.unavailable(),
+        }
+    }
+
+    /// Authenticates and finds `order`, which must belong to the caller
+    /// unless the caller is an admin.
+    async fn owned_reservation(
+        &self,
+        credentials: &Credentials,
+        order: &OrderId,
+    ) -> std::result::Result<(Principal, Reservation), Outcome> {
+        let principal = self.authenticate(credentials).await?;
+        let found = self
+            .call("reservation", self.inner.stock.reservation(order))
+            .await
+            .map_err(|_| self.unavailable())?;
+        match found {
+            None => Err(Outcome::UnknownOrder),
+            Some(r) if r.user != principal.user && !principal.is_admin() => Err(Outcome::Forbidden),
+            Some(r) => Ok((principal, r)),
+        }
+    }
+
+    /// Creates a sale or replaces its terms (restock). The new terms are
+    /// used by this engine at once; other engines sharing the store see
+    /// them within their sale-cache TTL.
+    pub async fn create_sale(&self, sale: &Sale) -> Result<SaleWrite> {
+        let written = self
+            .call_err("create_sale", self.inner.stock.create_sale(sale))
+            .await?;
+        if !matches!(written, SaleWrite::StockBelowSold { .. }) {
+            info!(product = %sale.product(), stock = sale.stock(), ?written, "sale written");
+            self.inner.sales.put(
+                sale.product().clone(),
+                Some(Arc::new(sale.clone())),
+                self.inner.clock.now(),
+            );
+        }
+        Ok(written)
+    }
+
+    /// The sale's current terms, straight from the store.
+    pub async fn sale(&self, product: &ProductId) -> Result<Option<Sale>> {
+        self.call_err("sale", self.inner.stock.sale(product)).await
+    }
+
+    /// The product's live stock levels.
+    pub async fn snapshot(&self, product: &ProductId) -> Result<Option<StockLevels>> {
+        self.call_err("snapshot", self.inner.stock.snapshot(product))
+            .await
+    }
+
+    /// Releases every hold past its expiry; returns how many.
+    pub async fn expire_holds(&self) -> Result<usize> {
+        let batch = self.inner.config.sweep_batch;
+        let mut total = 0;
+        loop {
+            let now = self.inner.clock.now();
+            let expired = self
+                .call_err("expire", self.inner.stock.expire(now, batch))
+                .await?;
+            total += expired.len();
+            for r in &expired {
+                debug!(order = %r.order_id, product = %r.product, "hold expired");
+            }
+            if expired.len() < batch {
+                break;
+            }
+        }
+        if total > 0 {
+            info!(count = total, "expired holds released");
+        }
+        Ok(total)
+    }
+
+    /// Spawns the hold sweeper on the current tokio runtime: it calls
+    /// [`expire_holds`](Self::expire_holds) every `interval` until
+    /// `shutdown` completes. A failed sweep is logged and retried on the
+    /// next tick.
+    pub fn spawn_sweeper(
+        &self,
+        interval: Duration,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tokio::pin!(shutdown);
+            loop {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = ticker.tick() => {
+                        if let Err(error) = engine.expire_holds().await {
+                            warn!(%error, "hold sweep failed; retrying next tick");
+                        }
+                    }
+                }
+            }
+            debug!("hold sweeper stopped");
+        })
+    }
+
+    /// Asks every port whether it answers (for `GET /readyz`).
+    pub async fn readiness(&self) -> Readiness {
+        let i = &*self.inner;
+        let (stock, limiter, sink) = tokio::join!(
+            self.call_err("ping", i.stock.ping()),
+            self.call_err("ping", i.limiter.ping()),
+            self.call_err("ping", i.sink.ping()),
+        );
+        Readiness {
+            checks: vec![
+                ("stock_store", stock),
+                ("rate_limiter", limiter),
+                ("order_sink", sink),
+            ],
+        }
+    }
+}
+
+fn updated(reservation: Reservation, state: ReservationState) -> Outcome {
+    let reservation = Reservation {
+        state,
+        ..reservation
+    };
+    Outcome::OrderUpdated(PurchaseSummary {
+        order: reservation.to_order(),
+        status: OrderStatus::of(&reservation),
+    })
+}

@@ -1,0 +1,65 @@
+//! # flashsale
+//!
+//! An embeddable engine for flash sales and ticket drops: thousands of
+//! buyers hit `POST /buy/{productId}` at the same instant for a few hundred
+//! units. It never oversells, throttles each buyer, authenticates callers,
+//! and hands every accepted order to a durable sink before saying yes.
+//!
+//! The crate is built in three layers:
+//!
+//! * [`machine`]: the purchase state machine. Pure and deterministic: no
+//!   I/O, no async, no clock reads. It is told what happened and says what
+//!   to do next.
+//! * [`ports`]: four async traits ([`StockStore`], [`RateLimiter`],
+//!   [`OrderSink`], [`Authenticator`]) with one contract each, and
+//!   backends behind cargo features (`memory`, on by default).
+//! * [`Engine`]: the async driver that runs the machine against the ports,
+//!   with per-call timeouts, a sale cache and a hold sweeper.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use flashsale::{Engine, PurchaseRequest, ProductId, Quantity, Sale, Outcome, Credentials};
+//! use flashsale::memory::{MemoryStockStore, MemoryRateLimiter, MemoryOrderSink, StaticAuthenticator};
+//! use flashsale::model::{Principal, UserId};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), flashsale::Error> {
+//! let auth = StaticAuthenticator::new()
+//!     .with_token("alice-token", Principal::user(UserId::new("alice")?));
+//! let sink = Arc::new(MemoryOrderSink::new());
+//! let engine = Engine::builder()
+//!     .stock_store(Arc::new(MemoryStockStore::new()))
+//!     .rate_limiter(Arc::new(MemoryRateLimiter::per_second(10)?))
+//!     .order_sink(sink.clone())
+//!     .authenticator(Arc::new(auth))
+//!     .build()?;
+//!
+//! let tickets = ProductId::new("concert-2026")?;
+//! engine.create_sale(&Sale::builder(tickets.clone(), 300).per_user_limit(4).build()?).await?;
+//!
+//! let req = PurchaseRequest::new(tickets, Quantity::new(2)?);
+//! let outcome = engine.purchase(&Credentials::bearer("alice-token"), req).await;
+//! assert!(matches!(outcome, Outcome::Purchased(_)));
+//! assert_eq!(sink.orders().len(), 1);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod engine;
+pub mod error;
+pub mod machine;
+#[cfg(feature = "memory")]
+pub mod memory;
+pub mod model;
+pub mod ports;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use engine::{Engine, EngineBuilder, EngineConfig};
+pub use error::{Error, Result};
+pub use model::{
+    Credentials, IdempotencyKey, InvalidInput, Order, OrderId, Outcome, ProductId, PurchaseRequest,
+    Quantity, RateQuota, Sale, StockLevels, Timestamp, UserId,
+};
+pub use ports::{Authenticator, OrderSink, RateLimiter, StockStore};

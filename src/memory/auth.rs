@@ -1,0 +1,52 @@
+//! A fixed token table [`Authenticator`], for tests and demos.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::model::{AuthRejection, Credentials, Principal};
+use crate::ports::Authenticator;
+
+/// Accepts exactly the tokens it was given. Not for production: tokens never
+/// expire. Use the `jwt` feature's authenticator there.
+#[derive(Debug, Default, Clone)]
+pub struct StaticAuthenticator {
+    tokens: HashMap<String, Principal>,
+}
+
+impl StaticAuthenticator {
+    /// An authenticator that knows no token.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Accepts `token` as `principal`.
+    #[must_use]
+    pub fn with_token(mut self, token: impl Into<String>, principal: Principal) -> Self {
+        self.tokens.insert(token.into(), principal);
+        self
+    }
+
+    /// Accepts `token` as `principal` (in place).
+    pub fn insert(&mut self, token: impl Into<String>, principal: Principal) {
+        self.tokens.insert(token.into(), principal);
+    }
+}
+
+#[async_trait]
+impl Authenticator for StaticAuthenticator {
+    async fn authenticate(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<std::result::Result<Principal, AuthRejection>> {
+        let Some(token) = &credentials.bearer else {
+            return Ok(Err(AuthRejection::Missing));
+        };
+        Ok(self
+            .tokens
+            .get(token)
+            .cloned()
+            .ok_or(AuthRejection::Unknown))
+    }
+}

@@ -1,0 +1,119 @@
+//! An in-process keyed GCRA [`RateLimiter`] on `governor`, driven by the
+//! engine's [`Clock`] so tests can move time by hand.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use governor::clock::Clock as GovernorClock;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter as Gcra};
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::Result;
+use crate::model::{InvalidInput, RateQuota};
+use crate::ports::{RateDecision, RateLimiter};
+
+/// Every this many checks, keys whose state has fully replenished are
+/// evicted, so memory follows the number of recently active keys.
+const EVICT_EVERY: u64 = 4_096;
+
+/// Adapts a [`Clock`] to governor's clock trait.
+#[derive(Debug, Clone)]
+struct ClockAdapter(Arc<dyn Clock>);
+
+impl GovernorClock for ClockAdapter {
+    type Instant = Nanos;
+    fn now(&self) -> Nanos {
+        Nanos::from(self.0.now().as_millis().saturating_mul(1_000_000))
+    }
+}
+
+/// A keyed GCRA limiter held in memory. Idle keys are evicted, so memory
+/// stays bounded by the keys active within one period.
+pub struct MemoryRateLimiter {
+    gcra: Gcra<String, DefaultKeyedStateStore<String>, ClockAdapter, NoOpMiddleware<Nanos>>,
+    quota: RateQuota,
+    clock: ClockAdapter,
+    checks: AtomicU64,
+}
+
+impl std::fmt::Debug for MemoryRateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryRateLimiter")
+            .field("quota", &self.quota)
+            .field("keys", &self.gcra.len())
+            .finish()
+    }
+}
+
+impl MemoryRateLimiter {
+    /// A limiter enforcing `quota` per key, on the system clock.
+    pub fn new(quota: RateQuota) -> Self {
+        Self::with_clock(quota, Arc::new(SystemClock))
+    }
+
+    /// `count` attempts per second per key.
+    pub fn per_second(count: u32) -> std::result::Result<Self, InvalidInput> {
+        Ok(Self::new(RateQuota::per_second(count)?))
+    }
+
+    /// A limiter on `clock` (use a [`ManualClock`](crate::ManualClock) in
+    /// tests).
+    pub fn with_clock(quota: RateQuota, clock: Arc<dyn Clock>) -> Self {
+        let burst = NonZeroU32::new(quota.count()).expect("RateQuota guarantees count >= 1");
+        let gq = Quota::with_period(quota.emission_interval())
+            .expect("RateQuota guarantees a non-zero interval")
+            .allow_burst(burst);
+        let clock = ClockAdapter(clock);
+        Self {
+            gcra: Gcra::dashmap_with_clock(gq, clock.clone()),
+            quota,
+            clock,
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// The quota enforced per key.
+    pub fn quota(&self) -> RateQuota {
+        self.quota
+    }
+
+    /// How many keys are tracked right now.
+    pub fn tracked_keys(&self) -> usize {
+        self.gcra.len()
+    }
+
+    /// Evicts keys whose state has fully replenished (done automatically
+    /// every few thousand checks).
+    pub fn evict_idle(&self) {
+        self.gcra.retain_recent();
+        self.gcra.shrink_to_fit();
+    }
+}
+
+#[async_trait]
+impl RateLimiter for MemoryRateLimiter {
+    async fn check(&self, key: &str, cost: u32) -> Result<RateDecision> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % EVICT_EVERY == EVICT_EVERY - 1 {
+            self.evict_idle();
+        }
+        let n = NonZeroU32::new(cost.max(1)).expect("max(1) is non-zero");
+        Ok(match self.gcra.check_key_n(&key.to_owned(), n) {
+            Ok(Ok(())) => RateDecision::Allowed,
+            Ok(Err(not_until)) => RateDecision::Limited {
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            },
+            // More than the burst at once can never be admitted; say when a
+            // full burst will have replenished, which is the best a caller
+            // can do.
+            Err(_) => RateDecision::Limited {
+                retry_after: self.quota.period().max(Duration::from_millis(1)),
+            },
+        })
+    }
+}

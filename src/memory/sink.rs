@@ -1,0 +1,96 @@
+//! An in-process [`OrderSink`]: an append-only log with subscribers.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use tokio::sync::broadcast;
+
+use crate::error::Result;
+use crate::model::{Order, OrderId, Receipt};
+use crate::ports::OrderSink;
+
+/// Keeps accepted orders in memory, once each (deduplicated by order id).
+/// Read them with [`orders`](Self::orders), take them with
+/// [`drain`](Self::drain), or follow them live with
+/// [`subscribe`](Self::subscribe).
+#[derive(Debug)]
+pub struct MemoryOrderSink {
+    log: Mutex<Log>,
+    live: broadcast::Sender<Order>,
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    orders: Vec<Order>,
+    seen: HashSet<OrderId>,
+    /// Offsets handed out so far (drained orders keep theirs).
+    next_offset: u64,
+}
+
+impl Default for MemoryOrderSink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryOrderSink {
+    /// An empty sink. Subscribers that fall more than 1,024 orders behind
+    /// miss the oldest (see [`broadcast`]).
+    pub fn new() -> Self {
+        Self {
+            log: Mutex::new(Log::default()),
+            live: broadcast::channel(1_024).0,
+        }
+    }
+
+    /// Every order still in the log, oldest first.
+    pub fn orders(&self) -> Vec<Order> {
+        self.log.lock().orders.clone()
+    }
+
+    /// How many orders are in the log.
+    pub fn len(&self) -> usize {
+        self.log.lock().orders.len()
+    }
+
+    /// Whether the log is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes every order out of the log, oldest first. Their ids stay
+    /// known, so a re-submitted order is still not stored twice.
+    pub fn drain(&self) -> Vec<Order> {
+        std::mem::take(&mut self.log.lock().orders)
+    }
+
+    /// Receives every order accepted from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Order> {
+        self.live.subscribe()
+    }
+}
+
+#[async_trait]
+impl OrderSink for MemoryOrderSink {
+    async fn submit(&self, order: &Order) -> Result<Receipt> {
+        let offset = {
+            let mut log = self.log.lock();
+            if !log.seen.insert(order.order_id) {
+                return Ok(Receipt {
+                    order_id: order.order_id,
+                    location: "memory/duplicate".into(),
+                });
+            }
+            log.orders.push(order.clone());
+            log.next_offset += 1;
+            log.next_offset - 1
+        };
+        // No subscriber is fine: the log still has it.
+        let _ = self.live.send(order.clone());
+        Ok(Receipt {
+            order_id: order.order_id,
+            location: format!("memory@{offset}"),
+        })
+    }
+}

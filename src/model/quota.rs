@@ -1,0 +1,134 @@
+//! A rate-limit quota: `count` attempts per `period`, GCRA-style.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::InvalidInput;
+
+/// On average `count` attempts per `period`, with bursts of up to `count`
+/// at once (the `FLASHSALE_RATE_LIMIT` format: `10/1m`, `5/s`, `100/30s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RateQuota {
+    count: u32,
+    period: Duration,
+}
+
+impl RateQuota {
+    /// `count` attempts per `period`; both must be non-zero.
+    pub fn new(count: u32, period: Duration) -> Result<Self, InvalidInput> {
+        if count == 0 {
+            return Err(InvalidInput::new("rate_limit", "count must be at least 1"));
+        }
+        if period < Duration::from_millis(1) {
+            return Err(InvalidInput::new(
+                "rate_limit",
+                "period must be at least 1 ms",
+            ));
+        }
+        if period / count < Duration::from_micros(1) {
+            return Err(InvalidInput::new(
+                "rate_limit",
+                "more than one attempt per microsecond is not a limit",
+            ));
+        }
+        Ok(Self { count, period })
+    }
+
+    /// `count` per second.
+    pub fn per_second(count: u32) -> Result<Self, InvalidInput> {
+        Self::new(count, Duration::from_secs(1))
+    }
+
+    /// The burst size (and the count per period).
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The period.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// The steady-state spacing between attempts: `period / count`.
+    pub fn emission_interval(&self) -> Duration {
+        self.period / self.count
+    }
+}
+
+impl FromStr for RateQuota {
+    type Err = InvalidInput;
+
+    /// Parses `<count>/<period>`, where period is `<n><unit>` or just a
+    /// unit, with unit `ms`, `s`, `m` or `h` (`10/1m`, `5/s`).
+    fn from_str(s: &str) -> Result<Self, InvalidInput> {
+        let bad = || {
+            InvalidInput::new(
+                "rate_limit",
+                format!("{s:?} is not <count>/<period>, e.g. 10/1m, 5/s or 100/30s"),
+            )
+        };
+        let (count, period) = s.trim().split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let period = period.trim();
+        let split = period.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (n, unit) = period.split_at(split);
+        let n: u64 = if n.is_empty() {
+            1
+        } else {
+            n.parse().map_err(|_| bad())?
+        };
+        let unit = match unit {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            _ => return Err(bad()),
+        };
+        let period = unit
+            .checked_mul(u32::try_from(n).map_err(|_| bad())?)
+            .ok_or_else(bad)?;
+        Self::new(count, period)
+    }
+}
+
+impl fmt::Display for RateQuota {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}ms", self.count, self.period.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_forms() {
+        let q: RateQuota = "10/1m".parse().unwrap();
+        assert_eq!((q.count(), q.period()), (10, Duration::from_secs(60)));
+        let q: RateQuota = "5/s".parse().unwrap();
+        assert_eq!((q.count(), q.period()), (5, Duration::from_secs(1)));
+        let q: RateQuota = " 100 / 250ms ".parse().unwrap();
+        assert_eq!(q.emission_interval(), Duration::from_micros(2_500));
+        assert_eq!(
+            "2/1h".parse::<RateQuota>().unwrap().period(),
+            Duration::from_secs(3600)
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_and_degenerate_quotas() {
+        for bad in [
+            "", "10", "10/", "/1m", "0/1m", "10/0s", "-1/1m", "10/1d", "x/1m", "10/m1",
+        ] {
+            let err = bad.parse::<RateQuota>().unwrap_err();
+            assert_eq!(err.field, "rate_limit", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        let q: RateQuota = "7/3s".parse().unwrap();
+        assert_eq!(q.to_string().parse::<RateQuota>().unwrap(), q);
+    }
+}
