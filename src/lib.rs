@@ -49,11 +49,15 @@
 pub mod clock;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "jwt")]
+pub mod jwt;
 pub mod machine;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod model;
 pub mod ports;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{Engine, EngineBuilder, EngineConfig};
