@@ -1,0 +1,2 @@
+//! Load test (work in progress).
+fn main() {}
