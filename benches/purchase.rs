@@ -1,1 +1,233 @@
-fn main() {}
+//! Criterion benches of the purchase path on the in-memory backends.
+//!
+//! `cargo bench --bench purchase` runs them all; figures are recorded in
+//! docs/performance.md.
+//!
+//! * `machine/*`: one full pass of the pure state machine (no I/O).
+//! * `engine/purchase_single_task`: `Engine::purchase` on a current-thread
+//!   runtime, each attempt a success (huge stock, many buyers).
+//! * `engine/sold_out_rejection`: attempts after the product sold out.
+//! * `contended/*`: 1,024 purchases per iteration spread over 64 tasks, on a
+//!   multi-thread runtime with 1 and then 2 workers, either on one hot
+//!   product or on 64 products (one per task).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
+use flashsale::machine::{Action, MachineConfig, PurchaseMachine};
+use flashsale::memory::{
+    MemoryOrderSink, MemoryRateLimiter, MemoryStockStore, StaticAuthenticator,
+};
+use flashsale::model::{Principal, Receipt, Reservation, ReservationState, UserId};
+use flashsale::ports::{CommitOutcome, RateDecision, ReserveOutcome};
+use flashsale::{
+    Credentials, Engine, OrderId, Outcome, ProductId, PurchaseRequest, Quantity, RateQuota, Sale,
+    Timestamp,
+};
+
+const USERS: usize = 4_096;
+const NOW: Timestamp = Timestamp::from_millis(1_767_225_600_000);
+
+fn machine_pass(c: &mut Criterion) {
+    let sale = Sale::builder(ProductId::new("p").unwrap(), 100)
+        .build()
+        .unwrap();
+    let principal = Principal::user(UserId::new("u").unwrap());
+    let req = PurchaseRequest::new(ProductId::new("p").unwrap(), Quantity::ONE);
+    let order_id = OrderId::new(NOW);
+    c.bench_function("machine/full_pass", |b| {
+        b.iter(|| {
+            let mut m = PurchaseMachine::new(
+                req.clone(),
+                Some(&sale),
+                order_id,
+                NOW,
+                MachineConfig::default(),
+            );
+            m.handle_authenticated(Ok(Ok(principal.clone()))).unwrap();
+            m.handle_rate_checked(Ok(RateDecision::Allowed)).unwrap();
+            let Action::Reserve(r) = m.poll_action() else {
+                unreachable!()
+            };
+            let held = Reservation {
+                order_id: r.order_id,
+                product: r.product.clone(),
+                user: r.user.clone(),
+                quantity: r.quantity,
+                idempotency_key: None,
+                created_at: r.now,
+                expires_at: r.now,
+                awaits_confirmation: false,
+                state: ReservationState::Held,
+            };
+            m.handle_reserved(Ok(ReserveOutcome::Reserved(held)))
+                .unwrap();
+            m.handle_submitted(Ok(Receipt {
+                order_id,
+                location: String::new(),
+            }))
+            .unwrap();
+            m.handle_committed(Ok(CommitOutcome::Committed)).unwrap();
+            black_box(m.into_outcome())
+        })
+    });
+}
+
+fn tokens() -> (Arc<StaticAuthenticator>, Vec<Credentials>) {
+    let mut auth = StaticAuthenticator::new();
+    let mut creds = Vec::with_capacity(USERS);
+    for u in 0..USERS {
+        let token = format!("token-{u}");
+        auth.insert(
+            token.clone(),
+            Principal::user(UserId::new(format!("u{u}")).unwrap()),
+        );
+        creds.push(Credentials::bearer(token));
+    }
+    (Arc::new(auth), creds)
+}
+
+/// An engine whose sink is drained now and then so memory stays flat.
+fn engine(auth: Arc<StaticAuthenticator>) -> (Engine, Arc<MemoryOrderSink>) {
+    let sink = Arc::new(MemoryOrderSink::new());
+    let engine = Engine::builder()
+        .stock_store(Arc::new(MemoryStockStore::new()))
+        .rate_limiter(Arc::new(MemoryRateLimiter::new(
+            RateQuota::new(u32::MAX / 2, Duration::from_secs(1)).unwrap(),
+        )))
+        .order_sink(sink.clone())
+        .authenticator(auth)
+        .build()
+        .unwrap();
+    (engine, sink)
+}
+
+async fn big_sale(engine: &Engine, id: &str) -> ProductId {
+    let p = ProductId::new(id).unwrap();
+    let sale = Sale::builder(p.clone(), Sale::MAX_STOCK).build().unwrap();
+    engine.create_sale(&sale).await.unwrap();
+    p
+}
+
+fn single_task(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (auth, creds) = tokens();
+    let (engine, sink) = engine(auth);
+    let p = rt.block_on(big_sale(&engine, "single"));
+    let mut g = c.benchmark_group("engine");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0usize;
+    g.bench_function("purchase_single_task", |b| {
+        b.iter(|| {
+            i += 1;
+            if i.is_multiple_of(65_536) {
+                sink.drain();
+            }
+            let req = PurchaseRequest::new(p.clone(), Quantity::ONE);
+            let out = rt.block_on(engine.purchase(&creds[i % USERS], req));
+            debug_assert!(matches!(out, Outcome::Purchased(_)));
+            black_box(out)
+        })
+    });
+    let sold_out = ProductId::new("gone").unwrap();
+    rt.block_on(async {
+        let sale = Sale::builder(sold_out.clone(), 0).build().unwrap();
+        engine.create_sale(&sale).await.unwrap();
+    });
+    g.bench_function("sold_out_rejection", |b| {
+        b.iter(|| {
+            i += 1;
+            let req = PurchaseRequest::new(sold_out.clone(), Quantity::ONE);
+            let out = rt.block_on(engine.purchase(&creds[i % USERS], req));
+            assert_eq!(out, Outcome::SoldOut);
+        })
+    });
+    g.finish();
+}
+
+/// 1,024 purchases over 64 tasks on `workers` threads; `hot`: all on one
+/// product, else one product per task.
+fn contended(c: &mut Criterion) {
+    const TASKS: usize = 64;
+    const PER_TASK: usize = 16;
+    let mut g = c.benchmark_group("contended");
+    g.throughput(Throughput::Elements((TASKS * PER_TASK) as u64));
+    g.measurement_time(Duration::from_secs(8));
+    for hot in [true, false] {
+        for workers in [1usize, 2] {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .enable_all()
+                .build()
+                .unwrap();
+            let (auth, creds) = tokens();
+            let creds = Arc::new(creds);
+            let (engine, sink) = engine(auth);
+            let products: Arc<Vec<ProductId>> = Arc::new(rt.block_on(async {
+                let mut v = Vec::new();
+                for t in 0..TASKS {
+                    let id = if hot {
+                        "hot".to_owned()
+                    } else {
+                        format!("p{t}")
+                    };
+                    if !hot || t == 0 {
+                        big_sale(&engine, &id).await;
+                    }
+                    v.push(ProductId::new(id).unwrap());
+                }
+                v
+            }));
+            let next = Arc::new(AtomicUsize::new(0));
+            let name = if hot {
+                "one_hot_product"
+            } else {
+                "many_products"
+            };
+            g.bench_with_input(BenchmarkId::new(name, workers), &workers, |b, _| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        rt.block_on(async {
+                            let mut handles = Vec::with_capacity(TASKS);
+                            for t in 0..TASKS {
+                                let (engine, creds, products, next) = (
+                                    engine.clone(),
+                                    creds.clone(),
+                                    products.clone(),
+                                    next.clone(),
+                                );
+                                handles.push(tokio::spawn(async move {
+                                    for _ in 0..PER_TASK {
+                                        let u = next.fetch_add(1, Ordering::Relaxed) % USERS;
+                                        let req = PurchaseRequest::new(
+                                            products[t].clone(),
+                                            Quantity::ONE,
+                                        );
+                                        black_box(engine.purchase(&creds[u], req).await);
+                                    }
+                                }));
+                            }
+                            for h in handles {
+                                h.await.unwrap();
+                            }
+                        });
+                        if sink.len() > 1_000_000 {
+                            sink.drain();
+                        }
+                    }
+                    start.elapsed()
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, machine_pass, single_task, contended);
+criterion_main!(benches);

@@ -35,7 +35,8 @@ struct ProductState {
     /// Units held + committed per buyer.
     per_user: HashMap<UserId, u64>,
     reservations: HashMap<OrderId, Reservation>,
-    keys: HashMap<(UserId, IdempotencyKey), OrderId>,
+    /// Idempotency keys per buyer.
+    keys: HashMap<UserId, HashMap<IdempotencyKey, OrderId>>,
     /// Held reservations by expiry, for the sweeper.
     expiry: BTreeSet<(Timestamp, OrderId)>,
 }
@@ -62,10 +63,12 @@ impl ProductState {
         if let Some(existing) = self.reservations.get(&req.order_id) {
             return ReserveOutcome::Duplicate(existing.clone());
         }
-        if let Some(key) = &req.idempotency_key {
-            if let Some(id) = self.keys.get(&(req.user.clone(), key.clone())) {
-                return ReserveOutcome::Duplicate(self.reservations[id].clone());
-            }
+        if let Some(id) = req
+            .idempotency_key
+            .as_ref()
+            .and_then(|key| self.keys.get(&req.user)?.get(key))
+        {
+            return ReserveOutcome::Duplicate(self.reservations[id].clone());
         }
         if !self.sale.is_open(req.now) {
             return ReserveOutcome::NotOnSale;
@@ -100,7 +103,9 @@ impl ProductState {
         *self.per_user.entry(req.user.clone()).or_insert(0) += q;
         if let Some(key) = &req.idempotency_key {
             self.keys
-                .insert((req.user.clone(), key.clone()), req.order_id);
+                .entry(req.user.clone())
+                .or_default()
+                .insert(key.clone(), req.order_id);
         }
         self.expiry.insert((reservation.expires_at, req.order_id));
         self.reservations.insert(req.order_id, reservation.clone());
@@ -168,8 +173,11 @@ impl ProductState {
         let r = self.return_units(order, ReservationState::Cancelled);
         if reason == ReleaseReason::Aborted {
             self.reservations.remove(order);
-            if let Some(key) = r.idempotency_key {
-                self.keys.remove(&(r.user, key));
+            if let (Some(key), Some(user_keys)) = (&r.idempotency_key, self.keys.get_mut(&r.user)) {
+                user_keys.remove(key);
+                if user_keys.is_empty() {
+                    self.keys.remove(&r.user);
+                }
             }
         }
         ReleaseOutcome::Released

@@ -148,18 +148,18 @@ impl SaleBuilder {
                 format!("must be between 1 and {}", Quantity::MAX),
             ));
         }
-        if let (Some(start), Some(end)) = (s.starts_at, s.ends_at) {
-            if end <= start {
-                return Err(InvalidInput::new("ends_at", "must be after starts_at"));
-            }
+        if let (Some(start), Some(end)) = (s.starts_at, s.ends_at)
+            && end <= start
+        {
+            return Err(InvalidInput::new("ends_at", "must be after starts_at"));
         }
-        if let Some(h) = s.hold {
-            if h < Duration::from_secs(1) || h > Sale::MAX_HOLD {
-                return Err(InvalidInput::new(
-                    "hold_seconds",
-                    "must be between 1 second and 1 day",
-                ));
-            }
+        if let Some(h) = s.hold
+            && (h < Duration::from_secs(1) || h > Sale::MAX_HOLD)
+        {
+            return Err(InvalidInput::new(
+                "hold_seconds",
+                "must be between 1 second and 1 day",
+            ));
         }
         Ok(s)
     }
