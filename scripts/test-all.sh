@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test of the crate: unit, property, conformance, HTTP and the
+# real-server backend tests. Starts the services those need (Redis, a Redis
+# Cluster) when they are not already running, and stops what it started.
+#
+#   scripts/test-all.sh            # everything
+#   scripts/test-all.sh redis      # extra args go to `cargo test` (a filter)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Under CI a backend test whose service is missing must fail, not skip.
+export CI="${CI:-}"
+
+cmd=(cargo test --all-features --locked "$@")
+if [[ -x backends/redis/with-redis.sh ]]; then
+  exec backends/redis/with-redis.sh "${cmd[@]}"
+else
+  exec "${cmd[@]}"
+fi
