@@ -84,7 +84,8 @@ impl EngineBuilder {
         self.config.port_timeout = d;
         self
     }
-    /// How long a reservation of a sale without holds may stay uncommitted.
+    /// How long a reservation of a sale without holds may stay uncommitted
+    /// (must exceed five port timeouts).
     pub fn pending_ttl(mut self, d: Duration) -> Self {
         self.config.machine.pending_ttl = d;
         self
@@ -107,12 +108,14 @@ impl EngineBuilder {
         if c.port_timeout.is_zero() {
             return Err(Error::Config("port_timeout must be above zero".into()));
         }
-        if c.machine.pending_ttl <= c.port_timeout * 3 {
+        // A purchase makes up to five port calls before it commits (sale
+        // lookup, authenticate, rate check, reserve, submit).
+        if c.machine.pending_ttl <= c.port_timeout * 5 {
             return Err(Error::Config(format!(
-                "pending_ttl ({:?}) must exceed three port timeouts ({:?}) so that a slow \
+                "pending_ttl ({:?}) must exceed five port timeouts ({:?}) so that a slow \
                  purchase is not swept before it commits",
                 c.machine.pending_ttl,
-                c.port_timeout * 3
+                c.port_timeout * 5
             )));
         }
         if c.machine.rate_cost == 0 || c.sweep_batch == 0 {

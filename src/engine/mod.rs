@@ -147,14 +147,13 @@ impl Engine {
                 Action::Submit(order) => {
                     Fed::Submit(self.call("submit", inner.sink.submit(order)).await)
                 }
-                Action::Commit {
-                    product,
-                    order_id,
-                    now,
-                } => Fed::Commit(
-                    self.call("commit", inner.stock.commit(product, order_id, now))
-                        .await,
-                ),
+                Action::Commit { product, order_id } => {
+                    let now = inner.clock.now();
+                    Fed::Commit(
+                        self.call("commit", inner.stock.commit(product, order_id, now))
+                            .await,
+                    )
+                }
                 Action::Release {
                     product,
                     order_id,

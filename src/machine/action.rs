@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::model::{Order, OrderId, Outcome, ProductId, Timestamp, UserId};
+use crate::model::{Order, OrderId, Outcome, ProductId, UserId};
 use crate::ports::{ReleaseReason, ReserveRequest};
 
 /// The next thing the driver must do.
@@ -26,15 +26,14 @@ pub enum Action<'a> {
     /// Call [`OrderSink::submit`](crate::ports::OrderSink); feed
     /// `handle_submitted`.
     Submit(&'a Order),
-    /// Call [`StockStore::commit`](crate::ports::StockStore); feed
-    /// `handle_committed`.
+    /// Call [`StockStore::commit`](crate::ports::StockStore) with the
+    /// current time (a hold that lapsed while the order was being submitted
+    /// must not be committed); feed `handle_committed`.
     Commit {
         /// The product.
         product: &'a ProductId,
         /// The reservation.
         order_id: &'a OrderId,
-        /// The request's time.
-        now: Timestamp,
     },
     /// Call [`StockStore::release`](crate::ports::StockStore); feed
     /// `handle_released`.

@@ -103,7 +103,6 @@ impl PurchaseMachine {
             State::Committing { reservation, .. } => Action::Commit {
                 product: &reservation.product,
                 order_id: &reservation.order_id,
-                now: reservation.created_at,
             },
             State::Releasing { reservation, .. } => Action::Release {
                 product: &reservation.product,

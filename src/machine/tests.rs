@@ -274,7 +274,6 @@ fn submitted_order_is_committed_then_purchased() {
         Action::Commit {
             product: &product(),
             order_id: &r.order_id,
-            now: NOW
         }
     );
     m.handle_committed(Ok(CommitOutcome::Committed)).unwrap();
