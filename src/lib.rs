@@ -49,6 +49,7 @@
 pub mod clock;
 pub mod engine;
 pub mod error;
+pub mod http;
 #[cfg(feature = "jwt")]
 pub mod jwt;
 pub mod machine;

@@ -1,0 +1,186 @@
+//! The axum 0.8 adapter (feature `axum`): a [`Router`] serving every route
+//! of the [HTTP contract](crate::http), and [`IntoResponse`] for
+//! [`ApiResponse`].
+//!
+//! ```no_run
+//! # async fn run(engine: flashsale::Engine) -> std::io::Result<()> {
+//! let app = flashsale::http::axum::router(flashsale::http::Api::new(engine));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use super::{Api, ApiResponse, BadRequest, CONTENT_TYPE, RequestParts, paths};
+
+impl IntoResponse for ApiResponse {
+    fn into_response(self) -> Response {
+        let mut response = Response::new(Body::from(self.body));
+        *response.status_mut() =
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        for (name, value) in self.headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
+        response
+    }
+}
+
+/// A router serving every route of the contract on `api`, with `404` and
+/// `405` answered as JSON like everything else.
+///
+/// Merge it into an application's own router, or nest it under a prefix.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route(paths::BUY, post(buy))
+        .route(paths::PRODUCT, get(product))
+        .route(paths::ADMIN_PRODUCT, put(put_sale))
+        .route(paths::CONFIRM, post(confirm))
+        .route(paths::CANCEL, post(cancel))
+        .route(paths::HEALTHZ, get(healthz))
+        .route(paths::READYZ, get(readyz))
+        .fallback(|| async { ApiResponse::not_found() })
+        .method_not_allowed_fallback(|| async { ApiResponse::method_not_allowed() })
+        .with_state(api)
+}
+
+/// Reads the whole body, stopping at `limit` bytes.
+///
+/// A declared `Content-Length` over the limit is refused before reading.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiResponse> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiResponse::payload_too_large(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(ApiResponse::payload_too_large(limit)),
+        Err(e) => Err(ApiResponse::bad_request(&BadRequest::new(
+            "body",
+            format!("the request body could not be read: {e}"),
+        ))),
+    }
+}
+
+/// The path parameter, or a `400` naming `field` when it cannot be
+/// decoded (e.g. percent-encoded bytes that are not UTF-8).
+fn path_param(
+    raw: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    field: &'static str,
+) -> Result<String, ApiResponse> {
+    raw.map(|Path(p)| p).map_err(|e| {
+        ApiResponse::bad_request(&BadRequest::new(
+            field,
+            format!("invalid {field}: {}", e.body_text()),
+        ))
+    })
+}
+
+fn parts<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> RequestParts<'a> {
+    RequestParts {
+        authorization: headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+        idempotency_key: headers.get("idempotency-key").map(HeaderValue::as_bytes),
+        body,
+    }
+}
+
+async fn buy(
+    State(api): State<Api>,
+    product: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResponse {
+    let body = match read_body(&headers, body, api.body_limit()).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match path_param(product, "product_id") {
+        Ok(product) => api.buy(&product, parts(&headers, &body)).await,
+        Err(r) => r,
+    }
+}
+
+async fn product(
+    State(api): State<Api>,
+    product: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> ApiResponse {
+    match path_param(product, "product_id") {
+        Ok(product) => api.product(&product).await,
+        Err(r) => r,
+    }
+}
+
+async fn put_sale(
+    State(api): State<Api>,
+    product: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResponse {
+    let body = match read_body(&headers, body, api.body_limit()).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match path_param(product, "product_id") {
+        Ok(product) => api.put_sale(&product, parts(&headers, &body)).await,
+        Err(r) => r,
+    }
+}
+
+async fn confirm(
+    State(api): State<Api>,
+    order: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResponse {
+    let body = match read_body(&headers, body, api.body_limit()).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match path_param(order, "order_id") {
+        Ok(order) => api.confirm(&order, parts(&headers, &body)).await,
+        Err(r) => r,
+    }
+}
+
+async fn cancel(
+    State(api): State<Api>,
+    order: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResponse {
+    let body = match read_body(&headers, body, api.body_limit()).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match path_param(order, "order_id") {
+        Ok(order) => api.cancel(&order, parts(&headers, &body)).await,
+        Err(r) => r,
+    }
+}
+
+async fn healthz(State(api): State<Api>) -> ApiResponse {
+    api.healthz()
+}
+
+async fn readyz(State(api): State<Api>) -> ApiResponse {
+    api.readyz().await
+}

@@ -1,0 +1,996 @@
+//! The HTTP contract suite, shared by `tests/http_axum.rs` and
+//! `tests/http_actix.rs`: every case runs, unchanged, against both
+//! frameworks through a [`Client`] that sends one in-process request.
+//!
+//! Each case builds a fresh [`Fixture`]: memory backends behind switches
+//! that make a port fail, a manual clock, the real HS256 JWT
+//! authenticator, and four sales.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use flashsale::http::Api;
+use flashsale::jwt::{Claims, JwtAuthenticator, sign_hs256};
+use flashsale::memory::{MemoryOrderSink, MemoryRateLimiter, MemoryStockStore};
+use flashsale::model::{Order, OrderId, Receipt, Reservation, StockLevels};
+use flashsale::ports::{
+    CommitOutcome, ReleaseOutcome, ReleaseReason, ReserveOutcome, ReserveRequest, SaleWrite,
+};
+use flashsale::{
+    Engine, Error, ManualClock, OrderSink, ProductId, RateQuota, Result, Sale, StockStore,
+    Timestamp, UserId,
+};
+use serde_json::{Value, json};
+
+/// The HS256 secret the fixture's authenticator trusts.
+pub const SECRET: &[u8] = b"test-secret-for-the-http-suite-0123456789";
+/// The fixture clock's start: 2026-01-01T00:00:00Z.
+pub const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
+/// Per-user quota of the fixture's rate limiter.
+pub const QUOTA: &str = "10/1m";
+
+/// One request.
+#[derive(Debug, Clone)]
+pub struct Req {
+    /// `GET`, `POST`, `PUT`, ...
+    pub method: &'static str,
+    /// Path (already percent-encoded as needed).
+    pub path: String,
+    /// Headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Req {
+    fn new(method: &'static str, path: impl Into<String>) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+    pub fn get(path: impl Into<String>) -> Self {
+        Self::new("GET", path)
+    }
+    pub fn post(path: impl Into<String>) -> Self {
+        Self::new("POST", path)
+    }
+    pub fn put(path: impl Into<String>) -> Self {
+        Self::new("PUT", path)
+    }
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", format!("Bearer {token}"))
+    }
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+    pub fn json(self, v: Value) -> Self {
+        self.header("content-type", "application/json")
+            .body(v.to_string())
+    }
+}
+
+/// One response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    /// Header names lower-case.
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    /// The `error` code of an error body.
+    pub fn code(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("")
+    }
+}
+
+/// Sends one request through a framework, in process.
+pub trait Client {
+    /// Sends `req` and reads the whole response.
+    fn send(&self, req: Req) -> impl Future<Output = Resp>;
+}
+
+/// A switch that makes a wrapped port fail.
+#[derive(Debug, Default, Clone)]
+pub struct Switch(Arc<AtomicBool>);
+
+impl Switch {
+    pub fn set(&self, failing: bool) {
+        self.0.store(failing, Ordering::SeqCst);
+    }
+    fn check(&self, operation: &'static str) -> Result<()> {
+        if self.0.load(Ordering::SeqCst) {
+            Err(Error::backend("test", operation, "injected failure"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A memory stock store that fails every call while its switch is on.
+pub struct FlakyStock {
+    inner: MemoryStockStore,
+    fail: Switch,
+}
+
+#[async_trait]
+impl StockStore for FlakyStock {
+    async fn create_sale(&self, sale: &Sale) -> Result<SaleWrite> {
+        self.fail.check("create_sale")?;
+        self.inner.create_sale(sale).await
+    }
+    async fn sale(&self, product: &ProductId) -> Result<Option<Sale>> {
+        self.fail.check("sale")?;
+        self.inner.sale(product).await
+    }
+    async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveOutcome> {
+        self.fail.check("reserve")?;
+        self.inner.reserve(req).await
+    }
+    async fn commit(
+        &self,
+        product: &ProductId,
+        order: &OrderId,
+        now: Timestamp,
+    ) -> Result<CommitOutcome> {
+        self.fail.check("commit")?;
+        self.inner.commit(product, order, now).await
+    }
+    async fn release(
+        &self,
+        product: &ProductId,
+        order: &OrderId,
+        reason: ReleaseReason,
+    ) -> Result<ReleaseOutcome> {
+        self.fail.check("release")?;
+        self.inner.release(product, order, reason).await
+    }
+    async fn reservation(&self, order: &OrderId) -> Result<Option<Reservation>> {
+        self.fail.check("reservation")?;
+        self.inner.reservation(order).await
+    }
+    async fn expire(&self, now: Timestamp, max: usize) -> Result<Vec<Reservation>> {
+        self.fail.check("expire")?;
+        self.inner.expire(now, max).await
+    }
+    async fn snapshot(&self, product: &ProductId) -> Result<Option<StockLevels>> {
+        self.fail.check("snapshot")?;
+        self.inner.snapshot(product).await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.fail.check("ping")
+    }
+}
+
+/// A memory order sink that fails while its switch is on.
+pub struct FlakySink {
+    pub inner: MemoryOrderSink,
+    fail: Switch,
+}
+
+#[async_trait]
+impl OrderSink for FlakySink {
+    async fn submit(&self, order: &Order) -> Result<Receipt> {
+        self.fail.check("submit")?;
+        self.inner.submit(order).await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.fail.check("ping")
+    }
+}
+
+/// A fresh engine and the handles a case needs to inspect it.
+pub struct Fixture {
+    pub api: Api,
+    pub engine: Engine,
+    pub clock: ManualClock,
+    pub stock_fails: Switch,
+    pub sink_fails: Switch,
+    pub sink: Arc<FlakySink>,
+}
+
+/// `widget`: 10 units, 3 per buyer, 2 per order.
+pub const WIDGET: &str = "widget";
+/// `tickets`: 5 units held 60 s awaiting confirmation.
+pub const TICKETS: &str = "tickets";
+/// `later`: opens an hour after [`T0`].
+pub const LATER: &str = "later";
+/// `bulk`: 1,000 units, no practical per-buyer cap.
+pub const BULK: &str = "bulk";
+
+impl Fixture {
+    pub async fn new() -> Self {
+        let clock = ManualClock::new(T0);
+        let stock_fails = Switch::default();
+        let sink_fails = Switch::default();
+        let sink = Arc::new(FlakySink {
+            inner: MemoryOrderSink::new(),
+            fail: sink_fails.clone(),
+        });
+        let quota: RateQuota = QUOTA.parse().unwrap();
+        let engine = Engine::builder()
+            .stock_store(Arc::new(FlakyStock {
+                inner: MemoryStockStore::new(),
+                fail: stock_fails.clone(),
+            }))
+            .rate_limiter(Arc::new(MemoryRateLimiter::with_clock(
+                quota,
+                Arc::new(clock.clone()),
+            )))
+            .order_sink(sink.clone())
+            .authenticator(Arc::new(
+                JwtAuthenticator::hs256(SECRET).with_clock(Arc::new(clock.clone())),
+            ))
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .unwrap();
+        let p = |s: &str| ProductId::new(s).unwrap();
+        for sale in [
+            Sale::builder(p(WIDGET), 10)
+                .per_user_limit(3)
+                .per_order_max(2)
+                .build(),
+            Sale::builder(p(TICKETS), 5)
+                .per_user_limit(5)
+                .per_order_max(5)
+                .hold(Duration::from_secs(60))
+                .build(),
+            Sale::builder(p(LATER), 5)
+                .starts_at(T0.saturating_add(Duration::from_secs(3600)))
+                .build(),
+            Sale::builder(p(BULK), 1000).per_order_max(10).build(),
+        ] {
+            engine.create_sale(&sale.unwrap()).await.unwrap();
+        }
+        Self {
+            api: Api::new(engine.clone()),
+            engine,
+            clock,
+            stock_fails,
+            sink_fails,
+            sink,
+        }
+    }
+
+    /// A valid token for `user` with `roles`, valid for an hour.
+    pub fn token_with(&self, user: &str, roles: &[&str]) -> String {
+        let claims = Claims::new(
+            &UserId::new(user).unwrap(),
+            self.clock_now(),
+            Duration::from_secs(3600),
+        )
+        .with_roles(roles.iter().copied());
+        sign_hs256(SECRET, &claims).unwrap()
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        self.token_with(user, &[])
+    }
+
+    pub fn admin(&self) -> String {
+        self.token_with("root", &["admin"])
+    }
+
+    fn clock_now(&self) -> Timestamp {
+        use flashsale::Clock as _;
+        self.clock.now()
+    }
+
+    pub async fn levels(&self, product: &str) -> StockLevels {
+        self.engine
+            .snapshot(&ProductId::new(product).unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    pub fn orders(&self) -> usize {
+        self.sink.inner.len()
+    }
+}
+
+fn b64(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+/// A token signed with `secret` under `alg` over any payload.
+fn forge(alg: jsonwebtoken::Algorithm, payload: &Value, secret: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(alg),
+        payload,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+/// Every token a client might wrongly present, with a name for messages.
+pub fn bad_tokens(f: &Fixture) -> Vec<(&'static str, Option<String>)> {
+    let now = T0.as_millis() / 1000;
+    let user = UserId::new("mallory").unwrap();
+    let claims = json!({ "sub": "mallory", "exp": now + 3600 });
+    vec![
+        ("missing", None),
+        ("empty", Some(String::new())),
+        ("garbage", Some("not-a-jwt".into())),
+        ("three garbage parts", Some("a.b.c".into())),
+        (
+            "alg none",
+            Some(format!(
+                "{}.{}.",
+                b64(&json!({ "alg": "none", "typ": "JWT" })),
+                b64(&claims)
+            )),
+        ),
+        (
+            "wrong signature",
+            Some(
+                sign_hs256(
+                    b"some-other-secret-entirely-0123456789",
+                    &Claims::new(&user, T0, Duration::from_secs(3600)),
+                )
+                .unwrap(),
+            ),
+        ),
+        (
+            "tampered payload",
+            Some({
+                let good = f.token("mallory");
+                let mut parts: Vec<&str> = good.split('.').collect();
+                let evil = b64(&json!({ "sub": "mallory", "exp": now + 3600, "roles": ["admin"] }));
+                parts[1] = &evil;
+                parts.join(".")
+            }),
+        ),
+        (
+            "expired",
+            Some(
+                sign_hs256(
+                    SECRET,
+                    &Claims {
+                        exp: now - 3600,
+                        iat: Some(now - 7200),
+                        ..Claims::new(&user, T0, Duration::from_secs(1))
+                    },
+                )
+                .unwrap(),
+            ),
+        ),
+        (
+            "not yet valid",
+            Some(
+                sign_hs256(
+                    SECRET,
+                    &Claims::new(&user, T0, Duration::from_secs(7200))
+                        .with_not_before(T0.saturating_add(Duration::from_secs(3600))),
+                )
+                .unwrap(),
+            ),
+        ),
+        (
+            "disallowed algorithm HS512",
+            Some(forge(jsonwebtoken::Algorithm::HS512, &claims, SECRET)),
+        ),
+        (
+            "no sub",
+            Some(forge(
+                jsonwebtoken::Algorithm::HS256,
+                &json!({ "exp": now + 3600 }),
+                SECRET,
+            )),
+        ),
+        (
+            "no exp",
+            Some(forge(
+                jsonwebtoken::Algorithm::HS256,
+                &json!({ "sub": "mallory" }),
+                SECRET,
+            )),
+        ),
+        ("oversized", Some(format!("{}.{}.x", "a".repeat(9000), "b"))),
+    ]
+}
+
+/// Asserts that nothing changed: `product`'s levels are `before` and the
+/// sink holds `orders` orders.
+async fn unchanged(f: &Fixture, product: &str, before: StockLevels, orders: usize, what: &str) {
+    assert_eq!(
+        f.levels(product).await,
+        before,
+        "stock changed after {what}"
+    );
+    assert_eq!(f.orders(), orders, "an order was made after {what}");
+}
+
+fn buy(product: &str) -> Req {
+    Req::post(format!("/buy/{product}"))
+}
+
+// ----------------------------------------------------------------- cases
+
+pub async fn buy_succeeds<C: Client>(c: &C, f: &Fixture) {
+    let r = c
+        .send(
+            buy(WIDGET)
+                .bearer(&f.token("ann"))
+                .json(json!({ "quantity": 2 })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.body["product_id"], WIDGET);
+    assert_eq!(r.body["quantity"], 2);
+    assert_eq!(r.body["status"], "confirmed");
+    assert_eq!(r.body["user_id"], "ann");
+    assert_eq!(r.body["replayed"], false);
+    assert!(
+        r.body["order_id"]
+            .as_str()
+            .unwrap()
+            .parse::<OrderId>()
+            .is_ok()
+    );
+    let l = f.levels(WIDGET).await;
+    assert_eq!((l.available, l.held, l.committed), (8, 0, 2));
+    assert_eq!(f.orders(), 1);
+    assert_eq!(
+        f.sink.inner.orders()[0].order_id.to_string(),
+        r.body["order_id"].as_str().unwrap()
+    );
+}
+
+pub async fn body_is_optional<C: Client>(c: &C, f: &Fixture) {
+    let t = f.token("ann");
+    let r = c.send(buy(WIDGET).bearer(&t)).await;
+    assert_eq!((r.status, &r.body["quantity"]), (200, &json!(1)));
+    let r = c.send(buy(WIDGET).bearer(&t).json(json!({}))).await;
+    assert_eq!((r.status, &r.body["quantity"]), (200, &json!(1)));
+    assert_eq!(f.levels(WIDGET).await.committed, 2);
+}
+
+pub async fn bad_tokens_are_401_and_change_nothing<C: Client>(c: &C, f: &Fixture) {
+    let before = f.levels(WIDGET).await;
+    for (name, token) in bad_tokens(f) {
+        let mut req = buy(WIDGET).json(json!({ "quantity": 1 }));
+        if let Some(t) = &token {
+            req = req.bearer(t);
+        }
+        let r = c.send(req).await;
+        assert_eq!(r.status, 401, "{name}: {:?}", r.body);
+        assert_eq!(r.code(), "unauthenticated", "{name}");
+        assert!(
+            r.header("www-authenticate")
+                .unwrap_or("")
+                .starts_with("Bearer"),
+            "{name}: {:?}",
+            r.headers
+        );
+        unchanged(f, WIDGET, before, 0, name).await;
+    }
+    // Other schemes are not bearer tokens.
+    let r = c
+        .send(buy(WIDGET).header("authorization", "Basic YWxpY2U6cHc="))
+        .await;
+    assert_eq!(
+        (r.status, r.header("www-authenticate")),
+        (401, Some("Bearer"))
+    );
+    unchanged(f, WIDGET, before, 0, "basic auth").await;
+}
+
+pub async fn bad_quantities_are_400_and_change_nothing<C: Client>(c: &C, f: &Fixture) {
+    let t = f.token("ann");
+    let before = f.levels(WIDGET).await;
+    for body in [
+        "{\"quantity\": 0}",
+        "{\"quantity\": -1}",
+        "{\"quantity\": -9223372036854775808}",
+        "{\"quantity\": 1.5}",
+        "{\"quantity\": \"1\"}",
+        "{\"quantity\": true}",
+        "{\"quantity\": null}",
+        "{\"quantity\": [1]}",
+        "{\"quantity\": 1e30}",
+        "{\"quantity\": 99999999999999999999999999}",
+        "{\"quantity\": 4294967297}",
+        "{\"quantity\": 3}", // above widget's per-order max of 2
+    ] {
+        let r = c
+            .send(
+                buy(WIDGET)
+                    .bearer(&t)
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{body}: {:?}", r.body);
+        assert_eq!(r.code(), "invalid_request", "{body}");
+        assert_eq!(r.body["field"], "quantity", "{body}");
+        assert!(r.body["message"].as_str().unwrap().contains("quantity"));
+        unchanged(f, WIDGET, before, 0, body).await;
+    }
+}
+
+pub async fn bad_bodies_are_400_or_413_and_change_nothing<C: Client>(c: &C, f: &Fixture) {
+    let t = f.token("ann");
+    let before = f.levels(WIDGET).await;
+    for (body, field) in [
+        ("{", "body"),
+        ("{\"quantity\": 1", "body"),
+        ("{\"quantity\": 1,}", "body"),
+        ("quantity=1", "body"),
+        ("[{\"quantity\": 1}]", "body"),
+        ("1", "body"),
+        ("\"1\"", "body"),
+        ("null", "body"),
+        ("{\"quantity\": 1, \"price\": 0}", "price"),
+        ("{\"qty\": 1}", "qty"),
+    ] {
+        let r = c.send(buy(WIDGET).bearer(&t).body(body)).await;
+        assert_eq!(r.status, 400, "{body}: {:?}", r.body);
+        assert_eq!(r.body["field"], field, "{body}");
+        unchanged(f, WIDGET, before, 0, body).await;
+    }
+    let r = c
+        .send(buy(WIDGET).bearer(&t).body(vec![0xff, 0xfe, 0x00]))
+        .await;
+    assert_eq!((r.status, r.body["field"].as_str()), (400, Some("body")));
+
+    // Oversized: 413 whatever the content, before anything else.
+    let big = format!("{{\"quantity\": 1, \"pad\": \"{}\"}}", "x".repeat(5000));
+    let r = c.send(buy(WIDGET).bearer(&t).body(big.clone())).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (413, "payload_too_large"),
+        "{:?}",
+        r.body
+    );
+    let r = c.send(buy(WIDGET).body(vec![b' '; 4097])).await;
+    assert_eq!(r.status, 413);
+    // Exactly at the limit is fine (whitespace is an empty body).
+    let r = c.send(buy(WIDGET).bearer(&t).body(vec![b' '; 4096])).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let after = f.levels(WIDGET).await;
+    assert_eq!(after.committed, before.committed + 1);
+}
+
+pub async fn bad_product_ids<C: Client>(c: &C, f: &Fixture) {
+    let t = f.token("ann");
+    let before = f.levels(WIDGET).await;
+    for path in [
+        format!("/buy/{}", "p".repeat(65)),
+        "/buy/a%20b".into(),
+        "/buy/a$b".into(),
+        "/buy/%C3%A9t%C3%A9".into(),
+        "/buy/a%2Fb".into(),
+        "/buy/%FF".into(),
+    ] {
+        let r = c.send(Req::post(path.clone()).bearer(&t)).await;
+        assert_eq!(r.status, 400, "{path}: {:?}", r.body);
+        assert_eq!(r.body["field"], "product_id", "{path}");
+        let r = c.send(Req::get(path.replace("/buy/", "/products/"))).await;
+        assert_eq!(
+            (r.status, r.body["field"].as_str()),
+            (400, Some("product_id")),
+            "{path}"
+        );
+    }
+    let r = c.send(buy("no-such-thing").bearer(&t)).await;
+    assert_eq!((r.status, r.code()), (404, "unknown_product"));
+    let r = c.send(Req::get("/products/no-such-thing")).await;
+    assert_eq!((r.status, r.code()), (404, "unknown_product"));
+    // The longest valid id is fine (unknown here).
+    let r = c.send(buy(&"p".repeat(64)).bearer(&t)).await;
+    assert_eq!(r.status, 404);
+    unchanged(f, WIDGET, before, 0, "bad ids").await;
+}
+
+pub async fn idempotent_replay_and_conflict<C: Client>(c: &C, f: &Fixture) {
+    let t = f.token("ann");
+    let req = |q: u32, key: &str| {
+        buy(WIDGET)
+            .bearer(&t)
+            .header("idempotency-key", key)
+            .json(json!({ "quantity": q }))
+    };
+    let first = c.send(req(2, "order-1")).await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    let again = c.send(req(2, "order-1")).await;
+    assert_eq!(again.status, 200, "{:?}", again.body);
+    assert_eq!(again.body["order_id"], first.body["order_id"]);
+    assert_eq!(again.body["replayed"], true);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body["idempotency_key"], "order-1");
+    let conflict = c.send(req(1, "order-1")).await;
+    assert_eq!(
+        (conflict.status, conflict.code()),
+        (409, "idempotency_conflict")
+    );
+    assert_eq!(f.levels(WIDGET).await.committed, 2);
+    assert_eq!(f.orders(), 1);
+    // A bad key is a 400 naming the header.
+    for key in ["", &"k".repeat(129), "caf\u{e9}"] {
+        let r = c
+            .send(buy(WIDGET).bearer(&t).header("idempotency-key", key))
+            .await;
+        assert_eq!(
+            (r.status, r.body["field"].as_str()),
+            (400, Some("idempotency_key")),
+            "{key:?}"
+        );
+    }
+    assert_eq!(f.orders(), 1);
+}
+
+pub async fn rate_limited_is_429_with_retry_after<C: Client>(c: &C, f: &Fixture) {
+    let t = f.token("bot");
+    let mut limited = None;
+    for _ in 0..11 {
+        let r = c.send(buy(BULK).bearer(&t)).await;
+        if r.status == 429 {
+            limited = Some(r);
+            break;
+        }
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    let r = limited.expect("the 11th attempt in a minute is limited");
+    assert_eq!(r.code(), "rate_limited");
+    let secs: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=6).contains(&secs), "{secs}");
+    assert_eq!(f.levels(BULK).await.committed, 10);
+    // Another buyer is not affected.
+    let r = c.send(buy(BULK).bearer(&f.token("ann"))).await;
+    assert_eq!(r.status, 200);
+}
+
+pub async fn sold_out_limit_and_window_are_400<C: Client>(c: &C, f: &Fixture) {
+    let mut sold = 0;
+    for user in ["a", "b", "c", "d", "e"] {
+        let t = f.token(user);
+        let r = c
+            .send(buy(WIDGET).bearer(&t).json(json!({ "quantity": 2 })))
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        sold += 2;
+        if user == "a" {
+            // Per-buyer cap of 3: 2 + 2 is too many.
+            let r = c
+                .send(buy(WIDGET).bearer(&t).json(json!({ "quantity": 2 })))
+                .await;
+            assert_eq!((r.status, r.code()), (400, "limit_exceeded"));
+        }
+    }
+    assert_eq!(sold, 10);
+    let r = c.send(buy(WIDGET).bearer(&f.token("f"))).await;
+    assert_eq!((r.status, r.code()), (400, "sold_out"));
+    let l = f.levels(WIDGET).await;
+    assert_eq!((l.available, l.committed), (0, 10));
+    let r = c.send(buy(LATER).bearer(&f.token("f"))).await;
+    assert_eq!((r.status, r.code()), (400, "sale_not_active"));
+    assert_eq!(f.orders(), 5);
+}
+
+pub async fn failing_ports_are_503_and_reserve_nothing<C: Client>(c: &C, f: &Fixture) {
+    let t = f.token("ann");
+    let before = f.levels(WIDGET).await;
+    f.sink_fails.set(true);
+    let r = c.send(buy(WIDGET).bearer(&t)).await;
+    assert_eq!((r.status, r.code()), (503, "unavailable"), "{:?}", r.body);
+    assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    f.sink_fails.set(false);
+    unchanged(f, WIDGET, before, 0, "a failed submit").await;
+
+    f.stock_fails.set(true);
+    let r = c.send(buy(WIDGET).bearer(&t)).await;
+    assert_eq!((r.status, r.code()), (503, "unavailable"));
+    assert!(r.header("retry-after").is_some());
+    let r = c.send(Req::get(format!("/products/{WIDGET}"))).await;
+    assert_eq!((r.status, r.code()), (503, "unavailable"));
+    assert!(r.header("retry-after").is_some());
+    let r = c.send(Req::get("/readyz")).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.body["checks"]["stock_store"], "failed");
+    let r = c.send(Req::get("/healthz")).await;
+    assert_eq!(r.status, 200, "liveness does not depend on backends");
+    f.stock_fails.set(false);
+    unchanged(f, WIDGET, before, 0, "a failed store").await;
+    let r = c.send(buy(WIDGET).bearer(&t)).await;
+    assert_eq!(r.status, 200, "recovers: {:?}", r.body);
+}
+
+pub async fn product_view<C: Client>(c: &C, f: &Fixture) {
+    let r = c
+        .send(
+            buy(TICKETS)
+                .bearer(&f.token("ann"))
+                .json(json!({"quantity": 2})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = c.send(Req::get(format!("/products/{TICKETS}"))).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let b = &r.body;
+    assert_eq!(b["product_id"], TICKETS);
+    assert_eq!(
+        (&b["total"], &b["available"], &b["held"], &b["sold"]),
+        (&json!(5), &json!(3), &json!(2), &json!(0))
+    );
+    assert_eq!(
+        (&b["stock"], &b["per_user_limit"], &b["per_order_max"]),
+        (&json!(5), &json!(5), &json!(5))
+    );
+    assert_eq!(b["hold_seconds"], 60);
+    assert_eq!(b["on_sale"], true);
+    let r = c.send(Req::get(format!("/products/{LATER}"))).await;
+    assert_eq!(r.body["on_sale"], false);
+    assert_eq!(r.body["starts_at"], "2026-01-01T01:00:00.000Z");
+}
+
+pub async fn admin_route<C: Client>(c: &C, f: &Fixture) {
+    let path = "/admin/products/new-drop";
+    let body = json!({ "stock": 50, "per_user_limit": 2, "per_order_max": 1,
+                       "starts_at": "2026-01-01T00:00:00Z", "hold_seconds": 30 });
+    let r = c.send(Req::put(path).json(body.clone())).await;
+    assert_eq!(
+        (r.status, r.header("www-authenticate")),
+        (401, Some("Bearer"))
+    );
+    for (_, token) in bad_tokens(f).into_iter().skip(1) {
+        let r = c
+            .send(Req::put(path).bearer(&token.unwrap()).json(body.clone()))
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    let r = c
+        .send(Req::put(path).bearer(&f.token("ann")).json(body.clone()))
+        .await;
+    assert_eq!((r.status, r.code()), (403, "forbidden"));
+    let r = c.send(Req::get("/products/new-drop")).await;
+    assert_eq!(r.status, 404, "a refused admin call creates nothing");
+
+    let admin = f.admin();
+    let r = c
+        .send(Req::put(path).bearer(&admin).json(body.clone()))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(
+        (&r.body["total"], &r.body["hold_seconds"]),
+        (&json!(50), &json!(30))
+    );
+    let r = c
+        .send(
+            Req::put(path)
+                .bearer(&admin)
+                .json(json!({ "stock": 80, "per_user_limit": 2, "per_order_max": 1 })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        (&r.body["available"], &r.body["hold_seconds"]),
+        (&json!(80), &Value::Null)
+    );
+
+    for (bad, field) in [
+        (json!({ "per_user_limit": 2, "per_order_max": 1 }), "stock"),
+        (
+            json!({ "stock": -5, "per_user_limit": 2, "per_order_max": 1 }),
+            "stock",
+        ),
+        (
+            json!({ "stock": 5, "per_user_limit": 0, "per_order_max": 1 }),
+            "per_user_limit",
+        ),
+        (
+            json!({ "stock": 5, "per_user_limit": 1, "per_order_max": 1, "starts_at": "tomorrow" }),
+            "starts_at",
+        ),
+        (
+            json!({ "stock": 5, "per_user_limit": 1, "per_order_max": 1,
+                 "starts_at": "2026-02-01T00:00:00Z", "ends_at": "2026-01-01T00:00:00Z" }),
+            "ends_at",
+        ),
+        (
+            json!({ "stock": 5, "per_user_limit": 1, "per_order_max": 1, "colour": "red" }),
+            "colour",
+        ),
+        (json!([1, 2]), "body"),
+    ] {
+        let r = c
+            .send(Req::put(path).bearer(&admin).json(bad.clone()))
+            .await;
+        assert_eq!(
+            (r.status, r.body["field"].as_str()),
+            (400, Some(field)),
+            "{bad}"
+        );
+    }
+    assert_eq!(f.levels("new-drop").await.total, 80);
+    let r = c
+        .send(
+            Req::put("/admin/products/bad$id")
+                .bearer(&admin)
+                .json(body.clone()),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["field"].as_str()),
+        (400, Some("product_id"))
+    );
+
+    // A restock below what is already sold is a conflict.
+    let r = c
+        .send(
+            buy(WIDGET)
+                .bearer(&f.token("ann"))
+                .json(json!({"quantity": 2})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = c
+        .send(
+            Req::put(format!("/admin/products/{WIDGET}"))
+                .bearer(&admin)
+                .json(json!({ "stock": 1, "per_user_limit": 3, "per_order_max": 2 })),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (409, "stock_below_sold"));
+    assert_eq!(f.levels(WIDGET).await.total, 10);
+}
+
+pub async fn confirm_and_cancel_holds<C: Client>(c: &C, f: &Fixture) {
+    let ann = f.token("ann");
+    let held = |q: u32| buy(TICKETS).bearer(&ann).json(json!({ "quantity": q }));
+    let r = c.send(held(2)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "held");
+    assert_eq!(r.body["hold_expires_at"], "2026-01-01T00:01:00.000Z");
+    let first = r.body["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(f.levels(TICKETS).await.held, 2);
+
+    // Only the buyer (or an admin) may touch it.
+    let r = c
+        .send(Req::post(format!("/orders/{first}/confirm")).bearer(&f.token("eve")))
+        .await;
+    assert_eq!((r.status, r.code()), (403, "forbidden"));
+    let r = c.send(Req::post(format!("/orders/{first}/cancel"))).await;
+    assert_eq!(r.status, 401);
+    let r = c
+        .send(Req::post(format!("/orders/{first}/confirm")).bearer(&ann))
+        .await;
+    assert_eq!(
+        (r.status, &r.body["status"]),
+        (200, &json!("confirmed")),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(r.body["order_id"], first.as_str());
+    let r = c
+        .send(Req::post(format!("/orders/{first}/confirm")).bearer(&ann))
+        .await;
+    assert_eq!(r.status, 200, "confirming twice answers the status again");
+    let r = c
+        .send(Req::post(format!("/orders/{first}/cancel")).bearer(&ann))
+        .await;
+    assert_eq!(
+        (r.status, r.code(), r.body["status"].as_str()),
+        (409, "order_not_held", Some("confirmed"))
+    );
+    let l = f.levels(TICKETS).await;
+    assert_eq!((l.available, l.held, l.committed), (3, 0, 2));
+
+    // Cancel returns the units; an admin may cancel anyone's hold.
+    let r = c.send(held(1)).await;
+    let second = r.body["order_id"].as_str().unwrap().to_owned();
+    let r = c
+        .send(Req::post(format!("/orders/{second}/cancel")).bearer(&f.admin()))
+        .await;
+    assert_eq!(
+        (r.status, &r.body["status"]),
+        (200, &json!("cancelled")),
+        "{:?}",
+        r.body
+    );
+    let r = c
+        .send(Req::post(format!("/orders/{second}/confirm")).bearer(&ann))
+        .await;
+    assert_eq!((r.status, r.code()), (409, "order_not_held"));
+    assert_eq!(f.levels(TICKETS).await.available, 3);
+
+    // An unconfirmed hold lapses.
+    let r = c.send(held(1)).await;
+    let third = r.body["order_id"].as_str().unwrap().to_owned();
+    f.clock.advance(Duration::from_secs(61));
+    assert_eq!(f.engine.expire_holds().await.unwrap(), 1);
+    let ann = f.token("ann");
+    let r = c
+        .send(Req::post(format!("/orders/{third}/confirm")).bearer(&ann))
+        .await;
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (409, Some("expired"))
+    );
+    assert_eq!(f.levels(TICKETS).await.available, 3);
+
+    // Unknown and ill-formed order ids.
+    let unknown = OrderId::new(T0);
+    let r = c
+        .send(Req::post(format!("/orders/{unknown}/confirm")).bearer(&ann))
+        .await;
+    assert_eq!((r.status, r.code()), (404, "unknown_order"));
+    let r = c
+        .send(Req::post("/orders/not-a-uuid/cancel").bearer(&ann))
+        .await;
+    assert_eq!(
+        (r.status, r.body["field"].as_str()),
+        (400, Some("order_id"))
+    );
+}
+
+pub async fn probes_and_unknown_routes<C: Client>(c: &C, _f: &Fixture) {
+    let r = c.send(Req::get("/healthz")).await;
+    assert_eq!((r.status, &r.body["status"]), (200, &json!("ok")));
+    let r = c.send(Req::get("/readyz")).await;
+    assert_eq!((r.status, &r.body["status"]), (200, &json!("ready")));
+    assert_eq!(r.body["checks"]["order_sink"], "ok");
+    let r = c.send(Req::get("/nope")).await;
+    assert_eq!((r.status, r.code()), (404, "not_found"));
+    let r = c.send(Req::get(format!("/buy/{WIDGET}"))).await;
+    assert_eq!((r.status, r.code()), (405, "method_not_allowed"));
+    let r = c.send(Req::post("/healthz")).await;
+    assert_eq!(r.status, 405);
+}
+
+/// Declares one test per case for a framework: `$attr` is the test
+/// attribute (`tokio::test`, `actix_web::test`) and `$client` an async fn
+/// turning an [`Api`] into a [`Client`].
+macro_rules! http_suite {
+    ($attr:meta, $client:path) => {
+        http_suite!(@cases $attr, $client,
+            buy_succeeds,
+            body_is_optional,
+            bad_tokens_are_401_and_change_nothing,
+            bad_quantities_are_400_and_change_nothing,
+            bad_bodies_are_400_or_413_and_change_nothing,
+            bad_product_ids,
+            idempotent_replay_and_conflict,
+            rate_limited_is_429_with_retry_after,
+            sold_out_limit_and_window_are_400,
+            failing_ports_are_503_and_reserve_nothing,
+            product_view,
+            admin_route,
+            confirm_and_cancel_holds,
+            probes_and_unknown_routes,
+        );
+    };
+    (@cases $attr:meta, $client:path, $($case:ident),* $(,)?) => {
+        $(
+            #[$attr]
+            async fn $case() {
+                let f = http_cases::Fixture::new().await;
+                let c = $client(f.api.clone()).await;
+                http_cases::$case(&c, &f).await;
+            }
+        )*
+    };
+}

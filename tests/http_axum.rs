@@ -1,0 +1,44 @@
+//! The HTTP contract suite (`tests/common/http_cases.rs`) against the axum
+//! adapter, in process through `tower::ServiceExt::oneshot`.
+
+#[macro_use]
+#[path = "common/http_cases.rs"]
+mod http_cases;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Request};
+use flashsale::http::Api;
+use http_body_util::BodyExt;
+use http_cases::{Client, Req, Resp};
+use tower::ServiceExt;
+
+struct Axum(axum::Router);
+
+impl Client for Axum {
+    async fn send(&self, req: Req) -> Resp {
+        let mut builder = Request::builder().method(req.method).uri(&req.path);
+        for (name, value) in &req.headers {
+            builder = builder.header(*name, HeaderValue::from_bytes(value.as_bytes()).unwrap());
+        }
+        let request = builder.body(Body::from(req.body)).unwrap();
+        let response = self.0.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+            .collect();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Resp {
+            status,
+            headers,
+            body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+async fn client(api: Api) -> Axum {
+    Axum(flashsale::http::axum::router(api))
+}
+
+http_suite!(tokio::test, client);
