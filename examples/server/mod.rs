@@ -1,0 +1,389 @@
+//! What the two example servers share: configuration from the environment,
+//! `--help`, building the engine, the demo seed, the banner, the hold
+//! sweeper and the shutdown signal. `axum_server.rs` and `actix_server.rs`
+//! only start their framework's server on top of it.
+
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flashsale::http::Api;
+use flashsale::jwt::{Claims, DEV_SECRET, JwtAuthenticator, sign_hs256};
+use flashsale::memory::{MemoryOrderSink, MemoryRateLimiter, MemoryStockStore};
+use flashsale::{
+    Clock, Engine, OrderSink, ProductId, RateLimiter, RateQuota, Sale, StockStore, SystemClock,
+    UserId,
+};
+use tokio::sync::watch;
+
+/// `--help` text (the framework's name is filled in).
+pub fn help(framework: &str, example: &str) -> String {
+    format!(
+        "\
+flashsale {framework} server: the HTTP contract of design.md on {framework}.
+
+USAGE:
+    cargo run --release --example {example} --features {feature},jwt [-- --help]
+
+ROUTES:
+    POST /buy/{{productId}}               bearer JWT; body {{\"quantity\": n}} (optional, default 1);
+                                        optional Idempotency-Key header
+    GET  /products/{{productId}}          the sale and its live total/available/held/sold
+    PUT  /admin/products/{{productId}}    JWT with role admin; body {{\"stock\", \"per_user_limit\",
+                                        \"per_order_max\", \"starts_at\"?, \"ends_at\"?, \"hold_seconds\"?}}
+    POST /orders/{{orderId}}/confirm      the buyer or an admin: confirm a held order
+    POST /orders/{{orderId}}/cancel       the buyer or an admin: cancel a held order
+    GET  /healthz, GET /readyz          liveness; readiness of every backend
+
+ENVIRONMENT:
+    FLASHSALE_LISTEN         address to listen on [default: 127.0.0.1:8080; port 0 picks one]
+    FLASHSALE_JWT_SECRET     HS256 secret for bearer tokens [default: the PUBLIC development
+                             secret, with a loud warning; demo tokens are printed only then]
+    FLASHSALE_RATE_LIMIT     per-user quota <count>/<period>, e.g. 10/1m, 5/s, 100/30s:
+                             on average <count> attempts per <period>, bursts of up to
+                             <count> [default: {DEFAULT_RATE}]
+    FLASHSALE_REDIS_URL      Redis for stock and rate limits [default: in memory]
+                             (needs --features redis)
+    FLASHSALE_DATABASE_URL   MySQL for sales and reservations [default: in memory]
+                             (needs --features mysql)
+    FLASHSALE_KAFKA_BROKERS  Kafka bootstrap servers for the order sink [default: in memory]
+                             (needs --features kafka)
+    FLASHSALE_KAFKA_TOPIC    Kafka topic for orders [default: orders]
+    RUST_LOG                 log level: error, warn, info, debug or trace [default: info]
+
+With nothing set, every backend is in memory, two demo sales are seeded, and
+the banner prints a buyer token, an admin token and a curl command to try.
+Ctrl-C or SIGTERM stops accepting connections and drains in-flight requests.
+",
+        feature = if framework == "axum" { "axum" } else { "actix" },
+    )
+}
+
+/// The default per-user quota.
+pub const DEFAULT_RATE: &str = "10/1s";
+
+/// The settings read from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    /// `None`: the development secret.
+    pub jwt_secret: Option<Vec<u8>>,
+    pub rate: RateQuota,
+    /// `FLASHSALE_RATE_LIMIT` as given.
+    pub rate_text: String,
+    pub redis_url: Option<String>,
+    pub database_url: Option<String>,
+    pub kafka_brokers: Option<String>,
+    pub kafka_topic: String,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Config {
+    /// Reads `FLASHSALE_*`; an error says which variable is wrong and how.
+    pub fn from_env() -> Result<Self, String> {
+        let listen = var("FLASHSALE_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let rate_raw = var("FLASHSALE_RATE_LIMIT").unwrap_or_else(|| DEFAULT_RATE.into());
+        let rate = rate_raw
+            .parse::<RateQuota>()
+            .map_err(|e| format!("FLASHSALE_RATE_LIMIT: {}", e.reason))?;
+        let jwt_secret = var("FLASHSALE_JWT_SECRET").map(String::into_bytes);
+        if jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(
+                "FLASHSALE_JWT_SECRET must be at least 32 bytes (256 bits) for HS256".into(),
+            );
+        }
+        Ok(Self {
+            listen,
+            jwt_secret,
+            rate,
+            rate_text: rate_raw,
+            redis_url: var("FLASHSALE_REDIS_URL"),
+            database_url: var("FLASHSALE_DATABASE_URL"),
+            kafka_brokers: var("FLASHSALE_KAFKA_BROKERS"),
+            kafka_topic: var("FLASHSALE_KAFKA_TOPIC").unwrap_or_else(|| "orders".into()),
+        })
+    }
+
+    /// Whether everything is in memory (then the demo sales are seeded).
+    pub fn all_in_memory(&self) -> bool {
+        self.redis_url.is_none() && self.database_url.is_none() && self.kafka_brokers.is_none()
+    }
+}
+
+/// Handles `--help`/`-h` and rejects other arguments. `Some(code)` means:
+/// exit now with it.
+pub fn handle_args(framework: &str, example: &str) -> Option<ExitCode> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None => None,
+        Some("-h" | "--help") => {
+            print!("{}", help(framework, example));
+            Some(ExitCode::SUCCESS)
+        }
+        Some(other) => {
+            eprintln!(
+                "error: unexpected argument {other:?}; configuration is by environment (see --help)"
+            );
+            Some(ExitCode::from(2))
+        }
+    }
+}
+
+/// Logs to stderr at `RUST_LOG`'s level (default `info`).
+pub fn init_logging() {
+    let level = var("RUST_LOG")
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// A feature-gated backend that was asked for but not compiled in.
+fn missing_feature(var: &str, feature: &str, example: &str) -> String {
+    format!(
+        "{var} is set, but this build has no `{feature}` backend.\n\
+         Rebuild with it: cargo run --example {example} --features {feature},... \n\
+         or unset {var} to use the in-memory backend."
+    )
+}
+
+/// The running application: the engine, the API and how to stop the
+/// sweeper.
+pub struct App {
+    pub config: Config,
+    pub engine: Engine,
+    pub api: Api,
+    /// Demo `(buyer, admin)` tokens, when the development secret is used.
+    pub demo_tokens: Option<(String, String)>,
+    /// Demo sales seeded: `(product, description)`.
+    pub seeded: Vec<(ProductId, String)>,
+    stop_sweeper: watch::Sender<bool>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+/// Builds the engine from `config`: in-memory ports unless a backend URL is
+/// set (and compiled in), JWT HS256, the demo seed when all is in memory,
+/// and the hold sweeper (once a second). Must run inside a tokio runtime.
+// `mysql` and `kafka` are features of other backends still being added.
+#[allow(unexpected_cfgs)]
+pub async fn build(config: Config, example: &str) -> Result<App, String> {
+    // Fail fast and clearly for backends this build cannot serve.
+    if config.redis_url.is_some() && !cfg!(feature = "redis") {
+        return Err(missing_feature("FLASHSALE_REDIS_URL", "redis", example));
+    }
+    if config.database_url.is_some() && !cfg!(feature = "mysql") {
+        return Err(missing_feature("FLASHSALE_DATABASE_URL", "mysql", example));
+    }
+    if config.kafka_brokers.is_some() && !cfg!(feature = "kafka") {
+        return Err(missing_feature("FLASHSALE_KAFKA_BROKERS", "kafka", example));
+    }
+    if config.database_url.is_some() || config.kafka_brokers.is_some() {
+        return Err(
+            "FLASHSALE_DATABASE_URL / FLASHSALE_KAFKA_BROKERS: these backends are \
+                    compiled in but this example does not wire them yet; unset them"
+                .into(),
+        );
+    }
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (stock, limiter): (Arc<dyn StockStore>, Arc<dyn RateLimiter>) = match &config.redis_url {
+        #[cfg(feature = "redis")]
+        Some(url) => {
+            let prefix = "flashsale";
+            let stock = flashsale::redis::RedisStockStore::connect(url, prefix)
+                .await
+                .map_err(|e| format!("FLASHSALE_REDIS_URL: {e}"))?;
+            let limiter = flashsale::redis::RedisRateLimiter::connect(url, prefix, config.rate)
+                .await
+                .map_err(|e| format!("FLASHSALE_REDIS_URL: {e}"))?;
+            (Arc::new(stock), Arc::new(limiter))
+        }
+        _ => (
+            Arc::new(MemoryStockStore::new()),
+            Arc::new(MemoryRateLimiter::with_clock(config.rate, clock.clone())),
+        ),
+    };
+    let sink: Arc<dyn OrderSink> = Arc::new(MemoryOrderSink::new());
+    let secret = config.jwt_secret.as_deref().unwrap_or(DEV_SECRET);
+    let engine = Engine::builder()
+        .stock_store(stock)
+        .rate_limiter(limiter)
+        .order_sink(sink)
+        .authenticator(Arc::new(JwtAuthenticator::hs256(secret)))
+        .clock(clock.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+
+    let mut seeded = Vec::new();
+    if config.all_in_memory() {
+        let id = |s: &str| ProductId::new(s).expect("valid demo id");
+        for (sale, what) in [
+            (
+                Sale::builder(id("demo-sneakers"), 100)
+                    .per_user_limit(2)
+                    .per_order_max(2)
+                    .build(),
+                "100 units, at most 2 per buyer",
+            ),
+            (
+                Sale::builder(id("demo-tickets"), 500)
+                    .per_user_limit(4)
+                    .per_order_max(4)
+                    .hold(Duration::from_secs(120))
+                    .build(),
+                "500 units, at most 4 per buyer, held 120 s until confirmed",
+            ),
+        ] {
+            let sale = sale.map_err(|e| e.to_string())?;
+            engine
+                .create_sale(&sale)
+                .await
+                .map_err(|e| format!("seeding {}: {e}", sale.product()))?;
+            seeded.push((sale.product().clone(), what.to_owned()));
+        }
+    }
+
+    let demo_tokens = if config.jwt_secret.is_none() {
+        let now = clock.now();
+        let month = Duration::from_secs(30 * 86_400);
+        let mint = |user: &str, roles: &[&str]| {
+            let claims = Claims::new(&UserId::new(user).expect("valid demo user"), now, month)
+                .with_roles(roles.iter().copied());
+            sign_hs256(DEV_SECRET, &claims).map_err(|e| e.to_string())
+        };
+        Some((mint("demo-buyer", &[])?, mint("demo-admin", &["admin"])?))
+    } else {
+        None
+    };
+
+    let (stop_sweeper, mut stopped) = watch::channel(false);
+    let sweeper = engine.spawn_sweeper(Duration::from_secs(1), async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    });
+    Ok(App {
+        api: Api::new(engine.clone()),
+        engine,
+        config,
+        demo_tokens,
+        seeded,
+        stop_sweeper,
+        sweeper,
+    })
+}
+
+impl App {
+    /// The first-run banner, for the address actually bound.
+    pub fn banner(&self, framework: &str, addr: SocketAddr) -> String {
+        let base = format!("http://{addr}");
+        let mut b = String::new();
+        let rule = "=".repeat(78);
+        let _ = writeln!(b, "{rule}");
+        let _ = writeln!(b, " flashsale ({framework}) listening on {base}");
+        let _ = writeln!(
+            b,
+            " backends: stock={} rate_limit={} orders=memory   rate limit per user: {}",
+            if self.config.redis_url.is_some() {
+                "redis"
+            } else {
+                "memory"
+            },
+            if self.config.redis_url.is_some() {
+                "redis"
+            } else {
+                "memory"
+            },
+            self.config.rate_text,
+        );
+        for (p, what) in &self.seeded {
+            let _ = writeln!(b, " demo sale: {p} ({what})");
+        }
+        if let Some((buyer, admin)) = &self.demo_tokens {
+            let warn = "!".repeat(78);
+            let _ = writeln!(b, "{warn}");
+            let _ = writeln!(
+                b,
+                " !! WARNING: FLASHSALE_JWT_SECRET is not set. Tokens are checked against the\n \
+                 !! PUBLIC DEVELOPMENT SECRET: anyone can mint an admin token. For local\n \
+                 !! development only. NEVER expose this server; set FLASHSALE_JWT_SECRET."
+            );
+            let _ = writeln!(b, "{warn}");
+            let _ = writeln!(b, " buyer token (sub demo-buyer, 30 days):\n{buyer}");
+            let _ = writeln!(
+                b,
+                " admin token (sub demo-admin, role admin, 30 days):\n{admin}"
+            );
+            let product = self
+                .seeded
+                .first()
+                .map(|(p, _)| p.to_string())
+                .unwrap_or_else(|| "<productId>".into());
+            let _ = writeln!(b, " try:");
+            let _ = writeln!(
+                b,
+                "curl -i -X POST {base}/buy/{product} -H 'Authorization: Bearer {buyer}' \
+                 -H 'Content-Type: application/json' -H 'Idempotency-Key: try-1' -d '{{\"quantity\": 1}}'"
+            );
+            let _ = writeln!(b, "curl -s {base}/products/{product}");
+        } else {
+            let _ = writeln!(
+                b,
+                " bearer tokens: HS256 with FLASHSALE_JWT_SECRET (claims: sub, exp, roles)"
+            );
+        }
+        let _ = write!(b, "{rule}");
+        b
+    }
+
+    /// Stops the sweeper and waits for it.
+    pub async fn shutdown(self) {
+        let _ = self.stop_sweeper.send(true);
+        let _ = self.sweeper.await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown signal received: draining in-flight requests");
+}
+
+/// Reads the configuration and builds the app, or prints why not.
+pub async fn start(example: &str) -> Result<App, ExitCode> {
+    init_logging();
+    let config = Config::from_env().map_err(|e| {
+        eprintln!("error: {e}\n(see --help)");
+        ExitCode::from(2)
+    })?;
+    build(config, example).await.map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
+}
