@@ -57,6 +57,9 @@ pub mod machine;
 pub mod memory;
 pub mod model;
 pub mod ports;
+#[cfg(feature = "redis")]
+pub mod redis;
+pub mod stock_cache;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
@@ -68,3 +71,4 @@ pub use model::{
     Quantity, RateQuota, Sale, StockLevels, Timestamp, UserId,
 };
 pub use ports::{Authenticator, OrderSink, RateLimiter, StockStore};
+pub use stock_cache::SoldOutCache;

@@ -5,3 +5,12 @@ use flashsale::memory::{MemoryOrderSink, MemoryRateLimiter, MemoryStockStore};
 flashsale::stock_store_conformance!(|| async { MemoryStockStore::new() });
 flashsale::rate_limiter_conformance!(|quota| async move { MemoryRateLimiter::new(quota) });
 flashsale::order_sink_conformance!(|| async { MemoryOrderSink::new() });
+
+/// The sold-out cache keeps every stock contract (it short-circuits only
+/// requests that could not succeed given the store's last answer).
+mod sold_out_cache {
+    use flashsale::SoldOutCache;
+    use flashsale::memory::MemoryStockStore;
+
+    flashsale::stock_store_conformance!(|| async { SoldOutCache::new(MemoryStockStore::new()) });
+}

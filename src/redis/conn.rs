@@ -1,0 +1,101 @@
+//! One multiplexed connection (standalone or cluster), shared by every call
+//! of a backend instance.
+
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::ClusterClientBuilder;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{Cmd, FromRedisValue, RedisResult, ScriptInvocation};
+
+use super::{RedisOptions, RedisTarget, backend_err};
+use crate::error::Result;
+
+/// A cheap-to-clone handle; clones share one multiplexed connection (per
+/// node, for a cluster), so concurrent calls are pipelined on the socket
+/// rather than waiting for each other.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// Reconnects by itself after a failure.
+    Single(ConnectionManager),
+    /// Follows slot moves and reconnects by itself.
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Conn::Single(_) => "Conn::Single",
+            Conn::Cluster(_) => "Conn::Cluster",
+        })
+    }
+}
+
+impl Conn {
+    pub(crate) async fn connect(opts: &RedisOptions) -> Result<Self> {
+        opts.validate()?;
+        match &opts.target {
+            RedisTarget::Single(url) => {
+                let client = ::redis::Client::open(url.as_str()).map_err(backend_err("connect"))?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(opts.connect_timeout))
+                    .set_response_timeout(Some(opts.response_timeout))
+                    // Reconnect quickly after a Redis restart; the engine's
+                    // port timeout bounds what a caller waits meanwhile.
+                    .set_min_delay(Duration::from_millis(20))
+                    .set_max_delay(Duration::from_millis(500))
+                    .set_number_of_retries(4);
+                let manager = ConnectionManager::new_lazy_with_config(client, config)
+                    .map_err(backend_err("connect"))?;
+                let conn = Conn::Single(manager);
+                if !opts.lazy {
+                    conn.ping("connect").await?;
+                }
+                Ok(conn)
+            }
+            RedisTarget::Cluster(urls) => {
+                let client = ClusterClientBuilder::new(urls.iter().map(String::as_str))
+                    .connection_timeout(opts.connect_timeout)
+                    .response_timeout(opts.response_timeout)
+                    .retries(3)
+                    .build()
+                    .map_err(backend_err("connect"))?;
+                let conn = client
+                    .get_async_connection()
+                    .await
+                    .map_err(backend_err("connect"))?;
+                Ok(Conn::Cluster(conn))
+            }
+        }
+    }
+
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Conn::Cluster(_))
+    }
+
+    /// Runs a script by SHA, loading it first if the server lost it.
+    pub(crate) async fn script<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> RedisResult<T> {
+        match self.clone() {
+            Conn::Single(mut c) => invocation.invoke_async(&mut c).await,
+            Conn::Cluster(mut c) => invocation.invoke_async(&mut c).await,
+        }
+    }
+
+    /// Runs one plain command.
+    pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
+        match self.clone() {
+            Conn::Single(mut c) => cmd.query_async(&mut c).await,
+            Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+        }
+    }
+
+    pub(crate) async fn ping(&self, operation: &'static str) -> Result<()> {
+        self.query::<String>(&::redis::cmd("PING"))
+            .await
+            .map(drop)
+            .map_err(backend_err(operation))
+    }
+}

@@ -1,0 +1,180 @@
+//! Redis backends (feature `redis`): [`RedisStockStore`] and
+//! [`RedisRateLimiter`], on standalone Redis or Redis Cluster.
+//!
+//! Redis is the shared state that lets many app instances sell the same
+//! stock without overselling and throttle the same buyer together.
+//!
+//! * Every mutating [`StockStore`](crate::StockStore) operation is ONE Lua
+//!   script (`backends/redis/*.lua`, embedded at compile time), run by SHA
+//!   (`EVALSHA`) with a fallback to loading it when the server has lost its
+//!   script cache (after a restart or `SCRIPT FLUSH`). Reads are one atomic
+//!   command each.
+//! * All keys of one product share one hash tag, `{prefix:product}`, so every
+//!   script touches a single slot and the same code runs on Redis Cluster.
+//! * The rate limiter is GCRA in one script per check, on the server's clock
+//!   (`TIME`), so every app instance agrees on "now".
+//!
+//! The key layout is documented in `docs/backends.md`. Driver types never
+//! appear in this module's public signatures: every failure is a
+//! [`crate::Error::Backend`] with backend `"redis"`.
+//!
+//! ```no_run
+//! # async fn demo() -> flashsale::Result<()> {
+//! use flashsale::RateQuota;
+//! use flashsale::redis::{RedisOptions, RedisRateLimiter, RedisStockStore};
+//!
+//! // One standalone server.
+//! let stock = RedisStockStore::connect("redis://127.0.0.1:6379", "shop").await?;
+//! let limiter =
+//!     RedisRateLimiter::connect("redis://127.0.0.1:6379", "shop", "10/1m".parse()?).await?;
+//!
+//! // A cluster, with explicit timeouts.
+//! let opts = RedisOptions::cluster(["redis://127.0.0.1:7101", "redis://127.0.0.1:7102"])
+//!     .prefix("shop")
+//!     .response_timeout(std::time::Duration::from_millis(500));
+//! let stock = RedisStockStore::with_options(opts).await?;
+//! # Ok(()) }
+//! ```
+
+mod conn;
+mod rate;
+mod stock;
+
+use std::time::Duration;
+
+pub use rate::RedisRateLimiter;
+pub use stock::RedisStockStore;
+
+use crate::error::{Error, Result};
+
+/// Where the Redis data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One standalone server (or a primary behind a proxy), by URL:
+    /// `redis://[user:password@]host:port[/db]`.
+    Single(String),
+    /// A Redis Cluster, by the URLs of one or more of its nodes (the rest
+    /// are discovered).
+    Cluster(Vec<String>),
+}
+
+/// How to connect a Redis backend. Start with [`RedisOptions::single`] or
+/// [`RedisOptions::cluster`]; the defaults suit production.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct RedisOptions {
+    pub(crate) target: RedisTarget,
+    pub(crate) prefix: String,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Duration,
+    pub(crate) record_ttl: Duration,
+    pub(crate) lazy: bool,
+}
+
+impl RedisOptions {
+    /// The default key prefix.
+    pub const DEFAULT_PREFIX: &'static str = "flashsale";
+    /// The default retention of idempotency keys and finished reservations.
+    pub const DEFAULT_RECORD_TTL: Duration = Duration::from_secs(24 * 3600);
+
+    fn new(target: RedisTarget) -> Self {
+        Self {
+            target,
+            prefix: Self::DEFAULT_PREFIX.to_owned(),
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            record_ttl: Self::DEFAULT_RECORD_TTL,
+            lazy: false,
+        }
+    }
+
+    /// One standalone server at `url`.
+    pub fn single(url: impl Into<String>) -> Self {
+        Self::new(RedisTarget::Single(url.into()))
+    }
+
+    /// A Redis Cluster reachable through any of `urls`.
+    pub fn cluster<I, S>(urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::new(RedisTarget::Cluster(
+            urls.into_iter().map(Into::into).collect(),
+        ))
+    }
+
+    /// The key prefix (default `flashsale`): every key this backend writes
+    /// starts with it (or with `{` followed by it). Instances with different
+    /// prefixes share nothing. It must be non-empty, at most 64 bytes, and
+    /// contain no `{`, `}` or whitespace.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Longest wait for a TCP connection to be made (default 1 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Longest wait for one reply (default 1 s). The engine's own
+    /// `port_timeout` bounds each call as well.
+    pub fn response_timeout(mut self, d: Duration) -> Self {
+        self.response_timeout = d;
+        self
+    }
+
+    /// How long idempotency keys and finished (committed, cancelled,
+    /// expired) reservations are kept after they finish (default 24 h).
+    /// The sweeper ([`StockStore::expire`](crate::StockStore::expire))
+    /// purges them afterwards. Only used by [`RedisStockStore`].
+    pub fn record_ttl(mut self, d: Duration) -> Self {
+        self.record_ttl = d;
+        self
+    }
+
+    /// Standalone only: do not connect until the first call (default:
+    /// connect, and fail, at construction). A lazy backend starts even
+    /// while Redis is down; its calls fail until Redis answers.
+    pub fn lazy(mut self, lazy: bool) -> Self {
+        self.lazy = lazy;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        let p = &self.prefix;
+        if p.is_empty()
+            || p.len() > 64
+            || p.chars()
+                .any(|c| c == '{' || c == '}' || c.is_whitespace() || c.is_control())
+        {
+            return Err(Error::Config(format!(
+                "redis key prefix {p:?} must be 1-64 bytes with no braces or whitespace"
+            )));
+        }
+        match &self.target {
+            RedisTarget::Single(url) if url.is_empty() => {
+                Err(Error::Config("the redis URL is empty".into()))
+            }
+            RedisTarget::Cluster(urls) if urls.is_empty() => Err(Error::Config(
+                "a redis cluster needs at least one node URL".into(),
+            )),
+            _ if self.connect_timeout.is_zero() || self.response_timeout.is_zero() => {
+                Err(Error::Config("redis timeouts must be above zero".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Maps a driver error into the crate's error.
+pub(crate) fn backend_err(operation: &'static str) -> impl FnOnce(::redis::RedisError) -> Error {
+    move |e| Error::backend("redis", operation, e)
+}
+
+/// A reply that does not have the shape the script promises.
+pub(crate) fn bad_reply(operation: &'static str, what: impl std::fmt::Display) -> Error {
+    Error::backend("redis", operation, format!("unexpected reply: {what}"))
+}

@@ -1,0 +1,483 @@
+//! [`SoldOutCache`]: answers "sold out" locally for a short while after the
+//! store said so, sparing the store (Redis, MySQL) the stampede that follows
+//! a sell-out.
+//!
+//! # What it remembers, and why
+//!
+//! After the wrapped store answers [`ReserveOutcome::SoldOut`] to a request
+//! for `q` units of a product, the cache knows only that fewer than `q`
+//! units were available. So for the next TTL (default 250 ms) it answers
+//! `SoldOut` itself to requests for **`q` units or more** of that product,
+//! and passes smaller requests through (a later `SoldOut` for fewer units
+//! lowers the threshold; after a `SoldOut` for 1 unit every request is
+//! answered locally). It never short-circuits a request that could have
+//! succeeded given what the store last said.
+//!
+//! Requests carrying an idempotency key always go to the store: a retry of
+//! a purchase that got the last unit must replay that purchase, not be told
+//! "sold out".
+//!
+//! Units that come back through **this** instance (a release, a restock via
+//! `create_sale`, an expiry by the sweeper, a commit that found its hold
+//! expired) clear the product's entry at once. Units returned through
+//! another instance (another app server) stay hidden for at most the TTL.
+//! A `SoldOut` answer that raced with such a local return is not cached
+//! (an epoch counter detects the race), so a release can never be masked
+//! for a whole TTL by a reply that predates it.
+//!
+//! Precedence note: a cached `SoldOut` is given before the store would
+//! check the sale window or the per-order maximum. The [`Engine`](crate::Engine)
+//! validates both before it reserves, so through the engine the answers
+//! are the store's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::Result;
+use crate::model::{OrderId, ProductId, Reservation, Sale, StockLevels, Timestamp};
+use crate::ports::{
+    CommitOutcome, ReleaseOutcome, ReleaseReason, ReserveOutcome, ReserveRequest, SaleWrite,
+    StockStore,
+};
+
+/// A [`StockStore`] decorator that answers `SoldOut` locally for a short
+/// TTL after the wrapped store did. See the [module docs](self) for exactly
+/// when it short-circuits.
+pub struct SoldOutCache<S: StockStore> {
+    inner: S,
+    clock: Arc<dyn Clock>,
+    ttl: Duration,
+    entries: Mutex<HashMap<ProductId, Entry>>,
+    /// Bumped (under the `entries` lock) whenever units come back through
+    /// this instance; a `SoldOut` reply is cached only if no bump happened
+    /// while it was in flight.
+    epoch: AtomicU64,
+    hits: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// Requests for at least this many units are refused locally.
+    min_refused: u32,
+    /// Until when (exclusive).
+    until: Timestamp,
+}
+
+impl<S: StockStore> std::fmt::Debug for SoldOutCache<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SoldOutCache")
+            .field("ttl", &self.ttl)
+            .field("products", &self.entries.lock().len())
+            .field("hits", &self.hits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: StockStore> SoldOutCache<S> {
+    /// The default TTL: how long a sell-out is believed without asking.
+    pub const DEFAULT_TTL: Duration = Duration::from_millis(250);
+
+    /// Wraps `inner` with the default TTL, on the system clock.
+    pub fn new(inner: S) -> Self {
+        Self::with_clock(inner, Self::DEFAULT_TTL, Arc::new(SystemClock))
+    }
+
+    /// Wraps `inner`, believing a sell-out for `ttl`, timed by `clock` (use a
+    /// [`ManualClock`](crate::ManualClock) in tests).
+    pub fn with_clock(inner: S, ttl: Duration, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner,
+            clock,
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The TTL.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// How many reserves were answered locally so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Forgets what is known about `product` (units may be back).
+    pub fn invalidate(&self, product: &ProductId) {
+        let mut entries = self.entries.lock();
+        entries.remove(product);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn refuses(&self, req: &ReserveRequest, now: Timestamp) -> bool {
+        let mut entries = self.entries.lock();
+        match entries.get(&req.product) {
+            Some(e) if now < e.until => req.quantity.get() >= e.min_refused,
+            Some(_) => {
+                entries.remove(&req.product);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn remember(&self, req: &ReserveRequest, epoch: u64) {
+        let now = self.clock.now();
+        let mut entries = self.entries.lock();
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            // Units came back while the store was answering: its "sold
+            // out" may already be stale.
+            return;
+        }
+        let q = req.quantity.get();
+        let until = now.saturating_add(self.ttl);
+        entries
+            .entry(req.product.clone())
+            .and_modify(|e| {
+                e.min_refused = if now < e.until {
+                    e.min_refused.min(q)
+                } else {
+                    q
+                };
+                e.until = until;
+            })
+            .or_insert(Entry {
+                min_refused: q,
+                until,
+            });
+    }
+}
+
+#[async_trait]
+impl<S: StockStore> StockStore for SoldOutCache<S> {
+    async fn create_sale(&self, sale: &Sale) -> Result<SaleWrite> {
+        let written = self.inner.create_sale(sale).await?;
+        self.invalidate(sale.product());
+        Ok(written)
+    }
+
+    async fn sale(&self, product: &ProductId) -> Result<Option<Sale>> {
+        self.inner.sale(product).await
+    }
+
+    async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveOutcome> {
+        let cacheable = req.idempotency_key.is_none();
+        if cacheable && self.refuses(req, self.clock.now()) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(ReserveOutcome::SoldOut);
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let outcome = self.inner.reserve(req).await?;
+        if cacheable && outcome == ReserveOutcome::SoldOut {
+            self.remember(req, epoch);
+        }
+        Ok(outcome)
+    }
+
+    async fn commit(
+        &self,
+        product: &ProductId,
+        order: &OrderId,
+        now: Timestamp,
+    ) -> Result<CommitOutcome> {
+        let outcome = self.inner.commit(product, order, now).await?;
+        if outcome == CommitOutcome::NotHeld(crate::model::ReservationState::Expired) {
+            // The store may just have expired the hold and returned its units.
+            self.invalidate(product);
+        }
+        Ok(outcome)
+    }
+
+    async fn release(
+        &self,
+        product: &ProductId,
+        order: &OrderId,
+        reason: ReleaseReason,
+    ) -> Result<ReleaseOutcome> {
+        let outcome = self.inner.release(product, order, reason).await;
+        // Invalidate even on error: the release may have been applied.
+        self.invalidate(product);
+        outcome
+    }
+
+    async fn reservation(&self, order: &OrderId) -> Result<Option<Reservation>> {
+        self.inner.reservation(order).await
+    }
+
+    async fn expire(&self, now: Timestamp, max: usize) -> Result<Vec<Reservation>> {
+        let expired = self.inner.expire(now, max).await?;
+        for r in &expired {
+            self.invalidate(&r.product);
+        }
+        Ok(expired)
+    }
+
+    async fn snapshot(&self, product: &ProductId) -> Result<Option<StockLevels>> {
+        self.inner.snapshot(product).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+}
+
+#[cfg(all(test, feature = "memory"))]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::memory::MemoryStockStore;
+    use crate::model::{IdempotencyKey, Quantity, UserId};
+
+    const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
+    const TTL: Duration = Duration::from_millis(250);
+
+    /// Counts the reserves that reach the store.
+    #[derive(Clone)]
+    struct Counting {
+        store: Arc<MemoryStockStore>,
+        reserves: Arc<AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl StockStore for Counting {
+        async fn create_sale(&self, sale: &Sale) -> Result<SaleWrite> {
+            self.store.create_sale(sale).await
+        }
+        async fn sale(&self, p: &ProductId) -> Result<Option<Sale>> {
+            self.store.sale(p).await
+        }
+        async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveOutcome> {
+            self.reserves.fetch_add(1, Ordering::SeqCst);
+            self.store.reserve(req).await
+        }
+        async fn commit(
+            &self,
+            p: &ProductId,
+            o: &OrderId,
+            now: Timestamp,
+        ) -> Result<CommitOutcome> {
+            self.store.commit(p, o, now).await
+        }
+        async fn release(
+            &self,
+            p: &ProductId,
+            o: &OrderId,
+            r: ReleaseReason,
+        ) -> Result<ReleaseOutcome> {
+            self.store.release(p, o, r).await
+        }
+        async fn reservation(&self, o: &OrderId) -> Result<Option<Reservation>> {
+            self.store.reservation(o).await
+        }
+        async fn expire(&self, now: Timestamp, max: usize) -> Result<Vec<Reservation>> {
+            self.store.expire(now, max).await
+        }
+        async fn snapshot(&self, p: &ProductId) -> Result<Option<StockLevels>> {
+            self.store.snapshot(p).await
+        }
+    }
+
+    struct Fixture {
+        cache: SoldOutCache<Counting>,
+        /// The same store, bypassing the cache (another app server).
+        other: Arc<MemoryStockStore>,
+        reserves: Arc<AtomicUsize>,
+        clock: ManualClock,
+        product: ProductId,
+    }
+
+    async fn fixture(stock: u32) -> Fixture {
+        let store = Arc::new(MemoryStockStore::new());
+        let reserves = Arc::new(AtomicUsize::new(0));
+        let clock = ManualClock::new(T0);
+        let cache = SoldOutCache::with_clock(
+            Counting {
+                store: store.clone(),
+                reserves: reserves.clone(),
+            },
+            TTL,
+            Arc::new(clock.clone()),
+        );
+        let product = ProductId::new("tickets").unwrap();
+        let sale = Sale::builder(product.clone(), stock).build().unwrap();
+        cache.create_sale(&sale).await.unwrap();
+        Fixture {
+            cache,
+            other: store,
+            reserves,
+            clock,
+            product,
+        }
+    }
+
+    fn req(p: &ProductId, user: &str, q: u32) -> ReserveRequest {
+        ReserveRequest {
+            order_id: OrderId::new(T0),
+            product: p.clone(),
+            user: UserId::new(user).unwrap(),
+            quantity: Quantity::new(i64::from(q)).unwrap(),
+            idempotency_key: None,
+            now: T0,
+            pending_ttl: Duration::from_secs(30),
+        }
+    }
+
+    async fn reserve(f: &Fixture, user: &str, q: u32) -> ReserveOutcome {
+        f.cache.reserve(&req(&f.product, user, q)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn sold_out_is_answered_locally_within_the_ttl() {
+        let f = fixture(1).await;
+        assert!(matches!(
+            reserve(&f, "a", 1).await,
+            ReserveOutcome::Reserved(_)
+        ));
+        assert_eq!(reserve(&f, "b", 1).await, ReserveOutcome::SoldOut);
+        assert_eq!(f.reserves.load(Ordering::SeqCst), 2);
+        for _ in 0..100 {
+            assert_eq!(reserve(&f, "c", 1).await, ReserveOutcome::SoldOut);
+        }
+        assert_eq!(f.reserves.load(Ordering::SeqCst), 2, "no round trips");
+        assert_eq!(f.cache.hits(), 100);
+    }
+
+    #[tokio::test]
+    async fn a_restock_elsewhere_is_hidden_for_at_most_the_ttl() {
+        let f = fixture(1).await;
+        reserve(&f, "a", 1).await;
+        assert_eq!(reserve(&f, "b", 1).await, ReserveOutcome::SoldOut);
+        // Another instance restocks, bypassing this cache.
+        let more = Sale::builder(f.product.clone(), 5).build().unwrap();
+        f.other.create_sale(&more).await.unwrap();
+        f.clock.advance(TTL - Duration::from_millis(1));
+        assert_eq!(reserve(&f, "b", 1).await, ReserveOutcome::SoldOut);
+        f.clock.advance(Duration::from_millis(1));
+        assert!(matches!(
+            reserve(&f, "b", 1).await,
+            ReserveOutcome::Reserved(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_release_elsewhere_is_hidden_for_at_most_the_ttl() {
+        let f = fixture(1).await;
+        let ReserveOutcome::Reserved(r) = reserve(&f, "a", 1).await else {
+            panic!("expected a reservation");
+        };
+        assert_eq!(reserve(&f, "b", 1).await, ReserveOutcome::SoldOut);
+        f.other
+            .release(&f.product, &r.order_id, ReleaseReason::Cancelled)
+            .await
+            .unwrap();
+        f.clock.advance(TTL / 2);
+        assert_eq!(reserve(&f, "b", 1).await, ReserveOutcome::SoldOut);
+        f.clock.advance(TTL / 2);
+        assert!(matches!(
+            reserve(&f, "b", 1).await,
+            ReserveOutcome::Reserved(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn local_releases_and_restocks_clear_at_once() {
+        let f = fixture(1).await;
+        let ReserveOutcome::Reserved(r) = reserve(&f, "a", 1).await else {
+            panic!("expected a reservation");
+        };
+        assert_eq!(reserve(&f, "b", 1).await, ReserveOutcome::SoldOut);
+        f.cache
+            .release(&f.product, &r.order_id, ReleaseReason::Aborted)
+            .await
+            .unwrap();
+        assert!(matches!(
+            reserve(&f, "b", 1).await,
+            ReserveOutcome::Reserved(_)
+        ));
+        assert_eq!(reserve(&f, "c", 1).await, ReserveOutcome::SoldOut);
+        let more = Sale::builder(f.product.clone(), 2).build().unwrap();
+        f.cache.create_sale(&more).await.unwrap();
+        assert!(matches!(
+            reserve(&f, "c", 1).await,
+            ReserveOutcome::Reserved(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn local_expiry_clears_at_once() {
+        let f = fixture(1).await;
+        reserve(&f, "a", 1).await;
+        assert_eq!(reserve(&f, "b", 1).await, ReserveOutcome::SoldOut);
+        let late = T0.saturating_add(Duration::from_secs(60));
+        assert_eq!(f.cache.expire(late, 10).await.unwrap().len(), 1);
+        assert!(matches!(
+            reserve(&f, "b", 1).await,
+            ReserveOutcome::Reserved(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn smaller_requests_that_may_fit_still_go_through() {
+        let f = fixture(3).await;
+        reserve(&f, "a", 2).await;
+        assert_eq!(reserve(&f, "b", 2).await, ReserveOutcome::SoldOut);
+        assert_eq!(reserve(&f, "b", 3).await, ReserveOutcome::SoldOut);
+        assert_eq!(f.reserves.load(Ordering::SeqCst), 2, "2+ answered locally");
+        assert!(matches!(
+            reserve(&f, "b", 1).await,
+            ReserveOutcome::Reserved(_)
+        ));
+        assert_eq!(reserve(&f, "c", 1).await, ReserveOutcome::SoldOut);
+        assert_eq!(f.reserves.load(Ordering::SeqCst), 4);
+        assert_eq!(reserve(&f, "d", 1).await, ReserveOutcome::SoldOut);
+        assert_eq!(f.reserves.load(Ordering::SeqCst), 4, "1+ answered locally");
+    }
+
+    #[tokio::test]
+    async fn keyed_requests_always_reach_the_store() {
+        let f = fixture(1).await;
+        let key = IdempotencyKey::new("k").unwrap();
+        let mut first = req(&f.product, "a", 1);
+        first.idempotency_key = Some(key.clone());
+        let ReserveOutcome::Reserved(r) = f.cache.reserve(&first).await.unwrap() else {
+            panic!("expected a reservation");
+        };
+        assert_eq!(reserve(&f, "b", 1).await, ReserveOutcome::SoldOut);
+        let mut retry = req(&f.product, "a", 1);
+        retry.idempotency_key = Some(key);
+        assert_eq!(
+            f.cache.reserve(&retry).await.unwrap(),
+            ReserveOutcome::Duplicate(r)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sold_out_racing_a_local_release_is_not_cached() {
+        let f = fixture(1).await;
+        reserve(&f, "a", 1).await;
+        // Simulate the race: the epoch moves between asking and answering.
+        let r = req(&f.product, "b", 1);
+        let epoch = f.cache.epoch.load(Ordering::Acquire);
+        f.cache.invalidate(&f.product);
+        f.cache.remember(&r, epoch);
+        assert!(!f.cache.refuses(&r, f.clock.now()));
+        f.cache.remember(&r, f.cache.epoch.load(Ordering::Acquire));
+        assert!(f.cache.refuses(&r, f.clock.now()));
+    }
+}
