@@ -340,3 +340,64 @@ fn builder_says_what_is_missing_or_inconsistent() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_retry_after_a_crash_finishes_the_original_purchase_once() {
+    use flashsale::StockStore;
+    use flashsale::ports::{ReserveOutcome, ReserveRequest};
+    // A first request reserved under its key, then its server died before
+    // the order reached the sink: the hold sits there, uncommitted.
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(MemoryStockStore::new());
+    let sale = Sale::builder(pid("p"), 5).build().unwrap();
+    store.create_sale(&sale).await.unwrap();
+    let key = IdempotencyKey::new("crash-1").unwrap();
+    let first = ReserveRequest {
+        order_id: flashsale::OrderId::new(T0),
+        product: pid("p"),
+        user: UserId::new("alice").unwrap(),
+        quantity: Quantity::new(2).unwrap(),
+        idempotency_key: Some(key.clone()),
+        now: T0,
+        pending_ttl: Duration::from_secs(30),
+    };
+    let ReserveOutcome::Reserved(orphan) = store.reserve(&first).await.unwrap() else {
+        panic!()
+    };
+    let sink = Arc::new(MemoryOrderSink::new());
+    let engine = Engine::builder()
+        .stock_store(store.clone())
+        .rate_limiter(Arc::new(MemoryRateLimiter::per_second(100).unwrap()))
+        .order_sink(sink.clone())
+        .authenticator(Arc::new(
+            StaticAuthenticator::new()
+                .with_token("alice", Principal::user(UserId::new("alice").unwrap())),
+        ))
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    // The client retries with its key on another server.
+    let retry = engine
+        .purchase(&as_("alice"), buy("p", 2).with_idempotency_key(key.clone()))
+        .await;
+    match &retry {
+        Outcome::Replayed(p) => {
+            assert_eq!(p.order.order_id, orphan.order_id);
+            assert_eq!(p.status, OrderStatus::Confirmed);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        sink.orders(),
+        vec![orphan.to_order()],
+        "the order reached the sink once"
+    );
+    let l = engine.snapshot(&pid("p")).await.unwrap().unwrap();
+    assert_eq!((l.held, l.committed), (0, 2));
+    // And again: a plain replay, still one order.
+    let again = engine
+        .purchase(&as_("alice"), buy("p", 2).with_idempotency_key(key))
+        .await;
+    assert_eq!(again.code(), "replayed");
+    assert_eq!(sink.len(), 1);
+}

@@ -28,7 +28,10 @@ enum Step {
 enum ReserveAnswer {
     Reserved,
     Refused,
+    /// The key names a finished (or different) request.
     Duplicate,
+    /// The key names this same request, still held.
+    DuplicateHeld,
     Failed,
 }
 
@@ -134,7 +137,7 @@ fn drive(hold: bool, quantity: u32, open: bool, choices: &[u8]) -> Trace {
             }
             Action::Reserve(_) => {
                 let held = reservation_for(&m, hold);
-                let (answer, r) = match pick(c, &[0u8, 1, 2, 3, 4, 5, 6, 7, 8]) {
+                let (answer, r) = match pick(c, &[0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9]) {
                     0 => (ReserveAnswer::Reserved, Ok(ReserveOutcome::Reserved(held))),
                     1 => (ReserveAnswer::Refused, Ok(ReserveOutcome::SoldOut)),
                     2 => (ReserveAnswer::Refused, Ok(ReserveOutcome::LimitExceeded)),
@@ -157,6 +160,10 @@ fn drive(hold: bool, quantity: u32, open: bool, choices: &[u8]) -> Trace {
                             quantity: Quantity::new(9).unwrap(),
                             ..held
                         })),
+                    ),
+                    8 => (
+                        ReserveAnswer::DuplicateHeld,
+                        Ok(ReserveOutcome::Duplicate(held)),
                     ),
                     _ => (ReserveAnswer::Failed, Err(failure(c))),
                 };
@@ -215,11 +222,15 @@ fn position(steps: &[Step], f: impl Fn(&Step) -> bool) -> Option<usize> {
     steps.iter().position(f)
 }
 
+fn replayed(steps: &[Step]) -> bool {
+    steps.contains(&Step::Reserve(ReserveAnswer::DuplicateHeld))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2_000))]
 
     #[test]
-    fn always_terminates_within_seven_actions(
+    fn always_terminates_within_six_port_calls(
         hold in any::<bool>(), q in 1u32..=7, open in any::<bool>(),
         choices in prop::collection::vec(any::<u8>(), 0..8),
     ) {
@@ -228,28 +239,42 @@ proptest! {
     }
 
     #[test]
-    fn submits_only_after_a_successful_reserve(
+    fn submits_only_a_reservation_held_for_this_request(
         hold in any::<bool>(), q in 1u32..=5,
         choices in prop::collection::vec(any::<u8>(), 0..8),
     ) {
         let t = drive(hold, q, true, &choices);
         if let Some(i) = position(&t.steps, |s| matches!(s, Step::Submit(_))) {
             prop_assert!(i > 0);
-            prop_assert_eq!(&t.steps[i - 1], &Step::Reserve(ReserveAnswer::Reserved));
+            prop_assert!(matches!(&t.steps[i - 1],
+                Step::Reserve(ReserveAnswer::Reserved | ReserveAnswer::DuplicateHeld)), "{:?}", t.steps);
         }
     }
 
     #[test]
-    fn releases_right_after_a_failed_submit_or_reserve(
+    fn releases_its_own_reservation_right_after_a_failure_and_never_anothers(
         hold in any::<bool>(), q in 1u32..=5,
         choices in prop::collection::vec(any::<u8>(), 0..8),
     ) {
         let t = drive(hold, q, true, &choices);
+        let released = t.steps.iter().any(|s| matches!(s, Step::Release(_)));
+        if replayed(&t.steps) {
+            prop_assert!(!released, "a replay released the first request's hold: {:?}", t.steps);
+        }
         for (i, s) in t.steps.iter().enumerate() {
-            if matches!(s, Step::Submit(false) | Step::Reserve(ReserveAnswer::Failed)) {
+            let own_failure = matches!(s, Step::Reserve(ReserveAnswer::Failed))
+                || (matches!(s, Step::Submit(false)) && !replayed(&t.steps));
+            if own_failure {
                 prop_assert!(matches!(t.steps.get(i + 1), Some(Step::Release(_))), "{:?}", t.steps);
+            }
+            if matches!(s, Step::Submit(false) | Step::Reserve(ReserveAnswer::Failed)) {
                 prop_assert_eq!(t.outcome.code(), "unavailable");
             }
+        }
+        // Nothing is released unless something went wrong after reserving.
+        if released {
+            prop_assert!(t.steps.iter().any(|s| matches!(s,
+                Step::Reserve(ReserveAnswer::Failed) | Step::Submit(false) | Step::Commit(None))));
         }
     }
 
@@ -268,21 +293,24 @@ proptest! {
     }
 
     #[test]
-    fn purchased_means_the_sink_acknowledged(
+    fn a_200_means_the_sink_acknowledged(
         hold in any::<bool>(), q in 1u32..=5,
         choices in prop::collection::vec(any::<u8>(), 0..8),
     ) {
         let t = drive(hold, q, true, &choices);
-        if let Outcome::Purchased(p) = &t.outcome {
-            prop_assert!(t.steps.contains(&Step::Submit(true)));
-            if hold {
-                prop_assert!(matches!(p.status, OrderStatus::Held { .. }), "{:?}", p.status);
-            } else {
-                prop_assert_eq!(p.status, OrderStatus::Confirmed);
-                let committed = t.steps.iter().any(|s| matches!(s,
-                    Step::Commit(Some(CommitOutcome::Committed | CommitOutcome::AlreadyCommitted))
-                    | Step::Release(Some(ReleaseOutcome::AlreadyCommitted))));
-                prop_assert!(committed, "{:?}", t.steps);
+        if let Some(p) = t.outcome.purchase() {
+            let already_committed = matches!(t.steps.last(), Some(Step::Reserve(ReserveAnswer::Duplicate)));
+            if !already_committed {
+                prop_assert!(t.steps.contains(&Step::Submit(true)), "{:?}", t.steps);
+                if hold {
+                    prop_assert!(matches!(p.status, OrderStatus::Held { .. }), "{:?}", p.status);
+                } else {
+                    prop_assert_eq!(p.status, OrderStatus::Confirmed);
+                    let committed = t.steps.iter().any(|s| matches!(s,
+                        Step::Commit(Some(CommitOutcome::Committed | CommitOutcome::AlreadyCommitted))
+                        | Step::Release(Some(ReleaseOutcome::AlreadyCommitted))));
+                    prop_assert!(committed, "{:?}", t.steps);
+                }
             }
         }
     }
@@ -294,6 +322,7 @@ proptest! {
     ) {
         let t = drive(hold, q, open, &choices);
         let code = t.outcome.code();
+        let success = if replayed(&t.steps) { "replayed" } else { "purchased" };
         if q > 5 {
             prop_assert_eq!(code, "invalid_request");
             prop_assert!(t.steps.is_empty(), "validation happens before any I/O");
@@ -311,10 +340,11 @@ proptest! {
                 "replayed" | "idempotency_conflict")),
             Some(Step::Submit(true)) => {
                 prop_assert!(hold);
-                prop_assert_eq!(code, "purchased");
+                prop_assert_eq!(code, success);
             }
+            Some(Step::Submit(false)) => prop_assert_eq!(code, "unavailable"),
             Some(Step::Commit(Some(CommitOutcome::Committed | CommitOutcome::AlreadyCommitted))) => {
-                prop_assert_eq!(code, "purchased")
+                prop_assert_eq!(code, success)
             }
             Some(Step::Commit(_)) => prop_assert_eq!(code, "unavailable"),
             Some(Step::Release(Some(ReleaseOutcome::AlreadyCommitted)))
@@ -323,11 +353,6 @@ proptest! {
             }
             Some(Step::Release(_)) => prop_assert_eq!(code, "unavailable"),
             Some(other) => prop_assert!(false, "ended right after {:?}", other),
-        }
-        // Nothing is released unless something went wrong after reserving.
-        if t.steps.iter().any(|s| matches!(s, Step::Release(_))) {
-            prop_assert!(t.steps.iter().any(|s| matches!(s,
-                Step::Reserve(ReserveAnswer::Failed) | Step::Submit(false) | Step::Commit(None))));
         }
     }
 }

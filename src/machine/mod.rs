@@ -16,10 +16,13 @@
 //! ```
 //!
 //! Guarantees (checked by property tests over arbitrary port results):
-//! it always reaches `Done` in at most seven actions; it submits only after
-//! a successful reserve; after a failed submit (or a failed or timed-out
-//! reserve) it releases; it never commits a released hold; `Purchased`
-//! implies the sink acknowledged the order.
+//! it always reaches `Done` within six port calls; it submits only an order
+//! whose reservation the store holds for this very request (just reserved,
+//! or found held under the same idempotency key); after a failed submit (or
+//! a failed or timed-out reserve) of its own reservation it releases it; it
+//! never releases a reservation made by another request; it never commits
+//! after a release; `Purchased` and `Replayed` imply the order reached the
+//! sink.
 
 mod action;
 mod purchase;

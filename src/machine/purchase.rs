@@ -25,10 +25,12 @@ enum State {
     Submitting {
         reservation: Reservation,
         order: Order,
+        replay: bool,
     },
     Committing {
         reservation: Reservation,
         order: Order,
+        replay: bool,
     },
     Releasing {
         reservation: ReservationRef,
@@ -195,8 +197,9 @@ impl PurchaseMachine {
             Ok(ReserveOutcome::Reserved(reservation)) => State::Submitting {
                 order: reservation.to_order(),
                 reservation,
+                replay: false,
             },
-            Ok(ReserveOutcome::Duplicate(existing)) => State::Done(replay(req, existing)),
+            Ok(ReserveOutcome::Duplicate(existing)) => replay(req, existing),
             Ok(ReserveOutcome::SoldOut) => State::Done(Outcome::SoldOut),
             Ok(ReserveOutcome::LimitExceeded) => State::Done(Outcome::LimitExceeded),
             Ok(ReserveOutcome::NotOnSale) => State::Done(Outcome::NotOnSale),
@@ -226,22 +229,33 @@ impl PurchaseMachine {
 
     /// Feeds the answer to [`Action::Submit`].
     pub fn handle_submitted(&mut self, result: Result<Receipt, Failure>) -> Result<(), StepError> {
-        let State::Submitting { reservation, order } = &self.state else {
+        let State::Submitting {
+            reservation,
+            order,
+            replay,
+        } = &self.state
+        else {
             return Err(self.unexpected("submission"));
         };
+        let replay = *replay;
         self.state = match result {
             Ok(_) if reservation.awaits_confirmation => {
-                State::Done(Outcome::Purchased(PurchaseSummary {
+                let summary = PurchaseSummary {
                     order: order.clone(),
                     status: OrderStatus::Held {
                         expires_at: reservation.expires_at,
                     },
-                }))
+                };
+                State::Done(purchased(summary, replay))
             }
             Ok(_) => State::Committing {
                 reservation: reservation.clone(),
                 order: order.clone(),
+                replay,
             },
+            // A replay's reservation belongs to the first request, which may
+            // still be in flight: leave it to that request (or its expiry).
+            Err(_) if replay => self.unavailable(),
             Err(_) => State::Releasing {
                 reservation: ReservationRef {
                     product: reservation.product.clone(),
@@ -259,20 +273,26 @@ impl PurchaseMachine {
         &mut self,
         result: Result<CommitOutcome, Failure>,
     ) -> Result<(), StepError> {
-        let State::Committing { reservation, order } = &self.state else {
+        let State::Committing {
+            reservation,
+            order,
+            replay,
+        } = &self.state
+        else {
             return Err(self.unexpected("commit"));
         };
-        let purchased = PurchaseSummary {
+        let summary = PurchaseSummary {
             order: order.clone(),
             status: OrderStatus::Confirmed,
         };
         self.state = match result {
             Ok(CommitOutcome::Committed | CommitOutcome::AlreadyCommitted) => {
-                State::Done(Outcome::Purchased(purchased))
+                State::Done(purchased(summary, *replay))
             }
             // The hold lapsed (or vanished) between reserve and commit: its
             // units are already back on sale, so the buyer did not get them.
             Ok(CommitOutcome::NotHeld(_) | CommitOutcome::Unknown) => self.unavailable(),
+            Err(_) if *replay => self.unavailable(),
             // Unknown whether the commit applied: release, and let the
             // release's answer tell which it was.
             Err(_) => State::Releasing {
@@ -281,7 +301,7 @@ impl PurchaseMachine {
                     order_id: reservation.order_id,
                 },
                 then: self.unavailable_outcome(),
-                if_committed: Some(purchased),
+                if_committed: Some(summary),
             },
         };
         Ok(())
@@ -333,22 +353,38 @@ impl PurchaseMachine {
     }
 }
 
-/// The answer to a request whose idempotency key (or order id) already
+/// Where a request goes when its idempotency key (or order id) already
 /// names `existing`.
-fn replay(req: &ReserveRequest, existing: Reservation) -> Outcome {
+fn replay(req: &ReserveRequest, existing: Reservation) -> State {
     let same = existing.user == req.user
         && existing.product == req.product
         && existing.quantity == req.quantity;
     if !same {
-        return Outcome::IdempotencyConflict;
+        return State::Done(Outcome::IdempotencyConflict);
     }
-    // A held reservation of a sale without holds is a request still in
-    // flight (its order may not be durable yet): don't claim success.
-    if existing.state == ReservationState::Held && !existing.awaits_confirmation {
-        return Outcome::InProgress;
+    match existing.state {
+        // Still held: the first request may be in flight, or may have died
+        // before its order was durable. Finish its work idempotently (the
+        // sink dedupes by order id, commit is idempotent) so that a 200
+        // always means the order reached the sink.
+        ReservationState::Held => State::Submitting {
+            order: existing.to_order(),
+            reservation: existing,
+            replay: true,
+        },
+        // Committed (so its order was acked), cancelled or expired: answer
+        // as it stands.
+        _ => State::Done(Outcome::Replayed(PurchaseSummary {
+            order: existing.to_order(),
+            status: OrderStatus::of(&existing),
+        })),
     }
-    Outcome::Replayed(PurchaseSummary {
-        order: existing.to_order(),
-        status: OrderStatus::of(&existing),
-    })
+}
+
+fn purchased(summary: PurchaseSummary, replay: bool) -> Outcome {
+    if replay {
+        Outcome::Replayed(summary)
+    } else {
+        Outcome::Purchased(summary)
+    }
 }

@@ -366,14 +366,61 @@ fn duplicate_of_a_different_request_conflicts() {
     assert_eq!(duplicate_outcome(other_user), Outcome::IdempotencyConflict);
 }
 
+/// A machine that received `Duplicate(existing)` for its own request.
+fn replaying(existing: Reservation) -> PurchaseMachine {
+    let mut m = reserving();
+    m.handle_reserved(Ok(ReserveOutcome::Duplicate(existing)))
+        .unwrap();
+    m
+}
+
 #[test]
-fn duplicate_still_in_flight_is_in_progress_but_a_hold_replays() {
+fn duplicate_of_a_held_request_finishes_its_work_then_replays() {
     let m = reserving();
-    assert_eq!(duplicate_outcome(held(&m, false)), Outcome::InProgress);
-    match duplicate_outcome(held(&m, true)) {
+    let mut original = held(&m, false);
+    original.order_id = OrderId::new(Timestamp::from_millis(7));
+    let mut m = replaying(original.clone());
+    // The original's order is (re)submitted: the sink dedupes by id.
+    assert_eq!(m.poll_action(), Action::Submit(&original.to_order()));
+    m.handle_submitted(Ok(receipt(&original))).unwrap();
+    assert!(
+        matches!(m.poll_action(), Action::Commit { order_id, .. } if *order_id == original.order_id)
+    );
+    m.handle_committed(Ok(CommitOutcome::AlreadyCommitted))
+        .unwrap();
+    match done(&m) {
+        Outcome::Replayed(p) => {
+            assert_eq!(p.order.order_id, original.order_id);
+            assert_eq!(p.status, OrderStatus::Confirmed);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn duplicate_of_a_held_hold_sale_request_replays_held_after_resubmitting() {
+    let m = reserving();
+    let original = held(&m, true);
+    let mut m = replaying(original.clone());
+    m.handle_submitted(Ok(receipt(&original))).unwrap();
+    match done(&m) {
         Outcome::Replayed(p) => assert!(matches!(p.status, OrderStatus::Held { .. })),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_failing_replay_never_releases_the_first_requests_hold() {
+    let m = reserving();
+    let original = held(&m, false);
+    let mut m = replaying(original.clone());
+    m.handle_submitted(Err(Failure::Timeout)).unwrap();
+    assert_eq!(done(&m).code(), "unavailable");
+
+    let mut m = replaying(original.clone());
+    m.handle_submitted(Ok(receipt(&original))).unwrap();
+    m.handle_committed(Err(Failure::Error)).unwrap();
+    assert_eq!(done(&m).code(), "unavailable");
 }
 
 #[test]
