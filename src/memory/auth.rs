@@ -50,3 +50,27 @@ impl Authenticator for StaticAuthenticator {
             .ok_or(AuthRejection::Unknown))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::UserId;
+
+    #[tokio::test]
+    async fn accepts_known_tokens_only() {
+        let alice = Principal::user(UserId::new("alice").unwrap());
+        let auth = StaticAuthenticator::new().with_token("t-alice", alice.clone());
+        let ok = auth.authenticate(&Credentials::bearer("t-alice")).await;
+        assert_eq!(ok.unwrap(), Ok(alice));
+        let unknown = auth.authenticate(&Credentials::bearer("t-bob")).await;
+        assert_eq!(unknown.unwrap(), Err(AuthRejection::Unknown));
+        let missing = auth.authenticate(&Credentials::none()).await;
+        assert_eq!(missing.unwrap(), Err(AuthRejection::Missing));
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let printed = format!("{:?}", Credentials::bearer("s3cr3t"));
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+    }
+}

@@ -117,3 +117,66 @@ impl RateLimiter for MemoryRateLimiter {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::model::Timestamp;
+
+    #[tokio::test]
+    async fn idle_keys_are_evicted_so_memory_stays_bounded() {
+        let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
+        let quota = RateQuota::new(3, Duration::from_secs(1)).unwrap();
+        let limiter = MemoryRateLimiter::with_clock(quota, Arc::new(clock.clone()));
+        for i in 0..500 {
+            limiter.check(&format!("bot-{i}"), 1).await.unwrap();
+        }
+        assert_eq!(limiter.tracked_keys(), 500);
+        // Still inside their replenish window: kept.
+        limiter.evict_idle();
+        assert_eq!(limiter.tracked_keys(), 500);
+        clock.advance(Duration::from_secs(1));
+        limiter.evict_idle();
+        assert_eq!(limiter.tracked_keys(), 0);
+    }
+
+    #[tokio::test]
+    async fn eviction_runs_by_itself_every_few_thousand_checks() {
+        let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
+        let quota = RateQuota::new(1, Duration::from_millis(10)).unwrap();
+        let limiter = MemoryRateLimiter::with_clock(quota, Arc::new(clock.clone()));
+        for i in 0..(2 * EVICT_EVERY) {
+            clock.advance(Duration::from_millis(1));
+            limiter.check(&format!("k{i}"), 1).await.unwrap();
+        }
+        // Only keys touched in the last 10 ms can still be tracked, plus
+        // those since the last automatic sweep.
+        assert!(
+            limiter.tracked_keys() <= EVICT_EVERY as usize,
+            "{} keys tracked",
+            limiter.tracked_keys()
+        );
+    }
+
+    #[tokio::test]
+    async fn retry_after_follows_the_injected_clock() {
+        let clock = ManualClock::new(Timestamp::from_millis(5_000));
+        let quota: RateQuota = "2/1m".parse().unwrap();
+        let limiter = MemoryRateLimiter::with_clock(quota, Arc::new(clock.clone()));
+        for _ in 0..2 {
+            assert_eq!(limiter.check("u", 1).await.unwrap(), RateDecision::Allowed);
+        }
+        let RateDecision::Limited { retry_after } = limiter.check("u", 1).await.unwrap() else {
+            panic!("third attempt admitted")
+        };
+        assert_eq!(retry_after, Duration::from_secs(30));
+        clock.advance(Duration::from_secs(10));
+        let RateDecision::Limited { retry_after } = limiter.check("u", 1).await.unwrap() else {
+            panic!("admitted too early")
+        };
+        assert_eq!(retry_after, Duration::from_secs(20));
+        clock.advance(retry_after);
+        assert_eq!(limiter.check("u", 1).await.unwrap(), RateDecision::Allowed);
+    }
+}

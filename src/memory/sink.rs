@@ -94,3 +94,42 @@ impl OrderSink for MemoryOrderSink {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Quantity, Timestamp, UserId};
+
+    fn order(n: u64) -> Order {
+        let at = Timestamp::from_millis(n);
+        Order {
+            schema_version: Order::SCHEMA_VERSION,
+            order_id: OrderId::new(at),
+            product_id: crate::model::ProductId::new("p").unwrap(),
+            user_id: UserId::new("u").unwrap(),
+            quantity: Quantity::ONE,
+            created_at: at,
+            idempotency_key: None,
+            hold_expires_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn keeps_each_order_once_and_drains_without_forgetting_ids() {
+        let sink = MemoryOrderSink::new();
+        let mut live = sink.subscribe();
+        let a = order(1);
+        let b = order(2);
+        assert_eq!(sink.submit(&a).await.unwrap().location, "memory@0");
+        sink.submit(&a).await.unwrap();
+        sink.submit(&b).await.unwrap();
+        assert_eq!(sink.orders(), vec![a.clone(), b.clone()]);
+        assert_eq!(live.recv().await.unwrap(), a);
+        assert_eq!(live.recv().await.unwrap(), b);
+        assert_eq!(sink.drain(), vec![a.clone(), b]);
+        assert!(sink.is_empty());
+        // A drained order re-submitted is still a duplicate.
+        sink.submit(&a).await.unwrap();
+        assert!(sink.is_empty());
+    }
+}

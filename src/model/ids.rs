@@ -326,3 +326,68 @@ impl fmt::Display for Timestamp {
         f.write_str(&self.to_rfc3339())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn product_ids_are_checked_for_length_and_characters() {
+        assert!(ProductId::new("sku-1.a_b:c").is_ok());
+        assert!(ProductId::new("a".repeat(64)).is_ok());
+        for bad in ["", "has space", "slash/", "ünï", "semi;colon"] {
+            let e = ProductId::new(bad).unwrap_err();
+            assert_eq!(e.field, "product_id", "{bad:?}");
+        }
+        let long = ProductId::new("a".repeat(65)).unwrap_err();
+        assert!(long.reason.contains("at most 64"), "{long}");
+    }
+
+    #[test]
+    fn quantities_are_bounded() {
+        assert_eq!(Quantity::new(1).unwrap().get(), 1);
+        assert_eq!(Quantity::new(1_000_000).unwrap().get(), 1_000_000);
+        for bad in [0, -1, i64::MIN, 1_000_001, i64::MAX] {
+            assert_eq!(Quantity::new(bad).unwrap_err().field, "quantity", "{bad}");
+        }
+        let from_json: Result<Quantity, _> = serde_json::from_str("-5");
+        assert!(from_json.unwrap_err().to_string().contains("at least 1"));
+    }
+
+    #[test]
+    fn idempotency_keys_and_user_ids_reject_unprintable_input() {
+        assert!(IdempotencyKey::new("order 42 / retry#1").is_ok());
+        assert!(IdempotencyKey::new("tab\there").is_err());
+        assert!(IdempotencyKey::new("é").is_err());
+        assert!(IdempotencyKey::new("k".repeat(129)).is_err());
+        assert!(UserId::new("alice@example.com").is_ok());
+        assert!(UserId::new("line\nbreak").is_err());
+        assert!(UserId::new("").is_err());
+    }
+
+    #[test]
+    fn timestamps_round_trip_through_rfc3339() {
+        let t = Timestamp::parse_rfc3339("at", "2026-11-25T10:00:00.123Z").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-25T10:00:00.123Z");
+        let offset = Timestamp::parse_rfc3339("at", "2026-11-25T12:00:00+02:00").unwrap();
+        assert_eq!(offset.to_rfc3339(), "2026-11-25T10:00:00.000Z");
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
+        assert_eq!(
+            Timestamp::parse_rfc3339("starts_at", "tomorrow")
+                .unwrap_err()
+                .field,
+            "starts_at"
+        );
+        assert!(Timestamp::parse_rfc3339("at", "1969-12-31T23:59:59Z").is_err());
+    }
+
+    #[test]
+    fn order_ids_are_time_ordered_and_parse_back() {
+        let a = OrderId::new(Timestamp::from_millis(1_000));
+        let b = OrderId::new(Timestamp::from_millis(2_000));
+        assert!(a < b);
+        assert_eq!(a.to_string().parse::<OrderId>().unwrap(), a);
+        assert_eq!("nope".parse::<OrderId>().unwrap_err().field, "order_id");
+    }
+}

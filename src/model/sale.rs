@@ -238,3 +238,80 @@ impl StockLevels {
             == Some(self.total)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> ProductId {
+        ProductId::new("p").unwrap()
+    }
+
+    #[test]
+    fn builder_rejects_inconsistent_terms() {
+        let t = Timestamp::from_millis(10_000);
+        let cases = [
+            (Sale::builder(p(), Sale::MAX_STOCK + 1), "stock"),
+            (Sale::builder(p(), 1).per_user_limit(0), "per_user_limit"),
+            (Sale::builder(p(), 1).per_order_max(0), "per_order_max"),
+            (Sale::builder(p(), 1).starts_at(t).ends_at(t), "ends_at"),
+            (
+                Sale::builder(p(), 1).hold(Duration::from_millis(10)),
+                "hold_seconds",
+            ),
+            (
+                Sale::builder(p(), 1).hold(Duration::from_secs(86_401)),
+                "hold_seconds",
+            ),
+        ];
+        for (builder, field) in cases {
+            assert_eq!(builder.build().unwrap_err().field, field);
+        }
+    }
+
+    #[test]
+    fn window_is_half_open() {
+        let s = Sale::builder(p(), 1)
+            .starts_at(Timestamp::from_millis(100))
+            .ends_at(Timestamp::from_millis(200))
+            .build()
+            .unwrap();
+        assert!(!s.is_open(Timestamp::from_millis(99)));
+        assert!(s.is_open(Timestamp::from_millis(100)));
+        assert!(s.is_open(Timestamp::from_millis(199)));
+        assert!(!s.is_open(Timestamp::from_millis(200)));
+    }
+
+    #[test]
+    fn serde_round_trips_and_validates() {
+        let s = Sale::builder(p(), 5)
+            .per_user_limit(2)
+            .hold(Duration::from_secs(300))
+            .build()
+            .unwrap();
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["hold_seconds"], 300);
+        assert_eq!(serde_json::from_value::<Sale>(json).unwrap(), s);
+        let bad = serde_json::json!({"product_id": "p", "stock": 5, "per_user_limit": 0, "per_order_max": 1});
+        assert!(serde_json::from_value::<Sale>(bad).is_err());
+    }
+
+    #[test]
+    fn levels_consistency_detects_overflow_and_mismatch() {
+        let ok = StockLevels {
+            total: 10,
+            available: 5,
+            held: 2,
+            committed: 3,
+        };
+        assert!(ok.is_consistent());
+        assert!(!StockLevels { available: 6, ..ok }.is_consistent());
+        let huge = StockLevels {
+            total: 1,
+            available: u64::MAX,
+            held: 2,
+            committed: 0,
+        };
+        assert!(!huge.is_consistent());
+    }
+}
