@@ -20,7 +20,7 @@ use flashsale::machine::{Action, MachineConfig, PurchaseMachine};
 use flashsale::memory::{
     MemoryOrderSink, MemoryRateLimiter, MemoryStockStore, StaticAuthenticator,
 };
-use flashsale::model::{Principal, Receipt, Reservation, ReservationState, UserId};
+use flashsale::model::{Principal, Receipt, UserId};
 use flashsale::ports::{CommitOutcome, RateDecision, ReserveOutcome};
 use flashsale::{
     Credentials, Engine, OrderId, Outcome, ProductId, PurchaseRequest, Quantity, RateQuota, Sale,
@@ -51,17 +51,7 @@ fn machine_pass(c: &mut Criterion) {
             let Action::Reserve(r) = m.poll_action() else {
                 unreachable!()
             };
-            let held = Reservation {
-                order_id: r.order_id,
-                product: r.product.clone(),
-                user: r.user.clone(),
-                quantity: r.quantity,
-                idempotency_key: None,
-                created_at: r.now,
-                expires_at: r.now,
-                awaits_confirmation: false,
-                state: ReservationState::Held,
-            };
+            let held = r.to_reservation(None);
             m.handle_reserved(Ok(ReserveOutcome::Reserved(held)))
                 .unwrap();
             m.handle_submitted(Ok(Receipt {

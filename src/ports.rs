@@ -41,6 +41,27 @@ pub struct ReserveRequest {
     pub pending_ttl: Duration,
 }
 
+impl ReserveRequest {
+    /// The `Held` reservation this request makes when it succeeds, given
+    /// the sale's hold TTL (`None`: a sale without holds, which uses
+    /// [`pending_ttl`](Self::pending_ttl)).
+    pub fn to_reservation(&self, sale_hold: Option<Duration>) -> Reservation {
+        Reservation {
+            order_id: self.order_id,
+            product: self.product.clone(),
+            user: self.user.clone(),
+            quantity: self.quantity,
+            idempotency_key: self.idempotency_key.clone(),
+            created_at: self.now,
+            expires_at: self
+                .now
+                .saturating_add(sale_hold.unwrap_or(self.pending_ttl)),
+            awaits_confirmation: sale_hold.is_some(),
+            state: ReservationState::Held,
+        }
+    }
+}
+
 /// The answer to [`StockStore::reserve`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReserveOutcome {

@@ -61,17 +61,7 @@ fn reservation_for(m: &PurchaseMachine, awaits: bool) -> Reservation {
     let Action::Reserve(req) = m.poll_action() else {
         unreachable!()
     };
-    Reservation {
-        order_id: req.order_id,
-        product: req.product.clone(),
-        user: req.user.clone(),
-        quantity: req.quantity,
-        idempotency_key: req.idempotency_key.clone(),
-        created_at: req.now,
-        expires_at: req.now.saturating_add(Duration::from_secs(30)),
-        awaits_confirmation: awaits,
-        state: ReservationState::Held,
-    }
+    req.to_reservation(awaits.then_some(Duration::from_secs(60)))
 }
 
 /// Drives a machine to the end, answering each action from `choices`.

@@ -35,17 +35,7 @@ fn held(m: &PurchaseMachine, awaits: bool) -> Reservation {
     let Action::Reserve(req) = m.poll_action() else {
         panic!("not reserving: {:?}", m.poll_action())
     };
-    Reservation {
-        order_id: req.order_id,
-        product: req.product.clone(),
-        user: req.user.clone(),
-        quantity: req.quantity,
-        idempotency_key: req.idempotency_key.clone(),
-        created_at: req.now,
-        expires_at: req.now.saturating_add(Duration::from_secs(30)),
-        awaits_confirmation: awaits,
-        state: ReservationState::Held,
-    }
+    req.to_reservation(awaits.then_some(Duration::from_secs(30)))
 }
 
 /// A machine that has authenticated alice and passed the rate check.

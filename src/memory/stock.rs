@@ -86,18 +86,7 @@ impl ProductState {
         if owned + q > u64::from(self.sale.per_user_limit()) {
             return ReserveOutcome::LimitExceeded;
         }
-        let hold = self.sale.hold();
-        let reservation = Reservation {
-            order_id: req.order_id,
-            product: req.product.clone(),
-            user: req.user.clone(),
-            quantity: req.quantity,
-            idempotency_key: req.idempotency_key.clone(),
-            created_at: req.now,
-            expires_at: req.now.saturating_add(hold.unwrap_or(req.pending_ttl)),
-            awaits_confirmation: hold.is_some(),
-            state: ReservationState::Held,
-        };
+        let reservation = req.to_reservation(self.sale.hold());
         self.levels.available -= q;
         self.levels.held += q;
         *self.per_user.entry(req.user.clone()).or_insert(0) += q;
