@@ -85,7 +85,7 @@ fn engine(auth: Arc<StaticAuthenticator>) -> (Engine, Arc<MemoryOrderSink>) {
     let engine = Engine::builder()
         .stock_store(Arc::new(MemoryStockStore::new()))
         .rate_limiter(Arc::new(MemoryRateLimiter::new(
-            RateQuota::new(u32::MAX / 2, Duration::from_secs(1)).unwrap(),
+            RateQuota::new(1_000_000, Duration::from_secs(1)).unwrap(),
         )))
         .order_sink(sink.clone())
         .authenticator(auth)

@@ -49,6 +49,7 @@
 pub mod clock;
 pub mod engine;
 pub mod error;
+mod fast_hash;
 pub mod http;
 #[cfg(feature = "jwt")]
 pub mod jwt;
@@ -72,3 +73,8 @@ pub use model::{
 };
 pub use ports::{Authenticator, OrderSink, RateLimiter, StockStore};
 pub use stock_cache::SoldOutCache;
+
+/// The README's code blocks, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -105,12 +105,17 @@ impl Engine {
             user = tracing::field::Empty,
             outcome = tracing::field::Empty,
         );
-        self.purchase_inner(credentials, request)
+        self.purchase_inner(credentials, request, span.clone())
             .instrument(span)
             .await
     }
 
-    async fn purchase_inner(&self, credentials: &Credentials, request: PurchaseRequest) -> Outcome {
+    async fn purchase_inner(
+        &self,
+        credentials: &Credentials,
+        request: PurchaseRequest,
+        span: tracing::Span,
+    ) -> Outcome {
         let inner = &*self.inner;
         let now = inner.clock.now();
         let sale = match self.cached_sale(&request.product).await {
@@ -135,7 +140,7 @@ impl Engine {
                         .await,
                 ),
                 Action::CheckRate { user, cost } => {
-                    tracing::Span::current().record("user", user.as_str());
+                    span.record("user", user.as_str());
                     Fed::Rate(
                         self.call("rate_check", inner.limiter.check(user.as_str(), cost))
                             .await,
@@ -178,7 +183,7 @@ impl Engine {
         let outcome = machine
             .into_outcome()
             .expect("the loop ends only when the machine is done");
-        tracing::Span::current().record("outcome", outcome.code());
+        span.record("outcome", outcome.code());
         debug!(code = outcome.code(), "purchase finished");
         outcome
     }

@@ -4,12 +4,12 @@
 //! can only let an attempt through to the store that would have been
 //! refused locally, or the reverse for at most one TTL.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
 
+use crate::fast_hash::HashMap;
 use crate::model::{ProductId, Sale, Timestamp};
 
 /// More entries than this and the cache is emptied (random ids sent by bots
@@ -32,7 +32,7 @@ impl SaleCache {
     pub(crate) fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(HashMap::default()),
         }
     }
 

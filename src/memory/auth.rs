@@ -1,10 +1,9 @@
 //! A fixed token table [`Authenticator`], for tests and demos.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 
 use crate::error::Result;
+use crate::fast_hash::HashMap;
 use crate::model::{AuthRejection, Credentials, Principal};
 use crate::ports::Authenticator;
 

@@ -10,11 +10,12 @@ use async_trait::async_trait;
 use governor::clock::Clock as GovernorClock;
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
-use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter as Gcra};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
+use crate::fast_hash::RandomState;
 use crate::model::{InvalidInput, RateQuota};
 use crate::ports::{RateDecision, RateLimiter};
 
@@ -36,7 +37,7 @@ impl GovernorClock for ClockAdapter {
 /// A keyed GCRA limiter held in memory. Idle keys are evicted, so memory
 /// stays bounded by the keys active within one period.
 pub struct MemoryRateLimiter {
-    gcra: Gcra<String, DefaultKeyedStateStore<String>, ClockAdapter, NoOpMiddleware<Nanos>>,
+    gcra: Gcra<String, DashMapStateStore<String, RandomState>, ClockAdapter, NoOpMiddleware<Nanos>>,
     quota: RateQuota,
     clock: ClockAdapter,
     checks: AtomicU64,
@@ -71,7 +72,7 @@ impl MemoryRateLimiter {
             .allow_burst(burst);
         let clock = ClockAdapter(clock);
         Self {
-            gcra: Gcra::dashmap_with_clock(gq, clock.clone()),
+            gcra: Gcra::dashmap_with_clock_and_hasher(gq, clock.clone(), RandomState::default()),
             quota,
             clock,
             checks: AtomicU64::new(0),

@@ -1,12 +1,11 @@
 //! An in-process [`OrderSink`]: an append-only log with subscribers.
 
-use std::collections::HashSet;
-
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
 use crate::error::Result;
+use crate::fast_hash::HashSet;
 use crate::model::{Order, OrderId, Receipt};
 use crate::ports::OrderSink;
 
@@ -86,13 +85,35 @@ impl OrderSink for MemoryOrderSink {
             log.next_offset += 1;
             log.next_offset - 1
         };
-        // No subscriber is fine: the log still has it.
-        let _ = self.live.send(order.clone());
+        if self.live.receiver_count() > 0 {
+            // A subscriber that went away meanwhile is fine: the log has it.
+            let _ = self.live.send(order.clone());
+        }
         Ok(Receipt {
             order_id: order.order_id,
-            location: format!("memory@{offset}"),
+            location: offset_location(offset),
         })
     }
+}
+
+/// `memory@<offset>`, without the formatting machinery (this runs once per
+/// purchase).
+fn offset_location(offset: u64) -> String {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = offset;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut s = String::with_capacity(7 + digits.len() - i);
+    s.push_str("memory@");
+    s.extend(digits[i..].iter().map(|&d| char::from(d)));
+    s
 }
 
 #[cfg(test)]
@@ -121,6 +142,8 @@ mod tests {
         let a = order(1);
         let b = order(2);
         assert_eq!(sink.submit(&a).await.unwrap().location, "memory@0");
+        assert_eq!(offset_location(1_234_567), "memory@1234567");
+        assert_eq!(offset_location(u64::MAX), format!("memory@{}", u64::MAX));
         sink.submit(&a).await.unwrap();
         sink.submit(&b).await.unwrap();
         assert_eq!(sink.orders(), vec![a.clone(), b.clone()]);

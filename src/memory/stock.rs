@@ -2,7 +2,7 @@
 //! products never contend, and every operation on a product is one critical
 //! section (hence atomic).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -10,6 +10,7 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use crate::error::Result;
+use crate::fast_hash::{HashMap, RandomState};
 use crate::model::{
     IdempotencyKey, OrderId, ProductId, Reservation, ReservationState, Sale, StockLevels,
     Timestamp, UserId,
@@ -23,9 +24,9 @@ use crate::ports::{
 /// deployments). Nothing survives a restart.
 #[derive(Debug, Default)]
 pub struct MemoryStockStore {
-    products: DashMap<ProductId, Arc<Mutex<ProductState>>>,
+    products: DashMap<ProductId, Arc<Mutex<ProductState>>, RandomState>,
     /// Which product each reservation belongs to, for lookups by order id.
-    orders: DashMap<OrderId, ProductId>,
+    orders: DashMap<OrderId, ProductId, RandomState>,
 }
 
 #[derive(Debug)]
@@ -52,9 +53,9 @@ impl ProductState {
                 held: 0,
                 committed: 0,
             },
-            per_user: HashMap::new(),
-            reservations: HashMap::new(),
-            keys: HashMap::new(),
+            per_user: HashMap::default(),
+            reservations: HashMap::default(),
+            keys: HashMap::default(),
             expiry: BTreeSet::new(),
         }
     }
