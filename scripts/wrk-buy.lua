@@ -1,0 +1,13 @@
+-- wrk script: POST /buy with a bearer token from $TOKEN and a JSON body.
+wrk.method = "POST"
+wrk.body = '{"quantity": 1}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. (os.getenv("TOKEN") or "")
+
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT rps=%.0f p50_ms=%.2f p99_ms=%.2f requests=%d errors=%d\n",
+    summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.requests,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
