@@ -86,6 +86,10 @@ use crate::ports::Authenticator;
 /// with [`AuthRejection::TooLarge`] before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
+/// The shortest HS256 secret accepted without a warning: 32 bytes, the
+/// size of the SHA-256 output (RFC 7518 §3.2).
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
 /// The default clock-skew allowance for `exp` and `nbf`: 30 seconds.
 ///
 /// Small enough that an expired token dies quickly, large enough to absorb
@@ -163,8 +167,16 @@ impl JwtAuthenticator {
     /// Accepts only `HS256` tokens signed with `secret`.
     ///
     /// Use a secret of at least 32 random bytes; anyone who knows it can
-    /// mint any token. [`DEV_SECRET`] is for development only.
+    /// mint any token. [`DEV_SECRET`] is for development only. A shorter
+    /// secret is accepted but logged as a warning: it can be brute-forced
+    /// from a single token.
     pub fn hs256(secret: &[u8]) -> Self {
+        if secret.len() < MIN_HS256_SECRET_BYTES {
+            tracing::warn!(
+                bytes = secret.len(),
+                "the HS256 secret is shorter than {MIN_HS256_SECRET_BYTES} bytes; use a long random one"
+            );
+        }
         Self::new(Alg::Hs256, DecodingKey::from_secret(secret))
     }
 
