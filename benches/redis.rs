@@ -1,1 +1,355 @@
-fn main() {}
+//! Purchases per second through the `Engine` on Redis, against the ceiling
+//! `redis-benchmark` reaches running the same reserve script by EVALSHA,
+//! plus the post-sellout path with and without the sold-out cache.
+//!
+//! ```text
+//! backends/redis/with-redis.sh cargo bench --bench redis --features redis
+//! ```
+//!
+//! Env: `FLASHSALE_REDIS_URL` (default `redis://127.0.0.1:6379`),
+//! `BENCH_CONCURRENCY` (default 64), `BENCH_SECONDS` per phase (default 5),
+//! `BENCH_PIPELINE` for redis-benchmark (default 16). Needs `redis-benchmark`
+//! and `redis-cli` on PATH. Prints one line per phase and a summary.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use flashsale::memory::{MemoryOrderSink, MemoryRateLimiter, StaticAuthenticator};
+use flashsale::model::{Principal, UserId};
+use flashsale::redis::{RedisRateLimiter, RedisStockStore};
+use flashsale::{
+    Credentials, Engine, Outcome, ProductId, PurchaseRequest, Quantity, RateLimiter, RateQuota,
+    Sale, SoldOutCache, StockStore,
+};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Setup {
+    url: String,
+    host: String,
+    port: String,
+    concurrency: usize,
+    seconds: u64,
+    pipeline: usize,
+    prefix: String,
+}
+
+fn engine(stock: Arc<dyn StockStore>, limiter: Arc<dyn RateLimiter>, users: usize) -> Engine {
+    let mut auth = StaticAuthenticator::new();
+    for u in 0..users {
+        auth.insert(
+            format!("token-{u}"),
+            Principal::user(UserId::new(format!("bench-user-{u}")).unwrap()),
+        );
+    }
+    Engine::builder()
+        .stock_store(stock)
+        .rate_limiter(limiter)
+        .order_sink(Arc::new(MemoryOrderSink::new()))
+        .authenticator(Arc::new(auth))
+        .build()
+        .expect("valid engine")
+}
+
+/// Runs `concurrency` buyers against `engine` for `seconds`; returns
+/// (attempts/s, purchased/s).
+async fn load(engine: &Engine, product: &ProductId, s: &Setup) -> (f64, f64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let attempts = Arc::new(AtomicU64::new(0));
+    let bought = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for b in 0..s.concurrency {
+        let (engine, product) = (engine.clone(), product.clone());
+        let (stop, attempts, bought) = (stop.clone(), attempts.clone(), bought.clone());
+        tasks.push(tokio::spawn(async move {
+            let creds = Credentials::bearer(format!("token-{b}"));
+            while !stop.load(Ordering::Relaxed) {
+                let req = PurchaseRequest::new(product.clone(), Quantity::ONE);
+                match engine.purchase(&creds, req).await {
+                    Outcome::Purchased(_) => {
+                        bought.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Outcome::SoldOut => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+                attempts.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(s.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    (
+        attempts.load(Ordering::Relaxed) as f64 / secs,
+        bought.load(Ordering::Relaxed) as f64 / secs,
+    )
+}
+
+/// `redis-benchmark` running reserve.lua by EVALSHA against its own sale,
+/// with the same keys and arguments the store passes; returns requests/s.
+fn redis_benchmark(s: &Setup, pipeline: usize) -> f64 {
+    let script = RedisStockStore::reserve_script();
+    let out = Command::new("redis-cli")
+        .args(["-h", &s.host, "-p", &s.port, "SCRIPT", "LOAD", script])
+        .output()
+        .expect("redis-cli on PATH");
+    let sha = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(sha.len(), 40, "SCRIPT LOAD answered {sha:?}");
+    let tag = format!("{{{}:rb}}", s.prefix);
+    // The sale, written directly (as create_sale.lua would): plenty of stock.
+    let status = Command::new("redis-cli")
+        .args(["-h", &s.host, "-p", &s.port, "HSET", &format!("{tag}:sale")])
+        .args([
+            "total",
+            "1000000000",
+            "available",
+            "1000000000",
+            "held",
+            "0",
+            "committed",
+            "0",
+            "limit",
+            "4294967295",
+            "omax",
+            "1000000",
+            "start",
+            "",
+            "end",
+            "",
+            "hold_ms",
+            "0",
+            "hold_ns",
+            "0",
+        ])
+        .output()
+        .expect("redis-cli on PATH");
+    assert!(status.status.success());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let requests = (s.seconds as usize * 40_000).max(50_000).to_string();
+    let out = Command::new("redis-benchmark")
+        .args(["-h", &s.host, "-p", &s.port])
+        .args(["-c", &s.concurrency.to_string()])
+        .args(["-P", &pipeline.to_string()])
+        .args(["-n", &requests, "-r", "100000000", "--csv"])
+        .args(["EVALSHA", &sha, "6"])
+        .args([
+            format!("{tag}:sale"),
+            format!("{tag}:users"),
+            format!("{tag}:res"),
+            format!("{tag}:idem"),
+            format!("{tag}:exp"),
+            format!("{}:order:__rand_int__", s.prefix),
+        ])
+        // order id, user, quantity, no idempotency key, now, pending ttl,
+        // index ttl, product
+        .args([
+            "__rand_int__",
+            "bench-user",
+            "1",
+            "",
+            "",
+            &now,
+            "30000",
+            "90000000",
+            "rb",
+        ])
+        .output()
+        .expect("redis-benchmark on PATH");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // CSV: "test","rps",...  then "EVALSHA ...","12345.67",...
+    let rps = text
+        .lines()
+        .filter_map(|l| l.split("\",\"").nth(1))
+        .filter_map(|v| v.trim_matches('"').parse::<f64>().ok())
+        .next()
+        .unwrap_or_else(|| panic!("cannot read redis-benchmark output: {text}"));
+    let sold: String = String::from_utf8_lossy(
+        &Command::new("redis-cli")
+            .args([
+                "-h",
+                &s.host,
+                "-p",
+                &s.port,
+                "HGET",
+                &format!("{tag}:sale"),
+                "held",
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .to_owned();
+    eprintln!("  (redis-benchmark -P {pipeline}: {sold} units held by its reserves)");
+    rps
+}
+
+fn cleanup(s: &Setup) {
+    for pattern in [format!("{}:*", s.prefix), format!("{{{}:*", s.prefix)] {
+        let keys = Command::new("redis-cli")
+            .args([
+                "-h",
+                &s.host,
+                "-p",
+                &s.port,
+                "--scan",
+                "--pattern",
+                &pattern,
+            ])
+            .output()
+            .unwrap();
+        for chunk in String::from_utf8_lossy(&keys.stdout)
+            .lines()
+            .collect::<Vec<_>>()
+            .chunks(500)
+        {
+            let _ = Command::new("redis-cli")
+                .args(["-h", &s.host, "-p", &s.port, "DEL"])
+                .args(chunk)
+                .output();
+        }
+    }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; a filter argument is not supported.
+    let url =
+        std::env::var("FLASHSALE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let hostport = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (host, port) = hostport.split_once(':').unwrap_or((&hostport, "6379"));
+    let s = Setup {
+        url: url.clone(),
+        host: host.to_owned(),
+        port: port.to_owned(),
+        concurrency: env_or("BENCH_CONCURRENCY", 64),
+        seconds: env_or("BENCH_SECONDS", 5),
+        pipeline: env_or("BENCH_PIPELINE", 16),
+        prefix: format!("flashsale-bench:{}", uuid::Uuid::now_v7().simple()),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "redis bench: {} concurrent buyers, {} s per phase, Redis at {}",
+        s.concurrency, s.seconds, s.url
+    );
+    let results = rt.block_on(async {
+        let store = Arc::new(
+            RedisStockStore::connect(&s.url, &s.prefix)
+                .await
+                .expect("Redis answers; run through backends/redis/with-redis.sh"),
+        );
+        let quota = RateQuota::per_second(1_000_000).unwrap();
+        let limiter: Arc<dyn RateLimiter> = Arc::new(
+            RedisRateLimiter::connect(&s.url, &s.prefix, quota)
+                .await
+                .unwrap(),
+        );
+        let users = s.concurrency;
+
+        // 1. Purchases through the engine, Redis stock + Redis limiter.
+        let e = engine(store.clone(), limiter.clone(), users);
+        let hot = ProductId::new("bench-hot").unwrap();
+        e.create_sale(&Sale::builder(hot.clone(), Sale::MAX_STOCK).build().unwrap())
+            .await
+            .unwrap();
+        let (_, purchases) = load(&e, &hot, &s).await;
+        println!("engine purchases/s (Redis stock + Redis limiter): {purchases:.0}");
+
+        // 2. Post-sellout, with and without the sold-out cache.
+        let gone = ProductId::new("bench-gone").unwrap();
+        e.create_sale(&Sale::builder(gone.clone(), 0).build().unwrap())
+            .await
+            .unwrap();
+        let memory_limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::new(quota));
+        let cached: Arc<dyn StockStore> = Arc::new(SoldOutCache::new(
+            RedisStockStore::connect(&s.url, &s.prefix).await.unwrap(),
+        ));
+        let mut rows = Vec::new();
+        for (name, stock, lim) in [
+            (
+                "no cache, Redis limiter",
+                store.clone() as Arc<dyn StockStore>,
+                limiter.clone(),
+            ),
+            (
+                "sold-out cache, Redis limiter",
+                cached.clone(),
+                limiter.clone(),
+            ),
+            (
+                "no cache, memory limiter",
+                store.clone() as Arc<dyn StockStore>,
+                memory_limiter.clone(),
+            ),
+            (
+                "sold-out cache, memory limiter",
+                cached.clone(),
+                memory_limiter.clone(),
+            ),
+        ] {
+            let (attempts, _) = load(&engine(stock, lim, users), &gone, &s).await;
+            println!("post-sellout attempts/s ({name}): {attempts:.0}");
+            rows.push(attempts);
+        }
+        (purchases, rows)
+    });
+    let (purchases, post) = results;
+
+    // 3. The ceiling: redis-benchmark running reserve.lua by EVALSHA.
+    let pipelined = redis_benchmark(&s, s.pipeline);
+    println!(
+        "redis-benchmark EVALSHA reserve.lua, -c {} -P {}: {pipelined:.0} reserves/s",
+        s.concurrency, s.pipeline
+    );
+    let unpipelined = redis_benchmark(&s, 1);
+    println!(
+        "redis-benchmark EVALSHA reserve.lua, -c {} -P 1: {unpipelined:.0} reserves/s",
+        s.concurrency
+    );
+    cleanup(&s);
+
+    println!("summary:");
+    println!(
+        "  engine purchases/s / pipelined reserve ceiling = {:.2}",
+        purchases / pipelined
+    );
+    println!(
+        "  engine purchases/s / unpipelined reserve ceiling = {:.2}",
+        purchases / unpipelined
+    );
+    // A purchase runs three scripts (gcra, reserve, commit) on Redis.
+    println!(
+        "  engine purchases/s / (pipelined ceiling / 3 scripts per purchase) = {:.2}",
+        purchases / (pipelined / 3.0)
+    );
+    println!(
+        "  post-sellout speed-up from the cache: {:.1}x with the Redis limiter, {:.1}x with the memory limiter",
+        post[1] / post[0],
+        post[3] / post[2]
+    );
+}

@@ -69,6 +69,21 @@ impl Conn {
         }
     }
 
+    /// Loads `scripts` into the server's script cache (every node of a
+    /// cluster), so that the first burst of calls does not meet `NOSCRIPT`
+    /// all at once. Calls still fall back to loading if the cache is lost
+    /// later (a restart, `SCRIPT FLUSH`).
+    pub(crate) async fn preload(&self, scripts: &[&::redis::Script]) -> Result<()> {
+        for script in scripts {
+            let loaded = match self.clone() {
+                Conn::Single(mut c) => script.prepare_invoke().load_async(&mut c).await,
+                Conn::Cluster(mut c) => script.prepare_invoke().load_async(&mut c).await,
+            };
+            loaded.map_err(backend_err("connect"))?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn is_cluster(&self) -> bool {
         matches!(self, Conn::Cluster(_))
     }

@@ -82,7 +82,7 @@ impl RedisOptions {
             target,
             prefix: Self::DEFAULT_PREFIX.to_owned(),
             connect_timeout: Duration::from_secs(1),
-            response_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(5),
             record_ttl: Self::DEFAULT_RECORD_TTL,
             lazy: false,
         }
@@ -119,8 +119,11 @@ impl RedisOptions {
         self
     }
 
-    /// Longest wait for one reply (default 1 s). The engine's own
-    /// `port_timeout` bounds each call as well.
+    /// Longest wait for one reply (default 5 s): a backstop that notices a
+    /// hung connection. For purchases the engine's own, shorter
+    /// `port_timeout` is the bound that matters; a burst of thousands of
+    /// concurrent calls can queue for over a second on a small machine, so
+    /// keep this well above it.
     pub fn response_timeout(mut self, d: Duration) -> Self {
         self.response_timeout = d;
         self

@@ -52,6 +52,9 @@ impl RedisRateLimiter {
     /// Connects with explicit options.
     pub async fn with_options(opts: RedisOptions, quota: RateQuota) -> Result<Self> {
         let conn = Conn::connect(&opts).await?;
+        if !opts.lazy {
+            conn.preload(&[&GCRA]).await?;
+        }
         let interval_us =
             u64::try_from(quota.emission_interval().as_micros().max(1)).unwrap_or(u64::MAX);
         Ok(Self {

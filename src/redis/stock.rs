@@ -101,6 +101,10 @@ impl RedisStockStore {
     /// Connects with explicit options.
     pub async fn with_options(opts: RedisOptions) -> Result<Self> {
         let conn = Conn::connect(&opts).await?;
+        if !opts.lazy {
+            conn.preload(&[&CREATE_SALE, &RESERVE, &COMMIT, &RELEASE, &EXPIRE])
+                .await?;
+        }
         Ok(Self {
             conn,
             prefix: opts.prefix,
