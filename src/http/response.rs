@@ -116,7 +116,6 @@ impl ApiResponse {
             Outcome::RateLimited { retry_after } | Outcome::Unavailable { retry_after } => {
                 r.with_header("retry-after", retry_after_secs(*retry_after).to_string())
             }
-            Outcome::InProgress => r.with_header("retry-after", "1"),
             Outcome::Unauthenticated(crate::model::AuthRejection::Missing) => {
                 r.with_header("www-authenticate", "Bearer")
             }

@@ -64,9 +64,6 @@ pub enum Outcome {
     Replayed(PurchaseSummary),
     /// Same `Idempotency-Key`, different request.
     IdempotencyConflict,
-    /// Same `Idempotency-Key` while the first request is still being
-    /// processed; retry shortly.
-    InProgress,
     /// Too many attempts by this buyer; retry after the given time.
     RateLimited {
         /// How long to wait before the next attempt will be admitted.
@@ -108,7 +105,6 @@ impl Outcome {
             Outcome::Purchased(_) => "purchased",
             Outcome::Replayed(_) => "replayed",
             Outcome::IdempotencyConflict => "idempotency_conflict",
-            Outcome::InProgress => "request_in_progress",
             Outcome::RateLimited { .. } => "rate_limited",
             Outcome::SoldOut => "sold_out",
             Outcome::LimitExceeded => "limit_exceeded",
@@ -128,7 +124,7 @@ impl Outcome {
     pub fn http_status(&self) -> u16 {
         match self {
             Outcome::Purchased(_) | Outcome::Replayed(_) | Outcome::OrderUpdated(_) => 200,
-            Outcome::IdempotencyConflict | Outcome::InProgress | Outcome::OrderClosed(_) => 409,
+            Outcome::IdempotencyConflict | Outcome::OrderClosed(_) => 409,
             Outcome::RateLimited { .. } => 429,
             Outcome::SoldOut
             | Outcome::LimitExceeded
@@ -158,9 +154,6 @@ impl Outcome {
             }
             Outcome::IdempotencyConflict => {
                 "this Idempotency-Key was already used for a different request".into()
-            }
-            Outcome::InProgress => {
-                "a request with this Idempotency-Key is still being processed; retry shortly".into()
             }
             Outcome::RateLimited { retry_after } => format!(
                 "too many attempts; retry in {} s",
