@@ -27,7 +27,7 @@ pub fn help(framework: &str, example: &str) -> String {
 flashsale {framework} server: the HTTP contract of design.md on {framework}.
 
 USAGE:
-    cargo run --release --example {example} --features {feature},jwt [-- --help]
+    cargo run --release --example {example} [--features redis] [-- --help]
 
 ROUTES:
     POST /buy/{{productId}}               bearer JWT; body {{\"quantity\": n}} (optional, default 1);
@@ -47,7 +47,9 @@ ENVIRONMENT:
                              on average <count> attempts per <period>, bursts of up to
                              <count> [default: {DEFAULT_RATE}]
     FLASHSALE_REDIS_URL      Redis for stock and rate limits [default: in memory]
-                             (needs --features redis)
+                             (needs --features redis); servers sharing one Redis and
+                             one prefix sell the same stock as one shop
+    FLASHSALE_REDIS_PREFIX   key prefix in Redis [default: flashsale]
     FLASHSALE_DATABASE_URL   MySQL for sales and reservations [default: in memory]
                              (needs --features mysql)
     FLASHSALE_KAFKA_BROKERS  Kafka bootstrap servers for the order sink [default: in memory]
@@ -59,7 +61,6 @@ With nothing set, every backend is in memory, two demo sales are seeded, and
 the banner prints a buyer token, an admin token and a curl command to try.
 Ctrl-C or SIGTERM stops accepting connections and drains in-flight requests.
 ",
-        feature = if framework == "axum" { "axum" } else { "actix" },
     )
 }
 
@@ -76,6 +77,8 @@ pub struct Config {
     /// `FLASHSALE_RATE_LIMIT` as given.
     pub rate_text: String,
     pub redis_url: Option<String>,
+    /// `FLASHSALE_REDIS_PREFIX`: the key prefix in Redis.
+    pub redis_prefix: String,
     pub database_url: Option<String>,
     pub kafka_brokers: Option<String>,
     pub kafka_topic: String,
@@ -105,6 +108,7 @@ impl Config {
             rate,
             rate_text: rate_raw,
             redis_url: var("FLASHSALE_REDIS_URL"),
+            redis_prefix: var("FLASHSALE_REDIS_PREFIX").unwrap_or_else(|| "flashsale".into()),
             database_url: var("FLASHSALE_DATABASE_URL"),
             kafka_brokers: var("FLASHSALE_KAFKA_BROKERS"),
             kafka_topic: var("FLASHSALE_KAFKA_TOPIC").unwrap_or_else(|| "orders".into()),
@@ -199,10 +203,13 @@ pub async fn build(config: Config, example: &str) -> Result<App, String> {
     let (stock, limiter): (Arc<dyn StockStore>, Arc<dyn RateLimiter>) = match &config.redis_url {
         #[cfg(feature = "redis")]
         Some(url) => {
-            let prefix = "flashsale";
+            let prefix = &config.redis_prefix;
             let stock = flashsale::redis::RedisStockStore::connect(url, prefix)
                 .await
                 .map_err(|e| format!("FLASHSALE_REDIS_URL: {e}"))?;
+            // After a sell-out, refuse locally for a moment instead of
+            // sending every late buyer to Redis.
+            let stock = flashsale::SoldOutCache::new(stock);
             let limiter = flashsale::redis::RedisRateLimiter::connect(url, prefix, config.rate)
                 .await
                 .map_err(|e| format!("FLASHSALE_REDIS_URL: {e}"))?;

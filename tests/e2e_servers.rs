@@ -1,0 +1,247 @@
+//! End to end: the example servers as real processes on ephemeral loopback
+//! ports, hammered by the load-test example, checked over HTTP.
+//!
+//! The examples are built (once per run) with the same cargo that runs the
+//! tests, so this file needs nothing but loopback; the Redis case needs the
+//! Redis that `scripts/test-all.sh` provides.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Builds the examples once and returns the directory holding them.
+fn examples_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.current_dir(manifest).args([
+            "build",
+            "--example",
+            "axum_server",
+            "--example",
+            "actix_server",
+            "--example",
+            "loadtest",
+        ]);
+        if cfg!(feature = "redis") {
+            cmd.args(["--features", "redis"]);
+        }
+        let status = cmd.status().expect("cargo runs");
+        assert!(status.success(), "building the examples failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| manifest.join("target"));
+        let target = if target.is_absolute() {
+            target
+        } else {
+            manifest.join(target)
+        };
+        target.join("debug").join("examples")
+    })
+}
+
+/// A running example server; killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `example` on a free port with `env`, and waits for its
+/// "listening on http://..." line.
+fn start(example: &str, env: &[(&str, &str)]) -> Server {
+    let mut cmd = Command::new(examples_dir().join(example));
+    // Only what this test says: the test runner exports FLASHSALE_REDIS_URL.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("FLASHSALE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("FLASHSALE_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {example}: {e}"));
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let _ = tx.send(rest.trim().to_owned());
+            }
+        }
+    });
+    let base = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(base) => base,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("{example} did not say where it listens within 60 s");
+        }
+    };
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    Server { child, base }
+}
+
+fn loadtest(args: &[&str]) -> Output {
+    Command::new(examples_dir().join("loadtest"))
+        .args(args)
+        .args(["--max-duration", "120"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("the load test runs")
+}
+
+/// The number on the load test's `200 OK` line.
+fn count_200(stdout: &str) -> u64 {
+    stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("200 "))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn levels(base: &str, product: &str) -> serde_json::Value {
+    let body = reqwest::get(format!("{base}/products/{product}"))
+        .await
+        .expect("GET /products answers")
+        .text()
+        .await
+        .expect("a body");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// 2,000 buyers, 200 at a time, for the demo's 100 units: exactly 100
+/// purchases, zero oversell, on each framework.
+async fn sells_exactly_the_stock(example: &str) {
+    let server = start(example, &[]);
+    let out = loadtest(&[
+        "--url",
+        &server.base,
+        "--product",
+        "demo-sneakers",
+        "--users",
+        "2000",
+        "--concurrency",
+        "200",
+        "--requests",
+        "2000",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "load test failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count_200(&stdout), 100, "{stdout}");
+    assert!(stdout.contains("oversell    OK"), "{stdout}");
+    let l = levels(&server.base, "demo-sneakers").await;
+    assert_eq!(
+        (l["sold"].as_u64(), l["available"].as_u64()),
+        (Some(100), Some(0)),
+        "{l}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn axum_example_under_load_sells_exactly_the_stock() {
+    sells_exactly_the_stock("axum_server").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn actix_example_under_load_sells_exactly_the_stock() {
+    sells_exactly_the_stock("actix_server").await;
+}
+
+/// Two servers (one axum, one actix) on one Redis behave as one shop: a
+/// sale created through one is sold through both, and the two together
+/// sell exactly its stock.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread")]
+async fn two_servers_sharing_redis_sell_as_one_shop() {
+    use flashsale::jwt::{Claims, DEV_SECRET, sign_hs256};
+    use flashsale::{Clock, SystemClock, UserId};
+
+    let url = std::env::var("FLASHSALE_REDIS_URL").unwrap_or("redis://127.0.0.1:6379".into());
+    let prefix = format!("flashsale-test:e2e-{}", uuid::Uuid::now_v7().simple());
+    let env = [
+        ("FLASHSALE_REDIS_URL", url.as_str()),
+        ("FLASHSALE_REDIS_PREFIX", prefix.as_str()),
+    ];
+    let a = start("axum_server", &env);
+    let b = start("actix_server", &env);
+
+    let admin = Claims::new(
+        &UserId::new("e2e-admin").unwrap(),
+        SystemClock.now(),
+        Duration::from_secs(600),
+    )
+    .with_roles(["admin"]);
+    let token = sign_hs256(DEV_SECRET, &admin).unwrap();
+    let created = reqwest::Client::new()
+        .put(format!("{}/admin/products/shared-drop", a.base))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(r#"{"stock": 100, "per_user_limit": 1, "per_order_max": 1}"#)
+        .send()
+        .await
+        .expect("PUT answers");
+    assert!(created.status().is_success(), "{:?}", created.text().await);
+    // The other server sees the sale at once (the store is shared).
+    assert_eq!(levels(&b.base, "shared-drop").await["available"], 100);
+
+    let run = |base: String, users_prefix: &'static str| {
+        std::thread::spawn(move || {
+            loadtest(&[
+                "--url",
+                &base,
+                "--product",
+                "shared-drop",
+                "--users",
+                "1000",
+                "--concurrency",
+                "100",
+                "--requests",
+                "1000",
+                "--user-prefix",
+                users_prefix,
+                "--skip-stock-check",
+            ])
+        })
+    };
+    let (ra, rb) = (run(a.base.clone(), "a-"), run(b.base.clone(), "b-"));
+    let (oa, ob) = (ra.join().unwrap(), rb.join().unwrap());
+    let (sa, sb) = (
+        String::from_utf8_lossy(&oa.stdout).into_owned(),
+        String::from_utf8_lossy(&ob.stdout).into_owned(),
+    );
+    assert!(oa.status.success(), "{sa}");
+    assert!(ob.status.success(), "{sb}");
+    let (na, nb) = (count_200(&sa), count_200(&sb));
+    assert_eq!(na + nb, 100, "a sold {na}, b sold {nb}:\n{sa}\n{sb}");
+    for base in [&a.base, &b.base] {
+        let l = levels(base, "shared-drop").await;
+        assert_eq!(
+            (l["sold"].as_u64(), l["available"].as_u64()),
+            (Some(100), Some(0)),
+            "{l}"
+        );
+    }
+}
