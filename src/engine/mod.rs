@@ -11,6 +11,7 @@ mod sale_cache;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tracing::{Instrument, debug, info, warn};
@@ -22,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::machine::{Action, Failure, PurchaseMachine};
 use crate::model::{
     AuthRejection, Credentials, OrderId, OrderStatus, Outcome, Principal, ProductId,
-    PurchaseRequest, PurchaseSummary, Reservation, ReservationState, Sale, StockLevels,
+    PurchaseRequest, PurchaseSummary, Reservation, ReservationState, Sale, StockLevels, Timestamp,
 };
 use crate::ports::{
     Authenticator, CommitOutcome, OrderSink, RateLimiter, ReleaseOutcome, ReleaseReason, SaleWrite,
@@ -118,7 +119,7 @@ impl Engine {
     ) -> Outcome {
         let inner = &*self.inner;
         let now = inner.clock.now();
-        let sale = match self.cached_sale(&request.product).await {
+        let sale = match self.cached_sale(&request.product, now).await {
             Ok(sale) => sale,
             Err(_) => {
                 return Outcome::Unavailable {
@@ -140,7 +141,9 @@ impl Engine {
                         .await,
                 ),
                 Action::CheckRate { user, cost } => {
-                    span.record("user", user.as_str());
+                    if !span.is_disabled() {
+                        span.record("user", user.as_str());
+                    }
                     Fed::Rate(
                         self.call("rate_check", inner.limiter.check(user.as_str(), cost))
                             .await,
@@ -183,7 +186,12 @@ impl Engine {
         let outcome = machine
             .into_outcome()
             .expect("the loop ends only when the machine is done");
-        span.record("outcome", outcome.code());
+        // Recording into a disabled span still costs a few hundred
+        // instructions (it is forwarded to `log`); skip it when nobody
+        // listens.
+        if !span.is_disabled() {
+            span.record("outcome", outcome.code());
+        }
         debug!(code = outcome.code(), "purchase finished");
         outcome
     }
@@ -194,35 +202,38 @@ impl Engine {
         operation: &'static str,
         fut: impl Future<Output = Result<T>>,
     ) -> std::result::Result<T, Failure> {
-        let after = self.inner.config.port_timeout;
-        match tokio::time::timeout(after, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(error)) => {
-                warn!(operation, %error, "port call failed");
-                Err(Failure::Error)
-            }
-            Err(_) => {
+        self.call_err(operation, fut).await.map_err(|error| {
+            if let Error::Timeout { after, .. } = error {
                 warn!(operation, ?after, "port call timed out");
-                Err(Failure::Timeout)
+                Failure::Timeout
+            } else {
+                warn!(operation, %error, "port call failed");
+                Failure::Error
             }
-        }
+        })
     }
 
-    /// Like [`call`](Self::call), but keeps the error for callers that
-    /// return it.
+    /// Runs one port call under the configured timeout, keeping the error.
     async fn call_err<T>(
         &self,
         operation: &'static str,
         fut: impl Future<Output = Result<T>>,
     ) -> Result<T> {
+        let mut fut = std::pin::pin!(fut);
+        // In-process ports answer on the first poll; arming a timer for them
+        // would cost more than the call itself. Only a call that has to wait
+        // gets the timeout (its clock starts at that first wait).
+        let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+        if let Poll::Ready(out) = first {
+            return out;
+        }
         let after = self.inner.config.port_timeout;
         tokio::time::timeout(after, fut)
             .await
             .unwrap_or(Err(Error::Timeout { operation, after }))
     }
 
-    async fn cached_sale(&self, product: &ProductId) -> Result<Option<Arc<Sale>>> {
-        let now = self.inner.clock.now();
+    async fn cached_sale(&self, product: &ProductId, now: Timestamp) -> Result<Option<Arc<Sale>>> {
         if let Some(hit) = self.inner.sales.get(product, now) {
             return Ok(hit);
         }
