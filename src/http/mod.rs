@@ -238,22 +238,16 @@ impl Api {
 
     /// `POST /orders/{orderId}/confirm`.
     pub async fn confirm(&self, order: &str, req: RequestParts<'_>) -> ApiResponse {
-        if let Some(r) = self.oversized(req.body) {
-            return r;
-        }
-        let order = match request::order_id(order) {
-            Ok(o) => o,
-            Err(e) => return ApiResponse::bad_request(&e),
-        };
-        let outcome = self
-            .engine
-            .confirm(&request::credentials(req.authorization), &order)
-            .await;
-        ApiResponse::from_outcome(&outcome)
+        self.end_hold(order, req, HoldEnd::Confirm).await
     }
 
     /// `POST /orders/{orderId}/cancel`.
     pub async fn cancel(&self, order: &str, req: RequestParts<'_>) -> ApiResponse {
+        self.end_hold(order, req, HoldEnd::Cancel).await
+    }
+
+    /// The shared shape of confirm and cancel: size check, order id, engine.
+    async fn end_hold(&self, order: &str, req: RequestParts<'_>, how: HoldEnd) -> ApiResponse {
         if let Some(r) = self.oversized(req.body) {
             return r;
         }
@@ -261,10 +255,11 @@ impl Api {
             Ok(o) => o,
             Err(e) => return ApiResponse::bad_request(&e),
         };
-        let outcome = self
-            .engine
-            .cancel(&request::credentials(req.authorization), &order)
-            .await;
+        let credentials = request::credentials(req.authorization);
+        let outcome = match how {
+            HoldEnd::Confirm => self.engine.confirm(&credentials, &order).await,
+            HoldEnd::Cancel => self.engine.cancel(&credentials, &order).await,
+        };
         ApiResponse::from_outcome(&outcome)
     }
 
@@ -302,4 +297,11 @@ impl Api {
             .with_header("retry-after", "1")
         }
     }
+}
+
+/// Which way a hold ends.
+#[derive(Debug, Clone, Copy)]
+enum HoldEnd {
+    Confirm,
+    Cancel,
 }
