@@ -8,16 +8,10 @@
 --
 -- Returns {"committed"} | {"already_committed"} | {"not_held", state}
 --       | {"unknown"}
+-- (holds.lua is prepended: server_ms, return_units, finish, forget.)
 local sale, users, res, exp, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local oid = ARGV[1]
-
--- Finished records are purged by the sweeper `retention` ms after they
--- finished, by the server's clock (shared by every app instance).
-local function retire(id)
-  local t = redis.call('TIME')
-  local purge_at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
-  redis.call('ZADD', done, string.format('%.0f', purge_at), id)
-end
+local retention = tonumber(ARGV[3])
 
 local enc = redis.call('HGET', res, oid)
 if not enc then
@@ -30,21 +24,14 @@ end
 if r.s ~= 'held' then
   return {'not_held', r.s}
 end
+if tonumber(ARGV[2]) >= tonumber(r.e) then
+  return_units(sale, users, exp, oid, r)
+  finish(res, done, oid, r, 'expired', retention)
+  return {'not_held', 'expired'}
+end
 local q = tonumber(r.q)
 redis.call('ZREM', exp, oid)
 redis.call('HINCRBY', sale, 'held', -q)
-if tonumber(ARGV[2]) >= tonumber(r.e) then
-  redis.call('HINCRBY', sale, 'available', q)
-  if redis.call('HINCRBY', users, r.u, -q) <= 0 then
-    redis.call('HDEL', users, r.u)
-  end
-  r.s = 'expired'
-  redis.call('HSET', res, oid, cjson.encode(r))
-  retire(oid)
-  return {'not_held', 'expired'}
-end
 redis.call('HINCRBY', sale, 'committed', q)
-r.s = 'committed'
-redis.call('HSET', res, oid, cjson.encode(r))
-retire(oid)
+finish(res, done, oid, r, 'committed', retention)
 return {'committed'}

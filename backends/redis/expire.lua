@@ -9,10 +9,9 @@
 -- ARGV[3] max records to purge   ARGV[4] retention (ms)
 --
 -- Returns the expired reservation records (JSON), oldest expiry first.
+-- (holds.lua is prepended: server_ms, return_units, finish, forget.)
 local sale, users, res, idem, exp, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local t = redis.call('TIME')
-local server_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local purge_at = string.format('%.0f', server_ms + tonumber(ARGV[4]))
+local retention = tonumber(ARGV[4])
 
 local out = {}
 local due = redis.call('ZRANGEBYSCORE', exp, '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -22,35 +21,20 @@ for _, oid in ipairs(due) do
   if enc then
     local r = cjson.decode(enc)
     if r.s == 'held' then
-      local q = tonumber(r.q)
-      redis.call('HINCRBY', sale, 'held', -q)
-      redis.call('HINCRBY', sale, 'available', q)
-      if redis.call('HINCRBY', users, r.u, -q) <= 0 then
-        redis.call('HDEL', users, r.u)
-      end
-      r.s = 'expired'
-      enc = cjson.encode(r)
-      redis.call('HSET', res, oid, enc)
-      redis.call('ZADD', done, purge_at, oid)
-      out[#out + 1] = enc
+      return_units(sale, users, exp, oid, r)
+      out[#out + 1] = finish(res, done, oid, r, 'expired', retention)
     end
   end
 end
 
-local old = redis.call('ZRANGEBYSCORE', done, '-inf', string.format('%.0f', server_ms), 'LIMIT', 0, tonumber(ARGV[3]))
+local old = redis.call('ZRANGEBYSCORE', done, '-inf', string.format('%.0f', server_ms()), 'LIMIT', 0, tonumber(ARGV[3]))
 for _, oid in ipairs(old) do
   redis.call('ZREM', done, oid)
   local enc = redis.call('HGET', res, oid)
   if enc then
     local r = cjson.decode(enc)
     if r.s ~= 'held' then
-      redis.call('HDEL', res, oid)
-      if r.k then
-        local field = string.len(r.u) .. ':' .. r.u .. r.k
-        if redis.call('HGET', idem, field) == oid then
-          redis.call('HDEL', idem, field)
-        end
-      end
+      forget(res, idem, oid, r)
     end
   end
 end

@@ -9,6 +9,7 @@
 --
 -- Returns {"released"} | {"already_released", state} | {"already_committed"}
 --       | {"unknown"}
+-- (holds.lua is prepended: server_ms, return_units, finish, forget.)
 local sale, users, res, idem, exp, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local oid = ARGV[1]
 
@@ -23,26 +24,10 @@ end
 if r.s ~= 'held' then
   return {'already_released', r.s}
 end
-local q = tonumber(r.q)
-redis.call('ZREM', exp, oid)
-redis.call('HINCRBY', sale, 'held', -q)
-redis.call('HINCRBY', sale, 'available', q)
-if redis.call('HINCRBY', users, r.u, -q) <= 0 then
-  redis.call('HDEL', users, r.u)
-end
+return_units(sale, users, exp, oid, r)
 if ARGV[2] == 'aborted' then
-  redis.call('HDEL', res, oid)
-  if r.k then
-    local field = string.len(r.u) .. ':' .. r.u .. r.k
-    if redis.call('HGET', idem, field) == oid then
-      redis.call('HDEL', idem, field)
-    end
-  end
+  forget(res, idem, oid, r)
 else
-  r.s = 'cancelled'
-  redis.call('HSET', res, oid, cjson.encode(r))
-  local t = redis.call('TIME')
-  local purge_at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
-  redis.call('ZADD', done, string.format('%.0f', purge_at), oid)
+  finish(res, done, oid, r, 'cancelled', tonumber(ARGV[3]))
 end
 return {'released'}

@@ -24,12 +24,24 @@ static CREATE_SALE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../backends/redis/create_sale.lua")));
 static RESERVE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../backends/redis/reserve.lua")));
-static COMMIT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../backends/redis/commit.lua")));
-static RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../backends/redis/release.lua")));
-static EXPIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../backends/redis/expire.lua")));
+static COMMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../../backends/redis/holds.lua"),
+        include_str!("../../backends/redis/commit.lua")
+    ))
+});
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../../backends/redis/holds.lua"),
+        include_str!("../../backends/redis/release.lua")
+    ))
+});
+static EXPIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../../backends/redis/holds.lua"),
+        include_str!("../../backends/redis/expire.lua")
+    ))
+});
 
 /// Finished records purged per product per sweep, at most.
 const PURGE_BATCH: usize = 200;
