@@ -14,7 +14,8 @@
 //!   [`OrderSink`], [`Authenticator`]) with one contract each, and
 //!   backends behind cargo features (`memory`, on by default).
 //! * [`Engine`]: the async driver that runs the machine against the ports,
-//!   with per-call timeouts, a sale cache and a hold sweeper.
+//!   with per-call timeouts, a sale cache, a hold sweeper and the outbox
+//!   relay.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -40,6 +41,9 @@
 //! let req = PurchaseRequest::new(tickets, Quantity::new(2)?);
 //! let outcome = engine.purchase(&Credentials::bearer("alice-token"), req).await;
 //! assert!(matches!(outcome, Outcome::Purchased(_)));
+//! // The order is in the store's outbox; the relay (`spawn_relay` in a
+//! // server) hands it to the sink.
+//! engine.drain_outbox().await?;
 //! assert_eq!(sink.orders().len(), 1);
 //! # Ok(()) }
 //! ```

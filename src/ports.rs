@@ -15,15 +15,16 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::model::{
-    AuthRejection, Credentials, IdempotencyKey, Order, OrderId, Principal, ProductId, Quantity,
-    Receipt, Reservation, ReservationState, Sale, StockLevels, Timestamp, UserId,
+    AuthRejection, Credentials, IdempotencyKey, OrderEvent, OrderId, Principal, ProductId,
+    Quantity, Reservation, ReservationState, Sale, StockLevels, Timestamp, UserId,
 };
 
 /// One atomic reservation attempt, as the state machine asks for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReserveRequest {
     /// The id the reservation (and its order) will carry. Reserving the same
-    /// id twice answers [`ReserveOutcome::Duplicate`] with the first.
+    /// id again (a store-level retry of this very request) answers
+    /// [`ReserveOutcome::Reserved`] with the reservation as it stands.
     pub order_id: OrderId,
     /// The product.
     pub product: ProductId,
@@ -35,17 +36,16 @@ pub struct ReserveRequest {
     pub idempotency_key: Option<IdempotencyKey>,
     /// The time of the request.
     pub now: Timestamp,
-    /// How long the reservation lives when the sale has no hold of its own:
-    /// the window between reserving and committing. If the process dies in
-    /// between, the sweeper returns the units once it has passed.
-    pub pending_ttl: Duration,
 }
 
 impl ReserveRequest {
-    /// The `Held` reservation this request makes when it succeeds, given
-    /// the sale's hold TTL (`None`: a sale without holds, which uses
-    /// [`pending_ttl`](Self::pending_ttl)).
+    /// The reservation this request makes when it succeeds, given the
+    /// sale's hold (`None`: a sale without holds, sold at once).
     pub fn to_reservation(&self, sale_hold: Option<Duration>) -> Reservation {
+        let (expires_at, state) = match sale_hold {
+            Some(hold) => (self.now.saturating_add(hold), ReservationState::Held),
+            None => (self.now, ReservationState::Committed),
+        };
         Reservation {
             order_id: self.order_id,
             product: self.product.clone(),
@@ -53,11 +53,18 @@ impl ReserveRequest {
             quantity: self.quantity,
             idempotency_key: self.idempotency_key.clone(),
             created_at: self.now,
-            expires_at: self
-                .now
-                .saturating_add(sale_hold.unwrap_or(self.pending_ttl)),
+            expires_at,
             awaits_confirmation: sale_hold.is_some(),
-            state: ReservationState::Held,
+            state,
+        }
+    }
+
+    /// The tombstone [`StockStore::void`] leaves when this request's
+    /// reserve never ran: state `Voided`, owning nothing.
+    pub fn to_tombstone(&self) -> Reservation {
+        Reservation {
+            state: ReservationState::Voided,
+            ..self.to_reservation(None)
         }
     }
 }
@@ -65,9 +72,12 @@ impl ReserveRequest {
 /// The answer to [`StockStore::reserve`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReserveOutcome {
-    /// Units set aside; the new reservation (state `Held`).
+    /// This request's reservation: just made (its `placed` event is in the
+    /// outbox; state `Committed` for a sale without holds, `Held` for a hold
+    /// sale), or found again under the same order id because the reserve
+    /// was retried below the store's API. The state is as it stands now.
     Reserved(Reservation),
-    /// The idempotency key (or the order id) already names a reservation;
+    /// The idempotency key already names another request's reservation;
     /// here it is, unchanged. Nothing new was reserved.
     Duplicate(Reservation),
     /// Fewer units available than asked for.
@@ -85,42 +95,49 @@ pub enum ReserveOutcome {
     UnknownProduct,
 }
 
-/// The answer to [`StockStore::commit`].
+/// The answer to [`StockStore::confirm`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CommitOutcome {
-    /// The hold is now sold for good.
-    Committed,
-    /// It was already committed (commit is idempotent).
-    AlreadyCommitted,
-    /// The hold was cancelled or had expired; it can no longer be committed.
+pub enum ConfirmOutcome {
+    /// The hold is now sold for good; a `confirmed` event was appended.
+    Confirmed,
+    /// It was already sold (confirm is idempotent; an order of a sale
+    /// without holds is sold from the start).
+    AlreadyConfirmed,
+    /// The hold was cancelled, had expired (possibly just now, in which case
+    /// its `expired` event was appended) or was voided.
     NotHeld(ReservationState),
     /// No such reservation.
     Unknown,
 }
 
-/// Why a hold is being released.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ReleaseReason {
-    /// The purchase failed before the buyer was told it succeeded (e.g. the
-    /// order sink failed): the reservation is deleted together with its
-    /// idempotency key, so a retry with the same key starts afresh.
-    Aborted,
-    /// The buyer (or an admin) cancelled the hold: the reservation stays on
-    /// record as `Cancelled` and its idempotency key keeps answering.
+/// The answer to [`StockStore::cancel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The units went back on sale; a `cancelled` event was appended.
     Cancelled,
+    /// It was already cancelled (cancel is idempotent).
+    AlreadyCancelled,
+    /// It is sold (`Committed`), has expired (possibly just now, with its
+    /// `expired` event) or was voided: nothing changed.
+    NotHeld(ReservationState),
+    /// No such reservation.
+    Unknown,
 }
 
-/// The answer to [`StockStore::release`].
+/// The answer to [`StockStore::void`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReleaseOutcome {
-    /// The units went back on sale.
-    Released,
-    /// It had already been cancelled or had expired (release is idempotent).
-    AlreadyReleased(ReservationState),
-    /// It is committed; committed units are never released.
-    AlreadyCommitted,
-    /// No such reservation (never made, or already aborted).
-    Unknown,
+pub enum VoidOutcome {
+    /// The reservation owned units: they are back on sale, its idempotency
+    /// key is free again and a `voided` event follows its `placed` event.
+    Voided,
+    /// The reserve had not run: a `Voided` tombstone now stands under the
+    /// order id, so a late retry of that reserve reserves nothing.
+    NothingReserved,
+    /// It was already voided (void is idempotent).
+    AlreadyVoided,
+    /// The hold had already ended (cancelled or expired), so the buyer owns
+    /// nothing; unchanged.
+    AlreadyClosed(ReservationState),
 }
 
 /// The answer to [`StockStore::create_sale`].
@@ -138,22 +155,38 @@ pub enum SaleWrite {
     },
 }
 
-/// Owns sales, stock and reservations.
+/// Owns sales, stock, reservations and the outbox of order events.
 ///
 /// # Contract
 ///
 /// * [`reserve`](StockStore::reserve) is ONE atomic step over the
 ///   idempotency key, the sale window, the per-order maximum, the per-user
-///   cap and the stock: it is applied entirely or not at all, and concurrent
-///   calls never sell a unit twice.
+///   cap, the stock, the reservation and its `placed` event in the outbox:
+///   it is applied entirely or not at all, and concurrent calls never sell a
+///   unit twice. The idempotency key is checked before the window, the
+///   per-order maximum, the cap and the stock, so a replay always wins.
+/// * A sale without holds sells at once (`Committed`). A hold sale's
+///   reservation is `Held` until [`confirm`](StockStore::confirm),
+///   [`cancel`](StockStore::cancel) or [`expire`](StockStore::expire); each
+///   appends its event (`confirmed`, `cancelled`, `expired`) in the same
+///   atomic step as its state change. A hold past its `expires_at` counts as
+///   expired even before the sweeper has run.
+/// * [`void`](StockStore::void) undoes a reserve whose answer was lost: the
+///   units come back and a `voided` event follows the `placed` one; if the
+///   reserve never ran, a tombstone makes a late one reserve nothing.
 /// * At every moment, for every product,
-///   `total == available + held + committed` (see [`StockLevels`]).
-/// * A buyer's held + committed units never exceed the sale's per-user cap.
-/// * [`commit`](StockStore::commit) and [`release`](StockStore::release) are
-///   idempotent; a cancelled or expired hold can never be committed, and a
-///   committed one never released.
-/// * A hold past its `expires_at` counts as expired: `commit` refuses it even
-///   before the sweeper ([`expire`](StockStore::expire)) has run.
+///   `total == available + held + committed` (see [`StockLevels`]), and a
+///   buyer's held + committed units never exceed the per-user cap.
+/// * Every unit held or sold belongs to a reservation whose `placed` event
+///   is in the outbox (or was acknowledged); every return of units to sale
+///   appends the event that says why.
+/// * The outbox: [`claim`](StockStore::claim) hands out pending events under
+///   a lease (claimed events are invisible to other claims until the lease
+///   lapses) and never hands out an order's later event while an earlier one
+///   of the same order is leased to someone else; within one claim an
+///   order's events come in `seq` order. [`ack`](StockStore::ack) removes
+///   events for good. The cost of a claim follows the pending events, not
+///   the number of products.
 #[async_trait]
 pub trait StockStore: Send + Sync + 'static {
     /// Creates the sale, or replaces an existing sale's terms and total
@@ -167,31 +200,47 @@ pub trait StockStore: Send + Sync + 'static {
     async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveOutcome>;
 
     /// Turns a hold into a sale, if it is still held and not past its expiry
-    /// at `now`.
-    async fn commit(
+    /// at `now`; appends `confirmed`.
+    async fn confirm(
         &self,
         product: &ProductId,
         order: &OrderId,
         now: Timestamp,
-    ) -> Result<CommitOutcome>;
+    ) -> Result<ConfirmOutcome>;
 
-    /// Returns a hold's units to the stock.
-    async fn release(
+    /// Returns a hold's units to the stock, if it is still held and not
+    /// past its expiry at `now`; appends `cancelled`.
+    async fn cancel(
         &self,
         product: &ProductId,
         order: &OrderId,
-        reason: ReleaseReason,
-    ) -> Result<ReleaseOutcome>;
+        now: Timestamp,
+    ) -> Result<CancelOutcome>;
+
+    /// Undoes `req`'s reserve, whose answer was lost (a timeout, a dropped
+    /// connection): see [`VoidOutcome`]. Only the request that made the
+    /// reserve may void it; `now` stamps the `voided` event.
+    async fn void(&self, req: &ReserveRequest, now: Timestamp) -> Result<VoidOutcome>;
 
     /// Looks a reservation up by its order id (any product).
     async fn reservation(&self, order: &OrderId) -> Result<Option<Reservation>>;
 
-    /// Releases up to `max` holds whose `expires_at <= now` and returns them
-    /// (state `Expired`). The servers' sweeper calls it about once a second.
+    /// Releases up to `max` holds whose `expires_at <= now`, appending an
+    /// `expired` event for each, and returns them (state `Expired`). The
+    /// servers' sweeper calls it about once a second.
     async fn expire(&self, now: Timestamp, max: usize) -> Result<Vec<Reservation>>;
 
     /// The product's live stock levels, if the sale exists.
     async fn snapshot(&self, product: &ProductId) -> Result<Option<StockLevels>>;
+
+    /// Claims up to `max` pending outbox events that are not leased at
+    /// `now`, leasing them until `now + lease`. An order's events come in
+    /// `seq` order.
+    async fn claim(&self, now: Timestamp, max: usize, lease: Duration) -> Result<Vec<OrderEvent>>;
+
+    /// Removes delivered events from the outbox (idempotent; unknown or
+    /// already acknowledged events are ignored).
+    async fn ack(&self, events: &[OrderEvent]) -> Result<()>;
 
     /// Checks the backend answers (for readiness probes).
     async fn ping(&self) -> Result<()> {
@@ -231,18 +280,20 @@ pub trait RateLimiter: Send + Sync + 'static {
     }
 }
 
-/// Where accepted orders go (Kafka in production).
+/// Where order events go (Kafka in production).
 ///
 /// # Contract
 ///
-/// [`submit`](OrderSink::submit) returns only once the order is durable in
-/// the sink (for Kafka: acknowledged by all in-sync replicas). It is
-/// idempotent by [`OrderId`]: submitting the same order twice stores it at
-/// most once, or at least lets consumers drop the copy by its id.
+/// [`submit`](OrderSink::submit) returns `Ok` only once EVERY event of the
+/// batch is durable in the sink (for Kafka: acknowledged with `acks=all` by
+/// an idempotent producer); an error means some may not be, and the whole
+/// batch will be submitted again. Events of one order are written in the
+/// order given. Submitting an event twice is allowed: consumers dedupe by
+/// [`EventId`](crate::model::EventId).
 #[async_trait]
 pub trait OrderSink: Send + Sync + 'static {
-    /// Makes `order` durable.
-    async fn submit(&self, order: &Order) -> Result<Receipt>;
+    /// Makes every event of `events` durable.
+    async fn submit(&self, events: &[OrderEvent]) -> Result<()>;
 
     /// Checks the backend answers (for readiness probes).
     async fn ping(&self) -> Result<()> {

@@ -40,10 +40,12 @@ use parking_lot::Mutex;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
-use crate::model::{OrderId, ProductId, Reservation, Sale, StockLevels, Timestamp};
+use crate::model::{
+    OrderEvent, OrderId, ProductId, Reservation, ReservationState, Sale, StockLevels, Timestamp,
+};
 use crate::ports::{
-    CommitOutcome, ReleaseOutcome, ReleaseReason, ReserveOutcome, ReserveRequest, SaleWrite,
-    StockStore,
+    CancelOutcome, ConfirmOutcome, ReserveOutcome, ReserveRequest, SaleWrite, StockStore,
+    VoidOutcome,
 };
 
 /// A [`StockStore`] decorator that answers `SoldOut` locally for a short
@@ -188,29 +190,36 @@ impl<S: StockStore> StockStore for SoldOutCache<S> {
         Ok(outcome)
     }
 
-    async fn commit(
+    async fn confirm(
         &self,
         product: &ProductId,
         order: &OrderId,
         now: Timestamp,
-    ) -> Result<CommitOutcome> {
-        let outcome = self.inner.commit(product, order, now).await?;
-        if outcome == CommitOutcome::NotHeld(crate::model::ReservationState::Expired) {
+    ) -> Result<ConfirmOutcome> {
+        let outcome = self.inner.confirm(product, order, now).await?;
+        if outcome == ConfirmOutcome::NotHeld(ReservationState::Expired) {
             // The store may just have expired the hold and returned its units.
             self.invalidate(product);
         }
         Ok(outcome)
     }
 
-    async fn release(
+    async fn cancel(
         &self,
         product: &ProductId,
         order: &OrderId,
-        reason: ReleaseReason,
-    ) -> Result<ReleaseOutcome> {
-        let outcome = self.inner.release(product, order, reason).await;
-        // Invalidate even on error: the release may have been applied.
+        now: Timestamp,
+    ) -> Result<CancelOutcome> {
+        let outcome = self.inner.cancel(product, order, now).await;
+        // Invalidate even on error: the cancel may have been applied.
         self.invalidate(product);
+        outcome
+    }
+
+    async fn void(&self, req: &ReserveRequest, now: Timestamp) -> Result<VoidOutcome> {
+        let outcome = self.inner.void(req, now).await;
+        // Invalidate even on error: the void may have returned units.
+        self.invalidate(&req.product);
         outcome
     }
 
@@ -228,6 +237,14 @@ impl<S: StockStore> StockStore for SoldOutCache<S> {
 
     async fn snapshot(&self, product: &ProductId) -> Result<Option<StockLevels>> {
         self.inner.snapshot(product).await
+    }
+
+    async fn claim(&self, now: Timestamp, max: usize, lease: Duration) -> Result<Vec<OrderEvent>> {
+        self.inner.claim(now, max, lease).await
+    }
+
+    async fn ack(&self, events: &[OrderEvent]) -> Result<()> {
+        self.inner.ack(events).await
     }
 
     async fn ping(&self) -> Result<()> {
@@ -266,21 +283,19 @@ mod tests {
             self.reserves.fetch_add(1, Ordering::SeqCst);
             self.store.reserve(req).await
         }
-        async fn commit(
+        async fn confirm(
             &self,
             p: &ProductId,
             o: &OrderId,
             now: Timestamp,
-        ) -> Result<CommitOutcome> {
-            self.store.commit(p, o, now).await
+        ) -> Result<ConfirmOutcome> {
+            self.store.confirm(p, o, now).await
         }
-        async fn release(
-            &self,
-            p: &ProductId,
-            o: &OrderId,
-            r: ReleaseReason,
-        ) -> Result<ReleaseOutcome> {
-            self.store.release(p, o, r).await
+        async fn cancel(&self, p: &ProductId, o: &OrderId, now: Timestamp) -> Result<CancelOutcome> {
+            self.store.cancel(p, o, now).await
+        }
+        async fn void(&self, r: &ReserveRequest, now: Timestamp) -> Result<VoidOutcome> {
+            self.store.void(r, now).await
         }
         async fn reservation(&self, o: &OrderId) -> Result<Option<Reservation>> {
             self.store.reservation(o).await
@@ -290,6 +305,12 @@ mod tests {
         }
         async fn snapshot(&self, p: &ProductId) -> Result<Option<StockLevels>> {
             self.store.snapshot(p).await
+        }
+        async fn claim(&self, now: Timestamp, max: usize, lease: Duration) -> Result<Vec<OrderEvent>> {
+            self.store.claim(now, max, lease).await
+        }
+        async fn ack(&self, events: &[OrderEvent]) -> Result<()> {
+            self.store.ack(events).await
         }
     }
 
@@ -303,6 +324,18 @@ mod tests {
     }
 
     async fn fixture(stock: u32) -> Fixture {
+        fixture_with(Sale::builder(ProductId::new("tickets").unwrap(), stock)).await
+    }
+
+    /// A sale with 1-minute holds.
+    async fn hold_fixture(stock: u32) -> Fixture {
+        fixture_with(
+            Sale::builder(ProductId::new("tickets").unwrap(), stock).hold(Duration::from_secs(60)),
+        )
+        .await
+    }
+
+    async fn fixture_with(sale: crate::model::SaleBuilder) -> Fixture {
         let store = Arc::new(MemoryStockStore::new());
         let reserves = Arc::new(AtomicUsize::new(0));
         let clock = ManualClock::new(T0);
@@ -314,8 +347,8 @@ mod tests {
             TTL,
             Arc::new(clock.clone()),
         );
-        let product = ProductId::new("tickets").unwrap();
-        let sale = Sale::builder(product.clone(), stock).build().unwrap();
+        let sale = sale.build().unwrap();
+        let product = sale.product().clone();
         cache.create_sale(&sale).await.unwrap();
         Fixture {
             cache,
@@ -334,7 +367,6 @@ mod tests {
             quantity: Quantity::new(i64::from(q)).unwrap(),
             idempotency_key: None,
             now: T0,
-            pending_ttl: Duration::from_secs(30),
         }
     }
 
@@ -376,16 +408,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_release_elsewhere_is_hidden_for_at_most_the_ttl() {
-        let f = fixture(1).await;
+    async fn a_cancel_elsewhere_is_hidden_for_at_most_the_ttl() {
+        let f = hold_fixture(1).await;
         let ReserveOutcome::Reserved(r) = reserve(&f, "a", 1).await else {
             panic!("expected a reservation");
         };
         assert_eq!(reserve(&f, "b", 1).await, ReserveOutcome::SoldOut);
-        f.other
-            .release(&f.product, &r.order_id, ReleaseReason::Cancelled)
-            .await
-            .unwrap();
+        f.other.cancel(&f.product, &r.order_id, T0).await.unwrap();
         f.clock.advance(TTL / 2);
         assert_eq!(reserve(&f, "b", 1).await, ReserveOutcome::SoldOut);
         f.clock.advance(TTL / 2);
@@ -396,16 +425,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn local_releases_and_restocks_clear_at_once() {
+    async fn local_voids_and_restocks_clear_at_once() {
         let f = fixture(1).await;
-        let ReserveOutcome::Reserved(r) = reserve(&f, "a", 1).await else {
-            panic!("expected a reservation");
-        };
+        let first = req(&f.product, "a", 1);
+        assert!(matches!(
+            f.cache.reserve(&first).await.unwrap(),
+            ReserveOutcome::Reserved(_)
+        ));
         assert_eq!(reserve(&f, "b", 1).await, ReserveOutcome::SoldOut);
-        f.cache
-            .release(&f.product, &r.order_id, ReleaseReason::Aborted)
-            .await
-            .unwrap();
+        assert_eq!(
+            f.cache.void(&first, T0).await.unwrap(),
+            VoidOutcome::Voided
+        );
         assert!(matches!(
             reserve(&f, "b", 1).await,
             ReserveOutcome::Reserved(_)
@@ -421,7 +452,7 @@ mod tests {
 
     #[tokio::test]
     async fn local_expiry_clears_at_once() {
-        let f = fixture(1).await;
+        let f = hold_fixture(1).await;
         reserve(&f, "a", 1).await;
         assert_eq!(reserve(&f, "b", 1).await, ReserveOutcome::SoldOut);
         let late = T0.saturating_add(Duration::from_secs(60));

@@ -171,13 +171,15 @@ pub struct App {
     pub demo_tokens: Option<(String, String)>,
     /// Demo sales seeded: `(product, description)`.
     pub seeded: Vec<(ProductId, String)>,
-    stop_sweeper: watch::Sender<bool>,
+    stop_background: watch::Sender<bool>,
     sweeper: tokio::task::JoinHandle<()>,
+    relay: tokio::task::JoinHandle<()>,
 }
 
 /// Builds the engine from `config`: in-memory ports unless a backend URL is
 /// set (and compiled in), JWT HS256, the demo seed when all is in memory,
-/// and the hold sweeper (once a second). Must run inside a tokio runtime.
+/// the hold sweeper (once a second) and the outbox relay (on every new
+/// order, and every 200 ms). Must run inside a tokio runtime.
 // `mysql` and `kafka` are features of other backends still being added.
 #[allow(unexpected_cfgs)]
 pub async fn build(config: Config, example: &str) -> Result<App, String> {
@@ -273,18 +275,21 @@ pub async fn build(config: Config, example: &str) -> Result<App, String> {
         None
     };
 
-    let (stop_sweeper, mut stopped) = watch::channel(false);
-    let sweeper = engine.spawn_sweeper(Duration::from_secs(1), async move {
+    let (stop_background, stopped) = watch::channel(false);
+    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
-    });
+    };
+    let sweeper = engine.spawn_sweeper(Duration::from_secs(1), until_stopped(stopped.clone()));
+    let relay = engine.spawn_relay(Duration::from_millis(200), until_stopped(stopped));
     Ok(App {
         api: Api::new(engine.clone()),
         engine,
         config,
         demo_tokens,
         seeded,
-        stop_sweeper,
+        stop_background,
         sweeper,
+        relay,
     })
 }
 
@@ -351,10 +356,17 @@ impl App {
         b
     }
 
-    /// Stops the sweeper and waits for it.
+    /// Stops the sweeper and the relay (after a last pass, so orders taken
+    /// before the signal are delivered) and waits for both.
     pub async fn shutdown(self) {
-        let _ = self.stop_sweeper.send(true);
+        let _ = self.stop_background.send(true);
         let _ = self.sweeper.await;
+        let _ = self.relay.await;
+        match self.engine.drain_outbox().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(delivered = n, "outbox drained"),
+            Err(error) => tracing::warn!(%error, "outbox not drained; another instance or the next start delivers it"),
+        }
         tracing::info!("stopped");
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::machine::MachineConfig;
+use crate::machine::{HandOff, MachineConfig};
 use crate::ports::{Authenticator, OrderSink, RateLimiter, StockStore};
 
 use super::sale_cache::SaleCache;
@@ -23,6 +23,12 @@ pub struct EngineConfig {
     pub machine: MachineConfig,
     /// Most holds the sweeper expires per store call.
     pub sweep_batch: usize,
+    /// The outbox relay's settings.
+    pub relay: RelayConfig,
+    /// How long a failed void (of a reserve whose answer was lost) is
+    /// retried in the background before it is given up and logged as an
+    /// error.
+    pub void_retry_for: Duration,
 }
 
 impl Default for EngineConfig {
@@ -32,6 +38,31 @@ impl Default for EngineConfig {
             sale_cache_ttl: Duration::from_secs(1),
             machine: MachineConfig::default(),
             sweep_batch: 1_000,
+            relay: RelayConfig::default(),
+            void_retry_for: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The outbox relay's settings (see [`Engine::spawn_relay`](super::Engine::spawn_relay)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// Most events claimed, and submitted to the sink, per pass.
+    pub batch: usize,
+    /// How long claimed events stay invisible to other relays. Must exceed
+    /// `submit_timeout` plus a port timeout (the ack), or a slow pass lets
+    /// another relay deliver the same events again.
+    pub lease: Duration,
+    /// Longest wait for the sink to acknowledge one batch.
+    pub submit_timeout: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch: 256,
+            lease: Duration::from_secs(30),
+            submit_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -84,10 +115,15 @@ impl EngineBuilder {
         self.config.port_timeout = d;
         self
     }
-    /// How long a reservation of a sale without holds may stay uncommitted
-    /// (must exceed five port timeouts).
-    pub fn pending_ttl(mut self, d: Duration) -> Self {
-        self.config.machine.pending_ttl = d;
+    /// When a purchase answers relative to the sink (default
+    /// [`HandOff::Outbox`]).
+    pub fn hand_off(mut self, h: HandOff) -> Self {
+        self.config.machine.hand_off = h;
+        self
+    }
+    /// The outbox relay's settings.
+    pub fn relay(mut self, r: RelayConfig) -> Self {
+        self.config.relay = r;
         self
     }
     /// How long fetched sale terms are reused (zero: never cached).
@@ -108,19 +144,24 @@ impl EngineBuilder {
         if c.port_timeout.is_zero() {
             return Err(Error::Config("port_timeout must be above zero".into()));
         }
-        // A purchase makes up to five port calls before it commits (sale
-        // lookup, authenticate, rate check, reserve, submit).
-        if c.machine.pending_ttl <= c.port_timeout * 5 {
+        if let HandOff::AwaitSink { timeout } = c.machine.hand_off {
+            if timeout.is_zero() {
+                return Err(Error::Config(
+                    "HandOff::AwaitSink needs a timeout above zero".into(),
+                ));
+            }
+        }
+        if c.relay.lease <= c.relay.submit_timeout + c.port_timeout {
             return Err(Error::Config(format!(
-                "pending_ttl ({:?}) must exceed five port timeouts ({:?}) so that a slow \
-                 purchase is not swept before it commits",
-                c.machine.pending_ttl,
-                c.port_timeout * 5
+                "the relay lease ({:?}) must exceed its submit timeout plus a port timeout \
+                 ({:?}), or a slow relay pass lets another relay deliver the same events again",
+                c.relay.lease,
+                c.relay.submit_timeout + c.port_timeout
             )));
         }
-        if c.machine.rate_cost == 0 || c.sweep_batch == 0 {
+        if c.machine.rate_cost == 0 || c.sweep_batch == 0 || c.relay.batch == 0 {
             return Err(Error::Config(
-                "rate_cost and sweep_batch must be at least 1".into(),
+                "rate_cost, sweep_batch and relay.batch must be at least 1".into(),
             ));
         }
         Ok(Engine {
@@ -132,6 +173,8 @@ impl EngineBuilder {
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 sales: SaleCache::new(self.config.sale_cache_ttl),
                 config: self.config,
+                relay_wake: tokio::sync::Notify::new(),
+                relay_retry: parking_lot::Mutex::new(None),
             }),
         })
     }

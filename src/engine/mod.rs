@@ -1,12 +1,15 @@
 //! The async driver: runs the [purchase machine](crate::machine) against the
-//! four [ports](crate::ports).
+//! four [ports](crate::ports), and the background tasks beside it: the
+//! outbox [relay](Engine::spawn_relay) and the hold
+//! [sweeper](Engine::spawn_sweeper).
 //!
 //! Every port call is bounded by [`EngineConfig::port_timeout`]; a call that
 //! fails or times out ends the attempt `Unavailable`, with whatever it had
-//! reserved released. Each purchase runs in a `tracing` span named
+//! reserved voided. Each purchase runs in a `tracing` span named
 //! `purchase`.
 
 mod builder;
+mod relay;
 mod sale_cache;
 
 use std::future::Future;
@@ -16,18 +19,19 @@ use std::time::Duration;
 
 use tracing::{Instrument, debug, info, warn};
 
-pub use builder::{EngineBuilder, EngineConfig};
+pub use crate::machine::HandOff;
+pub use builder::{EngineBuilder, EngineConfig, RelayConfig};
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::machine::{Action, Failure, PurchaseMachine};
 use crate::model::{
-    AuthRejection, Credentials, OrderId, OrderStatus, Outcome, Principal, ProductId,
+    AuthRejection, Credentials, OrderEvent, OrderId, OrderStatus, Outcome, Principal, ProductId,
     PurchaseRequest, PurchaseSummary, Reservation, ReservationState, Sale, StockLevels, Timestamp,
 };
 use crate::ports::{
-    Authenticator, CommitOutcome, OrderSink, RateLimiter, ReleaseOutcome, ReleaseReason, SaleWrite,
-    StockStore,
+    Authenticator, CancelOutcome, ConfirmOutcome, OrderSink, RateLimiter, ReserveRequest,
+    SaleWrite, StockStore,
 };
 use sale_cache::SaleCache;
 
@@ -45,6 +49,11 @@ struct Inner {
     clock: Arc<dyn Clock>,
     sales: SaleCache,
     config: EngineConfig,
+    /// Woken when this engine appends to the outbox, so the relay delivers
+    /// without waiting for its next tick.
+    relay_wake: tokio::sync::Notify,
+    /// A claimed batch the relay failed to deliver, retried first.
+    relay_retry: parking_lot::Mutex<Option<Vec<OrderEvent>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -60,9 +69,8 @@ enum Fed {
     Auth(std::result::Result<std::result::Result<Principal, AuthRejection>, Failure>),
     Rate(std::result::Result<crate::ports::RateDecision, Failure>),
     Reserve(std::result::Result<crate::ports::ReserveOutcome, Failure>),
-    Submit(std::result::Result<crate::model::Receipt, Failure>),
-    Commit(std::result::Result<CommitOutcome, Failure>),
-    Release(std::result::Result<ReleaseOutcome, Failure>),
+    Void(std::result::Result<crate::ports::VoidOutcome, Failure>),
+    Submit(std::result::Result<(), Failure>),
 }
 
 /// Per-port readiness, from [`Engine::readiness`].
@@ -95,9 +103,17 @@ impl Engine {
         &self.inner.clock
     }
 
-    /// Tries to buy: authenticate, check the buyer's rate, reserve, hand the
-    /// order to the sink, commit. Never returns an error: every ending,
-    /// including a failed backend, is an [`Outcome`].
+    /// Tries to buy: authenticate, check the buyer's rate, reserve (which
+    /// writes the order to the store's outbox in the same atomic step) and,
+    /// under [`HandOff::AwaitSink`], hand the order to the sink. Never
+    /// returns an error: every ending, including a failed backend, is an
+    /// [`Outcome`].
+    ///
+    /// Dropping the future part-way leaves the store consistent (either
+    /// nothing was reserved, or the order stands with its `placed` event),
+    /// but the caller never learns which, and a reserve whose answer was
+    /// lost is not voided. A server should call
+    /// [`purchase_to_completion`](Self::purchase_to_completion) instead.
     pub async fn purchase(&self, credentials: &Credentials, request: PurchaseRequest) -> Outcome {
         let span = tracing::info_span!(
             "purchase",
@@ -134,6 +150,7 @@ impl Engine {
             now,
             inner.config.machine,
         );
+        let mut delivered: Option<OrderEvent> = None;
         loop {
             let fed = match machine.poll_action() {
                 Action::Authenticate => Fed::Auth(
@@ -150,38 +167,58 @@ impl Engine {
                     )
                 }
                 Action::Reserve(req) => {
-                    Fed::Reserve(self.call("reserve", inner.stock.reserve(req)).await)
+                    let answer = self.call("reserve", inner.stock.reserve(req)).await;
+                    if answer.is_ok() {
+                        inner.relay_wake.notify_one();
+                    }
+                    Fed::Reserve(answer)
                 }
-                Action::Submit(order) => {
-                    Fed::Submit(self.call("submit", inner.sink.submit(order)).await)
+                Action::Void(req) => {
+                    let answer = self.call("void", inner.stock.void(req, inner.clock.now())).await;
+                    if answer.is_err() {
+                        self.void_in_background(req.clone());
+                    }
+                    Fed::Void(answer)
                 }
-                Action::Commit { product, order_id } => {
-                    let now = inner.clock.now();
-                    Fed::Commit(
-                        self.call("commit", inner.stock.commit(product, order_id, now))
-                            .await,
-                    )
+                Action::Submit(event) => {
+                    let timeout = match inner.config.machine.hand_off {
+                        HandOff::AwaitSink { timeout } => timeout,
+                        HandOff::Outbox => inner.config.port_timeout,
+                    };
+                    let answer = self
+                        .call_within(
+                            "submit",
+                            timeout,
+                            inner.sink.submit(std::slice::from_ref(event)),
+                        )
+                        .await;
+                    if answer.is_ok() {
+                        delivered = Some(event.clone());
+                    }
+                    Fed::Submit(answer)
                 }
-                Action::Release {
-                    product,
-                    order_id,
-                    reason,
-                } => Fed::Release(
-                    self.call("release", inner.stock.release(product, order_id, reason))
-                        .await,
-                ),
                 Action::Done(_) => break,
             };
             let step = match fed {
                 Fed::Auth(r) => machine.handle_authenticated(r),
                 Fed::Rate(r) => machine.handle_rate_checked(r),
                 Fed::Reserve(r) => machine.handle_reserved(r),
+                Fed::Void(r) => machine.handle_voided(r),
                 Fed::Submit(r) => machine.handle_submitted(r),
-                Fed::Commit(r) => machine.handle_committed(r),
-                Fed::Release(r) => machine.handle_released(r),
             };
             // The driver feeds exactly the answer the machine asked for.
             debug_assert!(step.is_ok(), "{step:?}");
+        }
+        if let Some(event) = delivered {
+            // The sink has it: spare the relay a second delivery. Best
+            // effort: if this fails the relay delivers it again, and
+            // consumers dedupe by event id.
+            if let Err(error) = self
+                .call_err("ack", inner.stock.ack(std::slice::from_ref(&event)))
+                .await
+            {
+                debug!(%error, "ack after a direct hand-off failed; the relay will resend");
+            }
         }
         let outcome = machine
             .into_outcome()
@@ -196,13 +233,79 @@ impl Engine {
         outcome
     }
 
+    /// [`purchase`](Self::purchase), run as its own task so that it
+    /// completes even if the caller stops waiting (an HTTP client that
+    /// disconnects): a reserve whose answer comes back is kept or voided as
+    /// usual, never abandoned half-way. Each step stays bounded by the port
+    /// timeouts. Must run inside a tokio runtime.
+    pub async fn purchase_to_completion(
+        &self,
+        credentials: Credentials,
+        request: PurchaseRequest,
+    ) -> Outcome {
+        let engine = self.clone();
+        let task = tokio::spawn(async move { engine.purchase(&credentials, request).await });
+        match task.await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                warn!(%error, "purchase task failed");
+                self.unavailable()
+            }
+        }
+    }
+
+    /// Retries voiding `req` in the background until the store answers
+    /// (the attempt already answered `Unavailable`, which promises the buyer
+    /// owns nothing). Gives up, loudly, after [`EngineConfig::void_retry_for`].
+    fn void_in_background(&self, req: ReserveRequest) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let give_up = engine.inner.config.void_retry_for;
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                tokio::time::sleep(backoff).await;
+                let now = engine.inner.clock.now();
+                match engine.call_err("void", engine.inner.stock.void(&req, now)).await {
+                    Ok(outcome) => {
+                        info!(order = %req.order_id, ?outcome, "voided after retrying");
+                        return;
+                    }
+                    Err(error) if started.elapsed() >= give_up => {
+                        tracing::error!(
+                            order = %req.order_id, product = %req.product, user = %req.user, %error,
+                            "could not void a reserve whose answer was lost; if it ran, the order \
+                             stands although its buyer was answered 503: cancel it by hand"
+                        );
+                        return;
+                    }
+                    Err(error) => {
+                        debug!(order = %req.order_id, %error, "void failed; retrying");
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+    }
+
     /// Runs one port call under the configured timeout, logging failures.
     async fn call<T>(
         &self,
         operation: &'static str,
         fut: impl Future<Output = Result<T>>,
     ) -> std::result::Result<T, Failure> {
-        self.call_err(operation, fut).await.map_err(|error| {
+        self.call_within(operation, self.inner.config.port_timeout, fut)
+            .await
+    }
+
+    /// Runs one port call under `after`, logging failures.
+    async fn call_within<T>(
+        &self,
+        operation: &'static str,
+        after: Duration,
+        fut: impl Future<Output = Result<T>>,
+    ) -> std::result::Result<T, Failure> {
+        self.call_err_within(operation, after, fut).await.map_err(|error| {
             if let Error::Timeout { after, .. } = error {
                 warn!(operation, ?after, "port call timed out");
                 Failure::Timeout
@@ -219,6 +322,17 @@ impl Engine {
         operation: &'static str,
         fut: impl Future<Output = Result<T>>,
     ) -> Result<T> {
+        self.call_err_within(operation, self.inner.config.port_timeout, fut)
+            .await
+    }
+
+    /// Runs one port call under `after`, keeping the error.
+    async fn call_err_within<T>(
+        &self,
+        operation: &'static str,
+        after: Duration,
+        fut: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         let mut fut = std::pin::pin!(fut);
         // In-process ports answer on the first poll; arming a timer for them
         // would cost more than the call itself. Only a call that has to wait
@@ -227,7 +341,6 @@ impl Engine {
         if let Poll::Ready(out) = first {
             return out;
         }
-        let after = self.inner.config.port_timeout;
         tokio::time::timeout(after, fut)
             .await
             .unwrap_or(Err(Error::Timeout { operation, after }))
@@ -282,23 +395,27 @@ impl Engine {
         let now = self.inner.clock.now();
         let answer = self
             .call(
-                "commit",
-                self.inner.stock.commit(&reservation.product, order, now),
+                "confirm",
+                self.inner.stock.confirm(&reservation.product, order, now),
             )
             .await;
         let state = match answer {
-            Ok(CommitOutcome::Committed | CommitOutcome::AlreadyCommitted) => {
+            Ok(ConfirmOutcome::Confirmed | ConfirmOutcome::AlreadyConfirmed) => {
                 ReservationState::Committed
             }
-            Ok(CommitOutcome::NotHeld(state)) => {
+            Ok(ConfirmOutcome::NotHeld(state)) => {
+                if state == ReservationState::Expired {
+                    self.inner.relay_wake.notify_one();
+                }
                 return Outcome::OrderClosed(OrderStatus::of(&Reservation {
                     state,
                     ..reservation
                 }));
             }
-            Ok(CommitOutcome::Unknown) => return Outcome::UnknownOrder,
+            Ok(ConfirmOutcome::Unknown) => return Outcome::UnknownOrder,
             Err(_) => return self.unavailable(),
         };
+        self.inner.relay_wake.notify_one();
         info!(%order, user = %principal.user, "order confirmed");
         updated(reservation, state)
     }
@@ -311,28 +428,26 @@ impl Engine {
             Ok(found) => found,
             Err(outcome) => return outcome,
         };
+        let now = self.inner.clock.now();
         let answer = self
             .call(
-                "release",
-                self.inner
-                    .stock
-                    .release(&reservation.product, order, ReleaseReason::Cancelled),
+                "cancel",
+                self.inner.stock.cancel(&reservation.product, order, now),
             )
             .await;
         match answer {
-            Ok(ReleaseOutcome::Released)
-            | Ok(ReleaseOutcome::AlreadyReleased(ReservationState::Cancelled)) => {
+            Ok(CancelOutcome::Cancelled | CancelOutcome::AlreadyCancelled) => {
+                self.inner.relay_wake.notify_one();
                 info!(%order, user = %principal.user, "order cancelled");
                 updated(reservation, ReservationState::Cancelled)
             }
-            Ok(ReleaseOutcome::AlreadyReleased(state)) => {
+            Ok(CancelOutcome::NotHeld(state)) => {
                 Outcome::OrderClosed(OrderStatus::of(&Reservation {
                     state,
                     ..reservation
                 }))
             }
-            Ok(ReleaseOutcome::AlreadyCommitted) => Outcome::OrderClosed(OrderStatus::Confirmed),
-            Ok(ReleaseOutcome::Unknown) => Outcome::UnknownOrder,
+            Ok(CancelOutcome::Unknown) => Outcome::UnknownOrder,
             Err(_) => self.unavailable(),
         }
     }
@@ -403,6 +518,7 @@ impl Engine {
             }
         }
         if total > 0 {
+            self.inner.relay_wake.notify_one();
             info!(count = total, "expired holds released");
         }
         Ok(total)

@@ -160,7 +160,12 @@ impl Api {
             Err(e) => return ApiResponse::bad_request(&e),
         };
         let credentials = request::credentials(req.authorization);
-        let outcome = self.engine.purchase(&credentials, purchase).await;
+        // Spawned: a client that disconnects does not stop the purchase
+        // half-way (hyper and actix both drop the handler's future).
+        let outcome = self
+            .engine
+            .purchase_to_completion(credentials, purchase)
+            .await;
         ApiResponse::from_outcome(&outcome)
     }
 

@@ -87,7 +87,8 @@ impl ApiResponse {
     }
 
     /// The response for a purchase (or confirm/cancel) [`Outcome`], as
-    /// design.md's table says: `200` with the order for successes,
+    /// design.md's table says: `200` with the order for successes (`202`
+    /// with `"status": "pending"` for [`Outcome::Accepted`]),
     /// otherwise `{"error": code, "message": text}` (plus `"field"` for
     /// invalid input), `Retry-After` (whole seconds, rounded up) on `429`
     /// and `503`, and `WWW-Authenticate: Bearer` on `401`.
@@ -95,7 +96,12 @@ impl ApiResponse {
         let status = outcome.http_status();
         if let Some(p) = outcome.purchase() {
             let replayed = matches!(outcome, Outcome::Replayed(_));
-            let r = Self::json(status, &purchase_body(p, replayed));
+            let mut body = purchase_body(p, replayed);
+            if matches!(outcome, Outcome::Accepted(_)) {
+                // The order stands; only its delivery to the sink is pending.
+                body["status"] = json!("pending");
+            }
+            let r = Self::json(status, &body);
             return if replayed {
                 r.with_header("idempotent-replayed", "true")
             } else {

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::model::{Order, OrderId, Outcome, ProductId, UserId};
-use crate::ports::{ReleaseReason, ReserveRequest};
+use crate::model::{OrderEvent, Outcome, UserId};
+use crate::ports::ReserveRequest;
 
 /// The next thing the driver must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,28 +23,16 @@ pub enum Action<'a> {
     /// Call [`StockStore::reserve`](crate::ports::StockStore); feed
     /// `handle_reserved`.
     Reserve(&'a ReserveRequest),
-    /// Call [`OrderSink::submit`](crate::ports::OrderSink); feed
-    /// `handle_submitted`.
-    Submit(&'a Order),
-    /// Call [`StockStore::commit`](crate::ports::StockStore) with the
-    /// current time (a hold that lapsed while the order was being submitted
-    /// must not be committed); feed `handle_committed`.
-    Commit {
-        /// The product.
-        product: &'a ProductId,
-        /// The reservation.
-        order_id: &'a OrderId,
-    },
-    /// Call [`StockStore::release`](crate::ports::StockStore); feed
-    /// `handle_released`.
-    Release {
-        /// The product.
-        product: &'a ProductId,
-        /// The reservation.
-        order_id: &'a OrderId,
-        /// Why.
-        reason: ReleaseReason,
-    },
+    /// The reserve's answer was lost: call
+    /// [`StockStore::void`](crate::ports::StockStore) with this request;
+    /// feed `handle_voided`. If the void fails too, the driver must keep
+    /// retrying it in the background: the attempt answers `Unavailable`,
+    /// which promises the buyer owns nothing.
+    Void(&'a ReserveRequest),
+    /// [`HandOff::AwaitSink`] only: call
+    /// [`OrderSink::submit`](crate::ports::OrderSink) with this one event
+    /// under the hand-off timeout; feed `handle_submitted`.
+    Submit(&'a OrderEvent),
     /// Finished; nothing more to do.
     Done(&'a Outcome),
 }
@@ -71,13 +59,30 @@ pub struct StepError {
     pub got: &'static str,
 }
 
+/// When a purchase answers, relative to the order reaching the sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HandOff {
+    /// Answer 200 once the order is in the store's outbox (written in the
+    /// same atomic step as the reservation). The relay delivers it to the
+    /// sink in the background. One store round trip per purchase.
+    #[default]
+    Outbox,
+    /// Also hand the order's `placed` event to the sink before answering:
+    /// 200 once the sink acknowledged it; 202 (`Outcome::Accepted`) if the
+    /// sink failed or did not answer within `timeout`. Either way the order
+    /// stands and the relay delivers it; no unit is ever released because a
+    /// sink failed.
+    AwaitSink {
+        /// Longest wait for the sink's acknowledgement.
+        timeout: Duration,
+    },
+}
+
 /// Tunables of the purchase flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MachineConfig {
-    /// How long a reservation of a sale without holds may stay uncommitted
-    /// before the sweeper returns it (covers a crash between reserve and
-    /// commit).
-    pub pending_ttl: Duration,
+    /// When a purchase answers relative to the sink.
+    pub hand_off: HandOff,
     /// The `Retry-After` hint when a backend is unavailable.
     pub unavailable_retry_after: Duration,
     /// The rate-limit cost of one attempt.
@@ -87,7 +92,7 @@ pub struct MachineConfig {
 impl Default for MachineConfig {
     fn default() -> Self {
         Self {
-            pending_ttl: Duration::from_secs(30),
+            hand_off: HandOff::Outbox,
             unavailable_retry_after: Duration::from_secs(1),
             rate_cost: 1,
         }

@@ -9,25 +9,31 @@
 //! runtime.
 //!
 //! ```text
-//! validate ─▶ Authenticate ─▶ CheckRate ─▶ Reserve ─▶ Submit ─▶ Commit ─▶ Done
-//!    │             │              │           │          │         │
-//!    ▼             ▼              ▼           ▼          ▼         ▼
-//!  Done          Done           Done   (error) Release  Release  Release ─▶ Done
+//! validate ─▶ Authenticate ─▶ CheckRate ─▶ Reserve ──────────▶ Done
+//!    │             │              │           │   └─▶ Submit ─▶ Done   (HandOff::AwaitSink)
+//!    ▼             ▼              ▼           ▼ (lost answer)
+//!  Done          Done           Done        Void ─────────────▶ Done (Unavailable)
 //! ```
 //!
+//! A reservation the store accepted IS the order: the store wrote its
+//! `placed` event to its outbox in the same atomic step, and a relay hands
+//! it to the sink. There is no commit after a submit and no release after
+//! a successful reserve, so a slow or failed sink never costs the buyer the
+//! units, and never doubles an order.
+//!
 //! Guarantees (checked by property tests over arbitrary port results):
-//! it always reaches `Done` within six port calls; it submits only an order
-//! whose reservation the store holds for this very request (just reserved,
-//! or found held under the same idempotency key); after a failed submit (or
-//! a failed or timed-out reserve) of its own reservation it releases it; it
-//! never releases a reservation made by another request; it never commits
-//! after a release; `Purchased` and `Replayed` imply the order reached the
-//! sink.
+//! it reaches `Done` within four port calls; every `Purchased`, `Accepted`
+//! or `Replayed` names a reservation the store reported as owning its units
+//! (or, for a replay, the original as it stands); an `Unavailable` after a
+//! reserve was sent is always preceded by a `Void` of that very request; it
+//! never voids a reservation another request made; a request carrying an
+//! idempotency key reaches the store even when local validation would
+//! refuse it, so that a replay of a finished purchase wins.
 
 mod action;
 mod purchase;
 #[cfg(test)]
 mod tests;
 
-pub use action::{Action, Failure, MachineConfig, StepError};
+pub use action::{Action, Failure, HandOff, MachineConfig, StepError};
 pub use purchase::PurchaseMachine;

@@ -1,14 +1,12 @@
 //! One purchase attempt, from validation to outcome.
 
 use crate::model::{
-    AuthRejection, Order, OrderId, OrderStatus, Outcome, Principal, PurchaseRequest,
-    PurchaseSummary, Receipt, Reservation, ReservationState, Sale, Timestamp,
+    AuthRejection, InvalidInput, OrderEvent, OrderId, OrderStatus, Outcome, Principal,
+    PurchaseRequest, PurchaseSummary, Reservation, Sale, Timestamp,
 };
-use crate::ports::{
-    CommitOutcome, RateDecision, ReleaseOutcome, ReleaseReason, ReserveOutcome, ReserveRequest,
-};
+use crate::ports::{RateDecision, ReserveOutcome, ReserveRequest, VoidOutcome};
 
-use super::{Action, Failure, MachineConfig, StepError};
+use super::{Action, Failure, HandOff, MachineConfig, StepError};
 
 /// The state machine of one purchase attempt. See the [module docs](super).
 #[derive(Debug, Clone)]
@@ -22,23 +20,11 @@ enum State {
     Authenticating(Box<Pending>),
     CheckingRate(ReserveRequest),
     Reserving(ReserveRequest),
+    Voiding(ReserveRequest),
     Submitting {
-        reservation: Reservation,
-        order: Order,
+        event: Box<OrderEvent>,
+        summary: PurchaseSummary,
         replay: bool,
-    },
-    Committing {
-        reservation: Reservation,
-        order: Order,
-        replay: bool,
-    },
-    Releasing {
-        reservation: ReservationRef,
-        /// The outcome once the release has answered.
-        then: Outcome,
-        /// The purchase to report if the release finds the hold committed
-        /// (a commit that failed on the wire but was applied).
-        if_committed: Option<PurchaseSummary>,
     },
     Done(Outcome),
 }
@@ -51,13 +37,6 @@ struct Pending {
     now: Timestamp,
 }
 
-/// What a release needs to name a reservation.
-#[derive(Debug, Clone)]
-struct ReservationRef {
-    product: crate::model::ProductId,
-    order_id: OrderId,
-}
-
 impl PurchaseMachine {
     /// Starts a purchase of `request` at `now`.
     ///
@@ -66,6 +45,11 @@ impl PurchaseMachine {
     /// I/O: a quantity above the per-order maximum ends in
     /// [`Outcome::Invalid`], a closed sale in [`Outcome::NotOnSale`]. The
     /// store re-checks both atomically, so stale terms cannot oversell.
+    ///
+    /// A request with an idempotency key skips the window and per-order
+    /// checks here: its key may name a finished purchase, whose original
+    /// answer wins even after the sale ended or its terms changed. The store
+    /// looks the key up before it checks anything else.
     pub fn new(
         request: PurchaseRequest,
         sale: Option<&Sale>,
@@ -75,17 +59,14 @@ impl PurchaseMachine {
     ) -> Self {
         let state = match sale {
             None => State::Done(Outcome::UnknownProduct),
+            Some(_) if request.idempotency_key.is_some() => pending(request, order_id, now),
             Some(sale) => {
                 if let Err(e) = sale.check_quantity(request.quantity) {
                     State::Done(Outcome::Invalid(e))
                 } else if !sale.is_open(now) {
                     State::Done(Outcome::NotOnSale)
                 } else {
-                    State::Authenticating(Box::new(Pending {
-                        request,
-                        order_id,
-                        now,
-                    }))
+                    pending(request, order_id, now)
                 }
             }
         };
@@ -101,16 +82,8 @@ impl PurchaseMachine {
                 cost: self.config.rate_cost,
             },
             State::Reserving(req) => Action::Reserve(req),
-            State::Submitting { order, .. } => Action::Submit(order),
-            State::Committing { reservation, .. } => Action::Commit {
-                product: &reservation.product,
-                order_id: &reservation.order_id,
-            },
-            State::Releasing { reservation, .. } => Action::Release {
-                product: &reservation.product,
-                order_id: &reservation.order_id,
-                reason: ReleaseReason::Aborted,
-            },
+            State::Voiding(req) => Action::Void(req),
+            State::Submitting { event, .. } => Action::Submit(event),
             State::Done(outcome) => Action::Done(outcome),
         }
     }
@@ -158,7 +131,6 @@ impl PurchaseMachine {
                     quantity: request.quantity,
                     idempotency_key: request.idempotency_key,
                     now,
-                    pending_ttl: self.config.pending_ttl,
                 })
             }
             Ok(Err(rejection)) => State::Done(Outcome::Unauthenticated(rejection)),
@@ -180,7 +152,7 @@ impl PurchaseMachine {
             Ok(RateDecision::Limited { retry_after }) => {
                 State::Done(Outcome::RateLimited { retry_after })
             }
-            Err(_) => self.unavailable(),
+            Err(_) => self.config.unavailable(),
         };
         Ok(())
     }
@@ -194,149 +166,71 @@ impl PurchaseMachine {
             return Err(self.unexpected("reservation"));
         };
         self.state = match result {
-            Ok(ReserveOutcome::Reserved(reservation)) => State::Submitting {
-                order: reservation.to_order(),
-                reservation,
-                replay: false,
-            },
-            Ok(ReserveOutcome::Duplicate(existing)) => replay(req, existing),
+            // This request's own reservation (new, or found again after a
+            // retry below the store's API). If it no longer owns its units
+            // (voided or lapsed meanwhile), the buyer got nothing.
+            Ok(ReserveOutcome::Reserved(r)) if r.state.owns_units() => {
+                self.config.success(r, false)
+            }
+            Ok(ReserveOutcome::Reserved(_)) => self.config.unavailable(),
+            Ok(ReserveOutcome::Duplicate(existing)) => self.config.replay(req, existing),
             Ok(ReserveOutcome::SoldOut) => State::Done(Outcome::SoldOut),
             Ok(ReserveOutcome::LimitExceeded) => State::Done(Outcome::LimitExceeded),
             Ok(ReserveOutcome::NotOnSale) => State::Done(Outcome::NotOnSale),
             Ok(ReserveOutcome::UnknownProduct) => State::Done(Outcome::UnknownProduct),
-            Ok(ReserveOutcome::OverOrderMax { max }) => {
-                State::Done(Outcome::Invalid(crate::model::InvalidInput::new(
+            Ok(ReserveOutcome::OverOrderMax { max }) => State::Done(Outcome::Invalid(
+                InvalidInput::new(
                     "quantity",
                     format!(
                         "{} is above this sale's per-order maximum of {max}",
                         req.quantity
                     ),
-                )))
-            }
-            // The reserve may have been applied before the failure: release
-            // the id we asked for (a no-op if nothing was reserved).
-            Err(_) => State::Releasing {
-                reservation: ReservationRef {
-                    product: req.product.clone(),
-                    order_id: req.order_id,
-                },
-                then: self.unavailable_outcome(),
-                if_committed: None,
-            },
+                ),
+            )),
+            // The reserve may have been applied before the failure: void it
+            // (units back, or a tombstone if it never ran), so the 503 that
+            // follows leaves the buyer owning nothing.
+            Err(_) => State::Voiding(req.clone()),
         };
         Ok(())
     }
 
-    /// Feeds the answer to [`Action::Submit`].
-    pub fn handle_submitted(&mut self, result: Result<Receipt, Failure>) -> Result<(), StepError> {
+    /// Feeds the answer to [`Action::Void`]. The attempt ends `Unavailable`
+    /// whatever the answer: on a failure the driver keeps retrying the void
+    /// in the background.
+    pub fn handle_voided(
+        &mut self,
+        result: Result<VoidOutcome, Failure>,
+    ) -> Result<(), StepError> {
+        if !matches!(self.state, State::Voiding(_)) {
+            return Err(self.unexpected("void"));
+        }
+        let _ = result;
+        self.state = self.unavailable();
+        Ok(())
+    }
+
+    /// Feeds the answer to [`Action::Submit`]: acknowledged → `Purchased`
+    /// (or `Replayed`); failed or timed out → `Accepted` (202), since the
+    /// order stands in the outbox and the relay delivers it.
+    pub fn handle_submitted(&mut self, result: Result<(), Failure>) -> Result<(), StepError> {
         let State::Submitting {
-            reservation,
-            order,
-            replay,
+            summary, replay, ..
         } = &self.state
         else {
             return Err(self.unexpected("submission"));
         };
-        let replay = *replay;
-        self.state = match result {
-            Ok(_) if reservation.awaits_confirmation => {
-                let summary = PurchaseSummary {
-                    order: order.clone(),
-                    status: OrderStatus::Held {
-                        expires_at: reservation.expires_at,
-                    },
-                };
-                State::Done(purchased(summary, replay))
-            }
-            Ok(_) => State::Committing {
-                reservation: reservation.clone(),
-                order: order.clone(),
-                replay,
-            },
-            // A replay's reservation belongs to the first request, which may
-            // still be in flight: leave it to that request (or its expiry).
-            Err(_) if replay => self.unavailable(),
-            Err(_) => State::Releasing {
-                reservation: ReservationRef {
-                    product: reservation.product.clone(),
-                    order_id: reservation.order_id,
-                },
-                then: self.unavailable_outcome(),
-                if_committed: None,
-            },
-        };
+        let summary = summary.clone();
+        self.state = State::Done(match (result, *replay) {
+            (Ok(()), false) => Outcome::Purchased(summary),
+            (Ok(()), true) => Outcome::Replayed(summary),
+            (Err(_), _) => Outcome::Accepted(summary),
+        });
         Ok(())
-    }
-
-    /// Feeds the answer to [`Action::Commit`].
-    pub fn handle_committed(
-        &mut self,
-        result: Result<CommitOutcome, Failure>,
-    ) -> Result<(), StepError> {
-        let State::Committing {
-            reservation,
-            order,
-            replay,
-        } = &self.state
-        else {
-            return Err(self.unexpected("commit"));
-        };
-        let summary = PurchaseSummary {
-            order: order.clone(),
-            status: OrderStatus::Confirmed,
-        };
-        self.state = match result {
-            Ok(CommitOutcome::Committed | CommitOutcome::AlreadyCommitted) => {
-                State::Done(purchased(summary, *replay))
-            }
-            // The hold lapsed (or vanished) between reserve and commit: its
-            // units are already back on sale, so the buyer did not get them.
-            Ok(CommitOutcome::NotHeld(_) | CommitOutcome::Unknown) => self.unavailable(),
-            Err(_) if *replay => self.unavailable(),
-            // Unknown whether the commit applied: release, and let the
-            // release's answer tell which it was.
-            Err(_) => State::Releasing {
-                reservation: ReservationRef {
-                    product: reservation.product.clone(),
-                    order_id: reservation.order_id,
-                },
-                then: self.unavailable_outcome(),
-                if_committed: Some(summary),
-            },
-        };
-        Ok(())
-    }
-
-    /// Feeds the answer to [`Action::Release`]. A failed release still ends
-    /// the attempt: the hold's expiry returns the units.
-    pub fn handle_released(
-        &mut self,
-        result: Result<ReleaseOutcome, Failure>,
-    ) -> Result<(), StepError> {
-        let State::Releasing {
-            then, if_committed, ..
-        } = &mut self.state
-        else {
-            return Err(self.unexpected("release"));
-        };
-        let outcome = match (result, if_committed.take()) {
-            (Ok(ReleaseOutcome::AlreadyCommitted), Some(purchased)) => {
-                Outcome::Purchased(purchased)
-            }
-            _ => then.clone(),
-        };
-        self.state = State::Done(outcome);
-        Ok(())
-    }
-
-    fn unavailable_outcome(&self) -> Outcome {
-        Outcome::Unavailable {
-            retry_after: self.config.unavailable_retry_after,
-        }
     }
 
     fn unavailable(&self) -> State {
-        State::Done(self.unavailable_outcome())
+        self.config.unavailable()
     }
 
     fn unexpected(&self, got: &'static str) -> StepError {
@@ -344,47 +238,70 @@ impl PurchaseMachine {
             State::Authenticating(_) => "authentication",
             State::CheckingRate(_) => "rate check",
             State::Reserving(_) => "reservation",
+            State::Voiding(_) => "void",
             State::Submitting { .. } => "submission",
-            State::Committing { .. } => "commit",
-            State::Releasing { .. } => "release",
             State::Done(_) => "nothing (done)",
         };
         StepError { expected, got }
     }
 }
 
-/// Where a request goes when its idempotency key (or order id) already
-/// names `existing`.
-fn replay(req: &ReserveRequest, existing: Reservation) -> State {
-    let same = existing.user == req.user
-        && existing.product == req.product
-        && existing.quantity == req.quantity;
-    if !same {
-        return State::Done(Outcome::IdempotencyConflict);
+impl MachineConfig {
+    fn unavailable(&self) -> State {
+        State::Done(Outcome::Unavailable {
+            retry_after: self.unavailable_retry_after,
+        })
     }
-    match existing.state {
-        // Still held: the first request may be in flight, or may have died
-        // before its order was durable. Finish its work idempotently (the
-        // sink dedupes by order id, commit is idempotent) so that a 200
-        // always means the order reached the sink.
-        ReservationState::Held => State::Submitting {
-            order: existing.to_order(),
-            reservation: existing,
-            replay: true,
-        },
-        // Committed (so its order was acked), cancelled or expired: answer
-        // as it stands.
-        _ => State::Done(Outcome::Replayed(PurchaseSummary {
-            order: existing.to_order(),
-            status: OrderStatus::of(&existing),
-        })),
+
+    /// The state after the store reported `r`, owning its units, as this
+    /// purchase (or, with `replay`, as the one its key names).
+    fn success(&self, r: Reservation, replay: bool) -> State {
+        let summary = PurchaseSummary {
+            order: r.to_order(),
+            status: OrderStatus::of(&r),
+        };
+        match self.hand_off {
+            HandOff::AwaitSink { .. } => State::Submitting {
+                event: Box::new(OrderEvent::placed(&r)),
+                summary,
+                replay,
+            },
+            HandOff::Outbox if replay => State::Done(Outcome::Replayed(summary)),
+            HandOff::Outbox => State::Done(Outcome::Purchased(summary)),
+        }
+    }
+
+    /// Where a request goes when its idempotency key names `existing`.
+    fn replay(&self, req: &ReserveRequest, existing: Reservation) -> State {
+        let same = existing.user == req.user
+            && existing.product == req.product
+            && existing.quantity == req.quantity;
+        if !same {
+            return State::Done(Outcome::IdempotencyConflict);
+        }
+        if existing.state.owns_units() {
+            // Held or sold: the original purchase, answered as it was
+            // (through the sink again under AwaitSink; it dedupes).
+            return self.success(existing, true);
+        }
+        match existing.state {
+            // A voided purchase frees its key, so the store should not
+            // name it; if it does (a race with the void), this attempt
+            // owns nothing: retry.
+            crate::model::ReservationState::Voided => self.unavailable(),
+            // Cancelled or expired: the original order, as it stands.
+            _ => State::Done(Outcome::Replayed(PurchaseSummary {
+                order: existing.to_order(),
+                status: OrderStatus::of(&existing),
+            })),
+        }
     }
 }
 
-fn purchased(summary: PurchaseSummary, replay: bool) -> Outcome {
-    if replay {
-        Outcome::Replayed(summary)
-    } else {
-        Outcome::Purchased(summary)
-    }
+fn pending(request: PurchaseRequest, order_id: OrderId, now: Timestamp) -> State {
+    State::Authenticating(Box::new(Pending {
+        request,
+        order_id,
+        now,
+    }))
 }

@@ -4,12 +4,14 @@ use std::time::Duration;
 
 use super::*;
 use crate::model::{
-    AuthRejection, IdempotencyKey, OrderId, OrderStatus, Outcome, Principal, ProductId,
-    PurchaseRequest, Quantity, Receipt, Reservation, ReservationState, Sale, Timestamp, UserId,
+    AuthRejection, EventType, IdempotencyKey, OrderEvent, OrderId, OrderStatus, Outcome,
+    Principal, ProductId, PurchaseRequest, Quantity, Reservation, ReservationState, Sale,
+    Timestamp, UserId,
 };
-use crate::ports::{CommitOutcome, RateDecision, ReleaseOutcome, ReleaseReason, ReserveOutcome};
+use crate::ports::{RateDecision, ReserveOutcome, ReserveRequest, VoidOutcome};
 
 const NOW: Timestamp = Timestamp::from_millis(1_767_225_600_000);
+const SINK_WAIT: Duration = Duration::from_millis(300);
 
 fn product() -> ProductId {
     ProductId::new("tickets").unwrap()
@@ -26,48 +28,42 @@ fn sale() -> Sale {
         .unwrap()
 }
 
+fn config(hand_off: HandOff) -> MachineConfig {
+    MachineConfig {
+        hand_off,
+        ..MachineConfig::default()
+    }
+}
+
+fn machine_with(req: PurchaseRequest, sale: Option<&Sale>, cfg: MachineConfig) -> PurchaseMachine {
+    PurchaseMachine::new(req, sale, OrderId::new(NOW), NOW, cfg)
+}
+
 fn machine_for(q: u32, sale: Option<&Sale>) -> PurchaseMachine {
     let req = PurchaseRequest::new(product(), Quantity::new(q.into()).unwrap());
-    PurchaseMachine::new(req, sale, OrderId::new(NOW), NOW, MachineConfig::default())
+    machine_with(req, sale, MachineConfig::default())
 }
 
-fn held(m: &PurchaseMachine, awaits: bool) -> Reservation {
-    let Action::Reserve(req) = m.poll_action() else {
-        panic!("not reserving: {:?}", m.poll_action())
-    };
-    req.to_reservation(awaits.then_some(Duration::from_secs(30)))
+fn request_of(m: &PurchaseMachine) -> ReserveRequest {
+    match m.poll_action() {
+        Action::Reserve(req) | Action::Void(req) => req.clone(),
+        other => panic!("not reserving: {other:?}"),
+    }
 }
 
-/// A machine that has authenticated alice and passed the rate check.
-fn reserving() -> PurchaseMachine {
-    let s = sale();
-    let mut m = machine_for(1, Some(&s));
+/// Authenticates alice and passes the rate check.
+fn to_reserve(mut m: PurchaseMachine) -> PurchaseMachine {
     m.handle_authenticated(Ok(Ok(Principal::user(alice()))))
         .unwrap();
     m.handle_rate_checked(Ok(RateDecision::Allowed)).unwrap();
     m
 }
 
-/// A machine whose reservation succeeded.
-fn submitting(awaits: bool) -> (PurchaseMachine, Reservation) {
-    let mut m = reserving();
-    let r = held(&m, awaits);
-    m.handle_reserved(Ok(ReserveOutcome::Reserved(r.clone())))
-        .unwrap();
-    (m, r)
-}
-
-fn receipt(r: &Reservation) -> Receipt {
-    Receipt {
-        order_id: r.order_id,
-        location: "test@0".into(),
-    }
-}
-
-fn committing() -> (PurchaseMachine, Reservation) {
-    let (mut m, r) = submitting(false);
-    m.handle_submitted(Ok(receipt(&r))).unwrap();
-    (m, r)
+/// A machine that has authenticated alice and passed the rate check.
+fn reserving(hand_off: HandOff) -> PurchaseMachine {
+    let s = sale();
+    let req = PurchaseRequest::new(product(), Quantity::ONE);
+    to_reserve(machine_with(req, Some(&s), config(hand_off)))
 }
 
 fn done(m: &PurchaseMachine) -> &Outcome {
@@ -77,15 +73,9 @@ fn done(m: &PurchaseMachine) -> &Outcome {
     }
 }
 
-fn assert_releasing(m: &PurchaseMachine, r_order: OrderId) {
-    match m.poll_action() {
-        Action::Release {
-            order_id, reason, ..
-        } => {
-            assert_eq!(*order_id, r_order);
-            assert_eq!(reason, ReleaseReason::Aborted);
-        }
-        other => panic!("expected Release, got {other:?}"),
+fn unavailable() -> Outcome {
+    Outcome::Unavailable {
+        retry_after: MachineConfig::default().unavailable_retry_after,
     }
 }
 
@@ -120,16 +110,26 @@ fn closed_sale_ends_before_any_io() {
         .build()
         .unwrap();
     assert_eq!(done(&machine_for(1, Some(&later))), &Outcome::NotOnSale);
-    let ended = Sale::builder(product(), 10)
-        .starts_at(Timestamp::from_millis(0))
-        .ends_at(NOW)
-        .build()
-        .unwrap();
-    assert_eq!(done(&machine_for(1, Some(&ended))), &Outcome::NotOnSale);
 }
 
 #[test]
-fn rejected_credentials_end_unauthenticated() {
+fn a_keyed_request_reaches_the_store_even_when_local_checks_refuse() {
+    // The key may name a finished purchase, whose answer must win.
+    let ended = Sale::builder(product(), 10)
+        .per_order_max(1)
+        .ends_at(NOW)
+        .build()
+        .unwrap();
+    let req = PurchaseRequest::new(product(), Quantity::new(2).unwrap())
+        .with_idempotency_key(IdempotencyKey::new("k").unwrap());
+    let m = to_reserve(machine_with(req, Some(&ended), MachineConfig::default()));
+    let r = request_of(&m);
+    assert_eq!(r.idempotency_key.as_ref().unwrap().as_str(), "k");
+    assert_eq!(r.quantity.get(), 2);
+}
+
+#[test]
+fn refused_credentials_end_unauthenticated() {
     let s = sale();
     let mut m = machine_for(1, Some(&s));
     m.handle_authenticated(Ok(Err(AuthRejection::Expired)))
@@ -138,135 +138,48 @@ fn rejected_credentials_end_unauthenticated() {
 }
 
 #[test]
-fn authenticator_failure_ends_unavailable() {
+fn failed_authentication_or_rate_check_is_unavailable_with_nothing_to_undo() {
     let s = sale();
-    for f in [Failure::Error, Failure::Timeout] {
-        let mut m = machine_for(1, Some(&s));
-        m.handle_authenticated(Err(f)).unwrap();
-        assert_eq!(done(&m).code(), "unavailable");
-    }
-}
+    let mut m = machine_for(1, Some(&s));
+    m.handle_authenticated(Err(Failure::Timeout)).unwrap();
+    assert_eq!(done(&m), &unavailable());
 
-#[test]
-fn authenticated_buyer_is_rate_checked_then_reserves_as_themselves() {
-    let s = sale();
-    let mut m = machine_for(2, Some(&s));
+    let mut m = machine_for(1, Some(&s));
     m.handle_authenticated(Ok(Ok(Principal::user(alice()))))
         .unwrap();
-    assert_eq!(
-        m.poll_action(),
-        Action::CheckRate {
-            user: &alice(),
-            cost: 1
-        }
-    );
-    m.handle_rate_checked(Ok(RateDecision::Allowed)).unwrap();
-    let Action::Reserve(req) = m.poll_action() else {
-        panic!()
-    };
-    assert_eq!(req.user, alice());
-    assert_eq!(req.quantity.get(), 2);
-    assert_eq!(req.now, NOW);
-    assert_eq!(req.pending_ttl, MachineConfig::default().pending_ttl);
+    m.handle_rate_checked(Err(Failure::Error)).unwrap();
+    assert_eq!(done(&m), &unavailable());
 }
 
 #[test]
-fn limited_buyer_gets_retry_after() {
+fn rate_limited_ends_with_retry_after() {
     let s = sale();
     let mut m = machine_for(1, Some(&s));
     m.handle_authenticated(Ok(Ok(Principal::user(alice()))))
         .unwrap();
-    let retry_after = Duration::from_millis(1_500);
+    match m.poll_action() {
+        Action::CheckRate { user, cost } => assert_eq!((user, cost), (&alice(), 1)),
+        other => panic!("{other:?}"),
+    }
+    let retry_after = Duration::from_millis(1500);
     m.handle_rate_checked(Ok(RateDecision::Limited { retry_after }))
         .unwrap();
     assert_eq!(done(&m), &Outcome::RateLimited { retry_after });
 }
 
 #[test]
-fn rate_limiter_failure_ends_unavailable_without_reserving() {
-    let s = sale();
-    let mut m = machine_for(1, Some(&s));
-    m.handle_authenticated(Ok(Ok(Principal::user(alice()))))
+fn reserve_carries_the_buyer_and_the_request() {
+    let m = reserving(HandOff::Outbox);
+    let r = request_of(&m);
+    assert_eq!((r.user, r.product, r.quantity, r.now), (alice(), product(), Quantity::ONE, NOW));
+}
+
+#[test]
+fn reserved_is_purchased_at_once_under_outbox() {
+    let mut m = reserving(HandOff::Outbox);
+    let r = request_of(&m).to_reservation(None);
+    m.handle_reserved(Ok(ReserveOutcome::Reserved(r.clone())))
         .unwrap();
-    m.handle_rate_checked(Err(Failure::Timeout)).unwrap();
-    assert_eq!(done(&m).code(), "unavailable");
-}
-
-#[test]
-fn business_refusals_from_the_store_end_the_attempt() {
-    let cases = [
-        (ReserveOutcome::SoldOut, "sold_out"),
-        (ReserveOutcome::LimitExceeded, "limit_exceeded"),
-        (ReserveOutcome::NotOnSale, "sale_not_active"),
-        (ReserveOutcome::UnknownProduct, "unknown_product"),
-        (ReserveOutcome::OverOrderMax { max: 1 }, "invalid_request"),
-    ];
-    for (answer, code) in cases {
-        let mut m = reserving();
-        m.handle_reserved(Ok(answer)).unwrap();
-        assert_eq!(done(&m).code(), code);
-    }
-}
-
-#[test]
-fn successful_reserve_submits_the_reserved_order() {
-    let (m, r) = submitting(false);
-    let Action::Submit(order) = m.poll_action() else {
-        panic!()
-    };
-    assert_eq!(order, &r.to_order());
-    assert_eq!(order.schema_version, crate::model::Order::SCHEMA_VERSION);
-    assert_eq!(order.hold_expires_at, None);
-}
-
-#[test]
-fn failed_reserve_releases_the_id_it_asked_for() {
-    for f in [Failure::Error, Failure::Timeout] {
-        let mut m = reserving();
-        let Action::Reserve(req) = m.poll_action() else {
-            panic!()
-        };
-        let id = req.order_id;
-        m.handle_reserved(Err(f)).unwrap();
-        assert_releasing(&m, id);
-        m.handle_released(Ok(ReleaseOutcome::Unknown)).unwrap();
-        assert_eq!(done(&m).code(), "unavailable");
-    }
-}
-
-#[test]
-fn failed_submit_releases_then_ends_unavailable() {
-    let (mut m, r) = submitting(false);
-    m.handle_submitted(Err(Failure::Error)).unwrap();
-    assert_releasing(&m, r.order_id);
-    m.handle_released(Ok(ReleaseOutcome::Released)).unwrap();
-    assert_eq!(
-        done(&m),
-        &Outcome::Unavailable {
-            retry_after: Duration::from_secs(1)
-        }
-    );
-}
-
-#[test]
-fn failed_release_still_ends_unavailable() {
-    let (mut m, _) = submitting(false);
-    m.handle_submitted(Err(Failure::Timeout)).unwrap();
-    m.handle_released(Err(Failure::Error)).unwrap();
-    assert_eq!(done(&m).code(), "unavailable");
-}
-
-#[test]
-fn submitted_order_is_committed_then_purchased() {
-    let (mut m, r) = committing();
-    assert_eq!(
-        m.poll_action(),
-        Action::Commit {
-            product: &product(),
-            order_id: &r.order_id,
-        }
-    );
-    m.handle_committed(Ok(CommitOutcome::Committed)).unwrap();
     match done(&m) {
         Outcome::Purchased(p) => {
             assert_eq!(p.order, r.to_order());
@@ -277,159 +190,198 @@ fn submitted_order_is_committed_then_purchased() {
 }
 
 #[test]
-fn hold_sales_end_held_after_submit_without_commit() {
-    let (mut m, r) = submitting(true);
-    m.handle_submitted(Ok(receipt(&r))).unwrap();
+fn a_hold_is_purchased_held() {
+    let mut m = reserving(HandOff::Outbox);
+    let r = request_of(&m).to_reservation(Some(Duration::from_secs(60)));
+    m.handle_reserved(Ok(ReserveOutcome::Reserved(r.clone())))
+        .unwrap();
     match done(&m) {
-        Outcome::Purchased(p) => {
-            assert_eq!(
-                p.status,
-                OrderStatus::Held {
-                    expires_at: r.expires_at
-                }
-            );
-            assert_eq!(p.order.hold_expires_at, Some(r.expires_at));
+        Outcome::Purchased(p) => assert_eq!(
+            p.status,
+            OrderStatus::Held {
+                expires_at: r.expires_at
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn await_sink_submits_the_placed_event_then_purchases() {
+    let mut m = reserving(HandOff::AwaitSink { timeout: SINK_WAIT });
+    let r = request_of(&m).to_reservation(None);
+    m.handle_reserved(Ok(ReserveOutcome::Reserved(r.clone())))
+        .unwrap();
+    match m.poll_action() {
+        Action::Submit(e) => {
+            assert_eq!(e, &OrderEvent::placed(&r));
+            assert_eq!(e.event_type, EventType::Placed);
         }
         other => panic!("{other:?}"),
     }
+    m.handle_submitted(Ok(())).unwrap();
+    assert!(matches!(done(&m), Outcome::Purchased(p) if p.order.order_id == r.order_id));
 }
 
 #[test]
-fn lapsed_hold_at_commit_ends_unavailable_without_release() {
-    let (mut m, _) = committing();
-    m.handle_committed(Ok(CommitOutcome::NotHeld(ReservationState::Expired)))
-        .unwrap();
-    assert_eq!(done(&m).code(), "unavailable");
+fn await_sink_answers_accepted_when_the_sink_fails_and_keeps_the_order() {
+    for failure in [Failure::Timeout, Failure::Error] {
+        let mut m = reserving(HandOff::AwaitSink { timeout: SINK_WAIT });
+        let r = request_of(&m).to_reservation(None);
+        m.handle_reserved(Ok(ReserveOutcome::Reserved(r.clone())))
+            .unwrap();
+        m.handle_submitted(Err(failure)).unwrap();
+        // No void, no release: the order stands and the relay delivers it.
+        assert!(matches!(done(&m), Outcome::Accepted(p) if p.order.order_id == r.order_id));
+    }
 }
 
 #[test]
-fn failed_commit_releases_and_a_commit_that_applied_is_still_a_purchase() {
-    let (mut m, r) = committing();
-    m.handle_committed(Err(Failure::Timeout)).unwrap();
-    assert_releasing(&m, r.order_id);
-    m.handle_released(Ok(ReleaseOutcome::AlreadyCommitted))
-        .unwrap();
-    assert_eq!(done(&m).code(), "purchased");
-
-    let (mut m, _) = committing();
-    m.handle_committed(Err(Failure::Error)).unwrap();
-    m.handle_released(Ok(ReleaseOutcome::Released)).unwrap();
-    assert_eq!(done(&m).code(), "unavailable");
-}
-
-fn duplicate_outcome(existing: Reservation) -> Outcome {
-    let mut m = reserving();
-    m.handle_reserved(Ok(ReserveOutcome::Duplicate(existing)))
-        .unwrap();
-    done(&m).clone()
-}
-
-#[test]
-fn duplicate_of_the_same_request_replays_the_original() {
-    let m = reserving();
-    let mut original = held(&m, false);
-    original.order_id = OrderId::new(Timestamp::from_millis(1));
-    original.idempotency_key = Some(IdempotencyKey::new("k").unwrap());
-    original.state = ReservationState::Committed;
-    match duplicate_outcome(original.clone()) {
-        Outcome::Replayed(p) => {
-            assert_eq!(p.order.order_id, original.order_id);
-            assert_eq!(p.status, OrderStatus::Confirmed);
+fn a_lost_reserve_answer_voids_that_very_request_then_is_unavailable() {
+    for failure in [Failure::Timeout, Failure::Error] {
+        let mut m = reserving(HandOff::Outbox);
+        let sent = request_of(&m);
+        m.handle_reserved(Err(failure)).unwrap();
+        assert_eq!(m.poll_action(), Action::Void(&sent));
+        for answer in [
+            Ok(VoidOutcome::Voided),
+            Ok(VoidOutcome::NothingReserved),
+            Err(Failure::Timeout),
+        ] {
+            let mut m2 = m.clone();
+            m2.handle_voided(answer).unwrap();
+            assert_eq!(done(&m2), &unavailable());
         }
-        other => panic!("{other:?}"),
     }
 }
 
 #[test]
-fn duplicate_of_a_different_request_conflicts() {
-    let m = reserving();
-    let base = held(&m, false);
-    let other_qty = Reservation {
-        quantity: Quantity::new(2).unwrap(),
-        ..base.clone()
-    };
-    assert_eq!(duplicate_outcome(other_qty), Outcome::IdempotencyConflict);
-    let other_user = Reservation {
-        user: UserId::new("bob").unwrap(),
-        ..base
-    };
-    assert_eq!(duplicate_outcome(other_user), Outcome::IdempotencyConflict);
-}
-
-/// A machine that received `Duplicate(existing)` for its own request.
-fn replaying(existing: Reservation) -> PurchaseMachine {
-    let mut m = reserving();
-    m.handle_reserved(Ok(ReserveOutcome::Duplicate(existing)))
-        .unwrap();
-    m
+fn a_retried_reserve_that_finds_its_own_order_is_a_purchase_not_a_replay() {
+    let mut m = reserving(HandOff::Outbox);
+    let r = request_of(&m).to_reservation(None);
+    // The store saw the same order id twice and answered with it.
+    m.handle_reserved(Ok(ReserveOutcome::Reserved(r))).unwrap();
+    assert!(matches!(done(&m), Outcome::Purchased(_)));
 }
 
 #[test]
-fn duplicate_of_a_held_request_finishes_its_work_then_replays() {
-    let m = reserving();
-    let mut original = held(&m, false);
-    original.order_id = OrderId::new(Timestamp::from_millis(7));
-    let mut m = replaying(original.clone());
-    // The original's order is (re)submitted: the sink dedupes by id.
-    assert_eq!(m.poll_action(), Action::Submit(&original.to_order()));
-    m.handle_submitted(Ok(receipt(&original))).unwrap();
-    assert!(
-        matches!(m.poll_action(), Action::Commit { order_id, .. } if *order_id == original.order_id)
-    );
-    m.handle_committed(Ok(CommitOutcome::AlreadyCommitted))
-        .unwrap();
-    match done(&m) {
-        Outcome::Replayed(p) => {
-            assert_eq!(p.order.order_id, original.order_id);
-            assert_eq!(p.status, OrderStatus::Confirmed);
-        }
-        other => panic!("{other:?}"),
-    }
+fn its_own_reservation_found_voided_is_unavailable() {
+    let mut m = reserving(HandOff::Outbox);
+    let tomb = request_of(&m).to_tombstone();
+    m.handle_reserved(Ok(ReserveOutcome::Reserved(tomb))).unwrap();
+    assert_eq!(done(&m), &unavailable());
 }
 
-#[test]
-fn duplicate_of_a_held_hold_sale_request_replays_held_after_resubmitting() {
-    let m = reserving();
-    let original = held(&m, true);
-    let mut m = replaying(original.clone());
-    m.handle_submitted(Ok(receipt(&original))).unwrap();
-    match done(&m) {
-        Outcome::Replayed(p) => assert!(matches!(p.status, OrderStatus::Held { .. })),
-        other => panic!("{other:?}"),
-    }
-}
-
-#[test]
-fn a_failing_replay_never_releases_the_first_requests_hold() {
-    let m = reserving();
-    let original = held(&m, false);
-    let mut m = replaying(original.clone());
-    m.handle_submitted(Err(Failure::Timeout)).unwrap();
-    assert_eq!(done(&m).code(), "unavailable");
-
-    let mut m = replaying(original.clone());
-    m.handle_submitted(Ok(receipt(&original))).unwrap();
-    m.handle_committed(Err(Failure::Error)).unwrap();
-    assert_eq!(done(&m).code(), "unavailable");
-}
-
-#[test]
-fn wrong_event_is_refused_and_changes_nothing() {
+fn keyed(q: u32, hand_off: HandOff) -> PurchaseMachine {
     let s = sale();
-    let mut m = machine_for(1, Some(&s));
-    let err = m.handle_reserved(Ok(ReserveOutcome::SoldOut)).unwrap_err();
-    assert_eq!(err.expected, "authentication");
-    assert_eq!(err.got, "reservation");
-    assert_eq!(m.poll_action(), Action::Authenticate);
-    let (mut done_m, _) = committing();
-    done_m
-        .handle_committed(Ok(CommitOutcome::Committed))
+    let req = PurchaseRequest::new(product(), Quantity::new(q.into()).unwrap())
+        .with_idempotency_key(IdempotencyKey::new("k").unwrap());
+    to_reserve(machine_with(req, Some(&s), config(hand_off)))
+}
+
+/// The first request's reservation, as the store keeps it.
+fn original(q: u32, state: ReservationState) -> Reservation {
+    let first = keyed(q, HandOff::Outbox);
+    let mut r = request_of(&first).to_reservation(None);
+    r.order_id = OrderId::new(Timestamp::from_millis(NOW.as_millis() - 5_000));
+    r.state = state;
+    r
+}
+
+#[test]
+fn a_duplicate_key_replays_the_original_as_it_stands() {
+    for state in [
+        ReservationState::Committed,
+        ReservationState::Held,
+        ReservationState::Cancelled,
+        ReservationState::Expired,
+    ] {
+        let mut m = keyed(1, HandOff::Outbox);
+        let first = original(1, state);
+        m.handle_reserved(Ok(ReserveOutcome::Duplicate(first.clone())))
+            .unwrap();
+        match done(&m) {
+            Outcome::Replayed(p) => {
+                assert_eq!(p.order.order_id, first.order_id);
+                assert_eq!(p.status, OrderStatus::of(&first));
+            }
+            other => panic!("{state:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_replay_under_await_sink_goes_through_the_sink_again() {
+    let mut m = keyed(1, HandOff::AwaitSink { timeout: SINK_WAIT });
+    let first = original(1, ReservationState::Committed);
+    m.handle_reserved(Ok(ReserveOutcome::Duplicate(first.clone())))
         .unwrap();
-    let before = done_m.outcome().cloned();
-    assert!(
-        done_m
-            .handle_released(Ok(ReleaseOutcome::Released))
-            .is_err()
+    assert_eq!(m.poll_action(), Action::Submit(&OrderEvent::placed(&first)));
+    let mut ok = m.clone();
+    ok.handle_submitted(Ok(())).unwrap();
+    assert!(matches!(done(&ok), Outcome::Replayed(p) if p.order.order_id == first.order_id));
+    m.handle_submitted(Err(Failure::Timeout)).unwrap();
+    assert!(matches!(done(&m), Outcome::Accepted(p) if p.order.order_id == first.order_id));
+}
+
+#[test]
+fn a_duplicate_key_for_another_request_is_a_conflict() {
+    let mut m = keyed(2, HandOff::Outbox);
+    let first = original(1, ReservationState::Committed);
+    m.handle_reserved(Ok(ReserveOutcome::Duplicate(first)))
+        .unwrap();
+    assert_eq!(done(&m), &Outcome::IdempotencyConflict);
+}
+
+#[test]
+fn a_key_naming_a_voided_purchase_is_unavailable_not_a_replay() {
+    let mut m = keyed(1, HandOff::Outbox);
+    let first = original(1, ReservationState::Voided);
+    m.handle_reserved(Ok(ReserveOutcome::Duplicate(first)))
+        .unwrap();
+    assert_eq!(done(&m), &unavailable());
+}
+
+#[test]
+fn business_refusals_end_the_attempt() {
+    for (answer, expected) in [
+        (ReserveOutcome::SoldOut, Outcome::SoldOut),
+        (ReserveOutcome::LimitExceeded, Outcome::LimitExceeded),
+        (ReserveOutcome::NotOnSale, Outcome::NotOnSale),
+        (ReserveOutcome::UnknownProduct, Outcome::UnknownProduct),
+    ] {
+        let mut m = reserving(HandOff::Outbox);
+        m.handle_reserved(Ok(answer)).unwrap();
+        assert_eq!(done(&m), &expected);
+    }
+    let mut m = reserving(HandOff::Outbox);
+    m.handle_reserved(Ok(ReserveOutcome::OverOrderMax { max: 0 }))
+        .unwrap();
+    assert!(matches!(done(&m), Outcome::Invalid(e) if e.field == "quantity"));
+}
+
+#[test]
+fn a_wrong_answer_is_refused_and_changes_nothing() {
+    let mut m = reserving(HandOff::Outbox);
+    let before = m.poll_action().clone().to_owned_debug();
+    let err = m.handle_submitted(Ok(())).unwrap_err();
+    assert_eq!((err.expected, err.got), ("reservation", "submission"));
+    assert!(m.handle_voided(Ok(VoidOutcome::Voided)).is_err());
+    assert!(m.handle_authenticated(Err(Failure::Error)).is_err());
+    assert_eq!(m.poll_action().to_owned_debug(), before);
+    let mut finished = machine_for(1, None);
+    assert_eq!(
+        finished.handle_reserved(Ok(ReserveOutcome::SoldOut)).unwrap_err().expected,
+        "nothing (done)"
     );
-    assert_eq!(done_m.outcome().cloned(), before);
+}
+
+trait OwnedDebug {
+    fn to_owned_debug(&self) -> String;
+}
+
+impl OwnedDebug for Action<'_> {
+    fn to_owned_debug(&self) -> String {
+        format!("{self:?}")
+    }
 }

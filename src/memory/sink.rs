@@ -1,4 +1,4 @@
-//! An in-process [`OrderSink`]: an append-only log with subscribers.
+//! An in-process [`OrderSink`]: an append-only event log with subscribers.
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -6,25 +6,25 @@ use tokio::sync::broadcast;
 
 use crate::error::Result;
 use crate::fast_hash::HashSet;
-use crate::model::{Order, OrderId, Receipt};
+use crate::model::{EventId, EventType, Order, OrderEvent};
 use crate::ports::OrderSink;
 
-/// Keeps accepted orders in memory, once each (deduplicated by order id).
-/// Read them with [`orders`](Self::orders), take them with
-/// [`drain`](Self::drain), or follow them live with
-/// [`subscribe`](Self::subscribe).
+/// Keeps order events in memory, once each (deduplicated by event id, as a
+/// consumer of a real sink must). Read them with [`events`](Self::events)
+/// or [`orders`](Self::orders), take them with [`drain`](Self::drain), or
+/// follow them live with [`subscribe`](Self::subscribe).
 #[derive(Debug)]
 pub struct MemoryOrderSink {
     log: Mutex<Log>,
-    live: broadcast::Sender<Order>,
+    live: broadcast::Sender<OrderEvent>,
 }
 
 #[derive(Debug, Default)]
 struct Log {
-    orders: Vec<Order>,
-    seen: HashSet<OrderId>,
-    /// Offsets handed out so far (drained orders keep theirs).
-    next_offset: u64,
+    events: Vec<OrderEvent>,
+    seen: HashSet<EventId>,
+    /// Submissions that carried an event already seen.
+    duplicates: u64,
 }
 
 impl Default for MemoryOrderSink {
@@ -34,7 +34,7 @@ impl Default for MemoryOrderSink {
 }
 
 impl MemoryOrderSink {
-    /// An empty sink. Subscribers that fall more than 1,024 orders behind
+    /// An empty sink. Subscribers that fall more than 1,024 events behind
     /// miss the oldest (see [`broadcast`]).
     pub fn new() -> Self {
         Self {
@@ -43,14 +43,26 @@ impl MemoryOrderSink {
         }
     }
 
-    /// Every order still in the log, oldest first.
-    pub fn orders(&self) -> Vec<Order> {
-        self.log.lock().orders.clone()
+    /// Every distinct event still in the log, in arrival order.
+    pub fn events(&self) -> Vec<OrderEvent> {
+        self.log.lock().events.clone()
     }
 
-    /// How many orders are in the log.
+    /// The orders of the distinct `placed` events still in the log, in
+    /// arrival order (whatever happened to them later).
+    pub fn orders(&self) -> Vec<Order> {
+        self.log
+            .lock()
+            .events
+            .iter()
+            .filter(|e| e.event_type == EventType::Placed)
+            .map(|e| e.order.clone())
+            .collect()
+    }
+
+    /// How many distinct events are in the log.
     pub fn len(&self) -> usize {
-        self.log.lock().orders.len()
+        self.log.lock().events.len()
     }
 
     /// Whether the log is empty.
@@ -58,101 +70,91 @@ impl MemoryOrderSink {
         self.len() == 0
     }
 
-    /// Takes every order out of the log, oldest first. Their ids stay
-    /// known, so a re-submitted order is still not stored twice.
-    pub fn drain(&self) -> Vec<Order> {
-        std::mem::take(&mut self.log.lock().orders)
+    /// How many submitted events were dropped as already seen (the
+    /// at-least-once relay re-delivers after a lost acknowledgement).
+    pub fn duplicates(&self) -> u64 {
+        self.log.lock().duplicates
     }
 
-    /// Receives every order accepted from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Order> {
+    /// Takes every event out of the log, oldest first. Their ids stay
+    /// known, so a re-submitted event is still not stored twice.
+    pub fn drain(&self) -> Vec<OrderEvent> {
+        std::mem::take(&mut self.log.lock().events)
+    }
+
+    /// Receives every new event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<OrderEvent> {
         self.live.subscribe()
     }
 }
 
 #[async_trait]
 impl OrderSink for MemoryOrderSink {
-    async fn submit(&self, order: &Order) -> Result<Receipt> {
-        let offset = {
+    async fn submit(&self, events: &[OrderEvent]) -> Result<()> {
+        let fresh: Vec<&OrderEvent> = {
             let mut log = self.log.lock();
-            if !log.seen.insert(order.order_id) {
-                return Ok(Receipt {
-                    order_id: order.order_id,
-                    location: "memory/duplicate".into(),
-                });
+            let mut fresh = Vec::with_capacity(events.len());
+            for e in events {
+                if log.seen.insert(e.event_id) {
+                    log.events.push(e.clone());
+                    fresh.push(e);
+                } else {
+                    log.duplicates += 1;
+                }
             }
-            log.orders.push(order.clone());
-            log.next_offset += 1;
-            log.next_offset - 1
+            fresh
         };
         if self.live.receiver_count() > 0 {
-            // A subscriber that went away meanwhile is fine: the log has it.
-            let _ = self.live.send(order.clone());
+            for e in fresh {
+                // A subscriber that went away meanwhile is fine: the log
+                // has it.
+                let _ = self.live.send(e.clone());
+            }
         }
-        Ok(Receipt {
-            order_id: order.order_id,
-            location: offset_location(offset),
-        })
+        Ok(())
     }
-}
-
-/// `memory@<offset>`, without the formatting machinery (this runs once per
-/// purchase).
-fn offset_location(offset: u64) -> String {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = offset;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut s = String::with_capacity(7 + digits.len() - i);
-    s.push_str("memory@");
-    s.extend(digits[i..].iter().map(|&d| char::from(d)));
-    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Quantity, Timestamp, UserId};
+    use crate::model::{OrderId, ProductId, Quantity, Reservation, ReservationState, Timestamp, UserId};
 
-    fn order(n: u64) -> Order {
+    fn reservation(n: u64) -> Reservation {
         let at = Timestamp::from_millis(n);
-        Order {
-            schema_version: Order::SCHEMA_VERSION,
+        Reservation {
             order_id: OrderId::new(at),
-            product_id: crate::model::ProductId::new("p").unwrap(),
-            user_id: UserId::new("u").unwrap(),
+            product: ProductId::new("p").unwrap(),
+            user: UserId::new("u").unwrap(),
             quantity: Quantity::ONE,
-            created_at: at,
             idempotency_key: None,
-            hold_expires_at: None,
+            created_at: at,
+            expires_at: at,
+            awaits_confirmation: false,
+            state: ReservationState::Committed,
         }
     }
 
     #[tokio::test]
-    async fn keeps_each_order_once_and_drains_without_forgetting_ids() {
+    async fn keeps_each_event_once_and_drains_without_forgetting_ids() {
         let sink = MemoryOrderSink::new();
         let mut live = sink.subscribe();
-        let a = order(1);
-        let b = order(2);
-        assert_eq!(sink.submit(&a).await.unwrap().location, "memory@0");
-        assert_eq!(offset_location(1_234_567), "memory@1234567");
-        assert_eq!(offset_location(u64::MAX), format!("memory@{}", u64::MAX));
-        sink.submit(&a).await.unwrap();
-        sink.submit(&b).await.unwrap();
-        assert_eq!(sink.orders(), vec![a.clone(), b.clone()]);
+        let a = OrderEvent::placed(&reservation(1));
+        let b = OrderEvent::placed(&reservation(2));
+        let b_voided = OrderEvent::closing(&reservation(2), EventType::Voided, Timestamp::from_millis(3));
+        sink.submit(std::slice::from_ref(&a)).await.unwrap();
+        sink.submit(&[a.clone(), b.clone(), b_voided.clone()]).await.unwrap();
+        assert_eq!(sink.events(), vec![a.clone(), b.clone(), b_voided.clone()]);
+        assert_eq!(sink.orders(), vec![a.order.clone(), b.order.clone()]);
+        assert_eq!(sink.duplicates(), 1);
         assert_eq!(live.recv().await.unwrap(), a);
         assert_eq!(live.recv().await.unwrap(), b);
-        assert_eq!(sink.drain(), vec![a.clone(), b]);
+        assert_eq!(live.recv().await.unwrap(), b_voided);
+        assert_eq!(sink.drain().len(), 3);
         assert!(sink.is_empty());
-        // A drained order re-submitted is still a duplicate.
-        sink.submit(&a).await.unwrap();
+        // A drained event re-submitted is still a duplicate.
+        sink.submit(&[a]).await.unwrap();
         assert!(sink.is_empty());
+        sink.submit(&[]).await.unwrap();
     }
 }

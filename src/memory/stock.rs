@@ -1,9 +1,11 @@
 //! An in-process [`StockStore`]: one mutex per product, so unrelated
-//! products never contend, and every operation on a product is one critical
-//! section (hence atomic).
+//! products never contend, and every operation on a product (the
+//! reservation, its stock, its outbox event) is one critical section, hence
+//! atomic.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use dashmap::DashMap;
@@ -12,21 +14,25 @@ use parking_lot::Mutex;
 use crate::error::Result;
 use crate::fast_hash::{HashMap, RandomState};
 use crate::model::{
-    IdempotencyKey, OrderId, ProductId, Reservation, ReservationState, Sale, StockLevels,
-    Timestamp, UserId,
+    EventId, EventType, IdempotencyKey, OrderEvent, OrderId, ProductId, Reservation,
+    ReservationState, Sale, StockLevels, Timestamp, UserId,
 };
 use crate::ports::{
-    CommitOutcome, ReleaseOutcome, ReleaseReason, ReserveOutcome, ReserveRequest, SaleWrite,
-    StockStore,
+    CancelOutcome, ConfirmOutcome, ReserveOutcome, ReserveRequest, SaleWrite, StockStore,
+    VoidOutcome,
 };
 
 /// In-memory stock, for a single process (tests, demos, single-node
-/// deployments). Nothing survives a restart.
+/// deployments). Nothing survives a restart, the outbox included.
 #[derive(Debug, Default)]
 pub struct MemoryStockStore {
     products: DashMap<ProductId, Arc<Mutex<ProductState>>, RandomState>,
     /// Which product each reservation belongs to, for lookups by order id.
     orders: DashMap<OrderId, ProductId, RandomState>,
+    /// Products whose outbox is not empty: what a claim visits, so its cost
+    /// follows the pending events, not the number of products. Changed only
+    /// under the product's lock, together with its outbox.
+    pending: DashMap<ProductId, (), RandomState>,
 }
 
 #[derive(Debug)]
@@ -40,7 +46,20 @@ struct ProductState {
     keys: HashMap<UserId, HashMap<IdempotencyKey, OrderId>>,
     /// Held reservations by expiry, for the sweeper.
     expiry: BTreeSet<(Timestamp, OrderId)>,
+    /// Events not yet acknowledged, in event-id order (order id, then seq).
+    outbox: BTreeMap<EventId, Pending>,
 }
+
+#[derive(Debug)]
+struct Pending {
+    event: OrderEvent,
+    /// Claimable from this time on (a lease pushes it forward).
+    visible_at: Timestamp,
+}
+
+/// The answer of one product's critical section, plus whether its outbox
+/// went from empty to not empty (the caller then marks it pending).
+type Step<T> = (T, bool);
 
 impl ProductState {
     fn new(sale: Sale) -> Self {
@@ -57,39 +76,59 @@ impl ProductState {
             reservations: HashMap::default(),
             keys: HashMap::default(),
             expiry: BTreeSet::new(),
+            outbox: BTreeMap::new(),
         }
     }
 
-    fn reserve(&mut self, req: &ReserveRequest) -> ReserveOutcome {
+    /// Appends `event`; true if the outbox was empty before.
+    fn append(&mut self, event: OrderEvent) -> bool {
+        let was_empty = self.outbox.is_empty();
+        self.outbox.insert(
+            event.event_id,
+            Pending {
+                visible_at: Timestamp::EPOCH,
+                event,
+            },
+        );
+        was_empty
+    }
+
+    fn reserve(&mut self, req: &ReserveRequest) -> Step<ReserveOutcome> {
         if let Some(existing) = self.reservations.get(&req.order_id) {
-            return ReserveOutcome::Duplicate(existing.clone());
+            // The same request again (a retry below the port): its own
+            // reservation, as it stands.
+            return (ReserveOutcome::Reserved(existing.clone()), false);
         }
         if let Some(id) = req
             .idempotency_key
             .as_ref()
             .and_then(|key| self.keys.get(&req.user)?.get(key))
         {
-            return ReserveOutcome::Duplicate(self.reservations[id].clone());
+            return (ReserveOutcome::Duplicate(self.reservations[id].clone()), false);
         }
         if !self.sale.is_open(req.now) {
-            return ReserveOutcome::NotOnSale;
+            return (ReserveOutcome::NotOnSale, false);
         }
         let q = u64::from(req.quantity.get());
         if req.quantity.get() > self.sale.per_order_max() {
-            return ReserveOutcome::OverOrderMax {
-                max: self.sale.per_order_max(),
-            };
+            let max = self.sale.per_order_max();
+            return (ReserveOutcome::OverOrderMax { max }, false);
         }
         if self.levels.available < q {
-            return ReserveOutcome::SoldOut;
+            return (ReserveOutcome::SoldOut, false);
         }
         let owned = self.per_user.get(&req.user).copied().unwrap_or(0);
         if owned + q > u64::from(self.sale.per_user_limit()) {
-            return ReserveOutcome::LimitExceeded;
+            return (ReserveOutcome::LimitExceeded, false);
         }
         let reservation = req.to_reservation(self.sale.hold());
         self.levels.available -= q;
-        self.levels.held += q;
+        if reservation.state == ReservationState::Held {
+            self.levels.held += q;
+            self.expiry.insert((reservation.expires_at, req.order_id));
+        } else {
+            self.levels.committed += q;
+        }
         *self.per_user.entry(req.user.clone()).or_insert(0) += q;
         if let Some(key) = &req.idempotency_key {
             self.keys
@@ -97,80 +136,143 @@ impl ProductState {
                 .or_default()
                 .insert(key.clone(), req.order_id);
         }
-        self.expiry.insert((reservation.expires_at, req.order_id));
+        let first = self.append(OrderEvent::placed(&reservation));
         self.reservations.insert(req.order_id, reservation.clone());
-        ReserveOutcome::Reserved(reservation)
+        (ReserveOutcome::Reserved(reservation), first)
     }
 
-    /// Moves a held reservation's units back to `available` and marks it
-    /// `state`. The caller has checked it is held.
-    fn return_units(&mut self, order: &OrderId, state: ReservationState) -> Reservation {
+    /// Returns a live reservation's units to sale, marks it `state` and
+    /// appends the event that says why. The caller has checked it owns
+    /// units.
+    fn return_units(
+        &mut self,
+        order: &OrderId,
+        state: ReservationState,
+        event: EventType,
+        at: Timestamp,
+    ) -> Step<Reservation> {
         let r = self
             .reservations
             .get_mut(order)
             .expect("caller checked the reservation exists");
-        debug_assert_eq!(r.state, ReservationState::Held);
-        r.state = state;
         let q = u64::from(r.quantity.get());
-        self.levels.held -= q;
+        match r.state {
+            ReservationState::Held => {
+                self.levels.held -= q;
+                self.expiry.remove(&(r.expires_at, *order));
+            }
+            ReservationState::Committed => self.levels.committed -= q,
+            other => unreachable!("{other:?} owns no units"),
+        }
         self.levels.available += q;
+        r.state = state;
+        let r = r.clone();
         if let Some(n) = self.per_user.get_mut(&r.user) {
             *n -= q;
             if *n == 0 {
                 self.per_user.remove(&r.user);
             }
         }
-        self.expiry.remove(&(r.expires_at, *order));
-        r.clone()
+        let first = self.append(OrderEvent::closing(&r, event, at));
+        (r, first)
     }
 
-    fn commit(&mut self, order: &OrderId, now: Timestamp) -> CommitOutcome {
+    fn expire_one(&mut self, order: &OrderId, at: Timestamp) -> Step<Reservation> {
+        self.return_units(order, ReservationState::Expired, EventType::Expired, at)
+    }
+
+    fn confirm(&mut self, order: &OrderId, now: Timestamp) -> Step<ConfirmOutcome> {
         let Some(r) = self.reservations.get_mut(order) else {
-            return CommitOutcome::Unknown;
+            return (ConfirmOutcome::Unknown, false);
         };
         match r.state {
-            ReservationState::Committed => CommitOutcome::AlreadyCommitted,
-            s @ (ReservationState::Cancelled | ReservationState::Expired) => {
-                CommitOutcome::NotHeld(s)
-            }
+            ReservationState::Committed => (ConfirmOutcome::AlreadyConfirmed, false),
             ReservationState::Held if now >= r.expires_at => {
-                self.return_units(order, ReservationState::Expired);
-                CommitOutcome::NotHeld(ReservationState::Expired)
+                let (_, first) = self.expire_one(order, now);
+                (ConfirmOutcome::NotHeld(ReservationState::Expired), first)
             }
             ReservationState::Held => {
                 r.state = ReservationState::Committed;
+                let r = r.clone();
                 let q = u64::from(r.quantity.get());
-                let expires_at = r.expires_at;
                 self.levels.held -= q;
                 self.levels.committed += q;
-                self.expiry.remove(&(expires_at, *order));
-                CommitOutcome::Committed
+                self.expiry.remove(&(r.expires_at, *order));
+                let first = self.append(OrderEvent::closing(&r, EventType::Confirmed, now));
+                (ConfirmOutcome::Confirmed, first)
+            }
+            s => (ConfirmOutcome::NotHeld(s), false),
+        }
+    }
+
+    fn cancel(&mut self, order: &OrderId, now: Timestamp) -> Step<CancelOutcome> {
+        let Some(r) = self.reservations.get(order) else {
+            return (CancelOutcome::Unknown, false);
+        };
+        match r.state {
+            ReservationState::Cancelled => (CancelOutcome::AlreadyCancelled, false),
+            ReservationState::Held if now >= r.expires_at => {
+                let (_, first) = self.expire_one(order, now);
+                (CancelOutcome::NotHeld(ReservationState::Expired), first)
+            }
+            ReservationState::Held => {
+                let state = ReservationState::Cancelled;
+                let (_, first) = self.return_units(order, state, EventType::Cancelled, now);
+                (CancelOutcome::Cancelled, first)
+            }
+            s => (CancelOutcome::NotHeld(s), false),
+        }
+    }
+
+    fn void(&mut self, req: &ReserveRequest, now: Timestamp) -> Step<VoidOutcome> {
+        let Some(r) = self.reservations.get(&req.order_id) else {
+            // The reserve never ran (or has not yet): a tombstone makes a
+            // late one find this request voided and reserve nothing.
+            self.reservations.insert(req.order_id, req.to_tombstone());
+            return (VoidOutcome::NothingReserved, false);
+        };
+        match r.state {
+            ReservationState::Voided => (VoidOutcome::AlreadyVoided, false),
+            s @ (ReservationState::Cancelled | ReservationState::Expired) => {
+                (VoidOutcome::AlreadyClosed(s), false)
+            }
+            ReservationState::Held | ReservationState::Committed => {
+                let state = ReservationState::Voided;
+                let (r, first) = self.return_units(&req.order_id, state, EventType::Voided, now);
+                // A retry with the same key starts afresh.
+                if let (Some(key), Some(user_keys)) =
+                    (&r.idempotency_key, self.keys.get_mut(&r.user))
+                {
+                    if user_keys.get(key) == Some(&r.order_id) {
+                        user_keys.remove(key);
+                    }
+                    if user_keys.is_empty() {
+                        self.keys.remove(&r.user);
+                    }
+                }
+                (VoidOutcome::Voided, first)
             }
         }
     }
 
-    fn release(&mut self, order: &OrderId, reason: ReleaseReason) -> ReleaseOutcome {
-        let Some(r) = self.reservations.get(order) else {
-            return ReleaseOutcome::Unknown;
-        };
-        match r.state {
-            ReservationState::Committed => return ReleaseOutcome::AlreadyCommitted,
-            s @ (ReservationState::Cancelled | ReservationState::Expired) => {
-                return ReleaseOutcome::AlreadyReleased(s);
+    /// Leases up to `max` claimable events into `out`.
+    fn claim(&mut self, now: Timestamp, max: usize, until: Timestamp, out: &mut Vec<OrderEvent>) {
+        let mut leased_elsewhere: Option<OrderId> = None;
+        for (id, p) in self.outbox.iter_mut() {
+            if out.len() >= max {
+                break;
             }
-            ReservationState::Held => {}
-        }
-        let r = self.return_units(order, ReservationState::Cancelled);
-        if reason == ReleaseReason::Aborted {
-            self.reservations.remove(order);
-            if let (Some(key), Some(user_keys)) = (&r.idempotency_key, self.keys.get_mut(&r.user)) {
-                user_keys.remove(key);
-                if user_keys.is_empty() {
-                    self.keys.remove(&r.user);
-                }
+            if p.visible_at > now {
+                // Leased by another relay: its order's later events wait.
+                leased_elsewhere = Some(id.order_id());
+                continue;
             }
+            if leased_elsewhere == Some(id.order_id()) {
+                continue;
+            }
+            p.visible_at = until;
+            out.push(p.event.clone());
         }
-        ReleaseOutcome::Released
     }
 }
 
@@ -182,6 +284,22 @@ impl MemoryStockStore {
 
     fn product(&self, id: &ProductId) -> Option<Arc<Mutex<ProductState>>> {
         self.products.get(id).map(|p| Arc::clone(&p))
+    }
+
+    /// Runs `f` under `product`'s lock, marking the product pending when
+    /// `f` put the first event in its outbox.
+    fn with_product<T>(
+        &self,
+        product: &ProductId,
+        f: impl FnOnce(&mut ProductState) -> Step<T>,
+    ) -> Option<T> {
+        let p = self.product(product)?;
+        let mut state = p.lock();
+        let (answer, first) = f(&mut state);
+        if first {
+            self.pending.insert(product.clone(), ());
+        }
+        Some(answer)
     }
 }
 
@@ -216,41 +334,43 @@ impl StockStore for MemoryStockStore {
     }
 
     async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveOutcome> {
-        let Some(product) = self.product(&req.product) else {
+        let Some(outcome) = self.with_product(&req.product, |p| p.reserve(req)) else {
             return Ok(ReserveOutcome::UnknownProduct);
         };
-        let outcome = product.lock().reserve(req);
         if let ReserveOutcome::Reserved(r) = &outcome {
             self.orders.insert(r.order_id, r.product.clone());
         }
         Ok(outcome)
     }
 
-    async fn commit(
+    async fn confirm(
         &self,
         product: &ProductId,
         order: &OrderId,
         now: Timestamp,
-    ) -> Result<CommitOutcome> {
-        Ok(match self.product(product) {
-            Some(p) => p.lock().commit(order, now),
-            None => CommitOutcome::Unknown,
-        })
+    ) -> Result<ConfirmOutcome> {
+        Ok(self
+            .with_product(product, |p| p.confirm(order, now))
+            .unwrap_or(ConfirmOutcome::Unknown))
     }
 
-    async fn release(
+    async fn cancel(
         &self,
         product: &ProductId,
         order: &OrderId,
-        reason: ReleaseReason,
-    ) -> Result<ReleaseOutcome> {
-        let Some(p) = self.product(product) else {
-            return Ok(ReleaseOutcome::Unknown);
+        now: Timestamp,
+    ) -> Result<CancelOutcome> {
+        Ok(self
+            .with_product(product, |p| p.cancel(order, now))
+            .unwrap_or(CancelOutcome::Unknown))
+    }
+
+    async fn void(&self, req: &ReserveRequest, now: Timestamp) -> Result<VoidOutcome> {
+        let Some(outcome) = self.with_product(&req.product, |p| p.void(req, now)) else {
+            // No such sale: nothing was, or ever will be, reserved.
+            return Ok(VoidOutcome::NothingReserved);
         };
-        let outcome = p.lock().release(order, reason);
-        if outcome == ReleaseOutcome::Released && reason == ReleaseReason::Aborted {
-            self.orders.remove(order);
-        }
+        self.orders.insert(req.order_id, req.product.clone());
         Ok(outcome)
     }
 
@@ -267,10 +387,10 @@ impl StockStore for MemoryStockStore {
         let products: Vec<_> = self
             .products
             .iter()
-            .map(|e| Arc::clone(e.value()))
+            .map(|e| (e.key().clone(), Arc::clone(e.value())))
             .collect();
         let mut expired = Vec::new();
-        for product in products {
+        for (id, product) in products {
             let mut p = product.lock();
             while expired.len() < max {
                 let Some(&(at, order)) = p.expiry.first() else {
@@ -279,7 +399,11 @@ impl StockStore for MemoryStockStore {
                 if at > now {
                     break;
                 }
-                expired.push(p.return_units(&order, ReservationState::Expired));
+                let (r, first) = p.expire_one(&order, now);
+                if first {
+                    self.pending.insert(id.clone(), ());
+                }
+                expired.push(r);
             }
             if expired.len() >= max {
                 break;
@@ -290,5 +414,37 @@ impl StockStore for MemoryStockStore {
 
     async fn snapshot(&self, product: &ProductId) -> Result<Option<StockLevels>> {
         Ok(self.product(product).map(|p| p.lock().levels))
+    }
+
+    async fn claim(&self, now: Timestamp, max: usize, lease: Duration) -> Result<Vec<OrderEvent>> {
+        let until = now.saturating_add(lease);
+        let pending: Vec<ProductId> = self.pending.iter().map(|e| e.key().clone()).collect();
+        let mut out = Vec::new();
+        for id in pending {
+            if out.len() >= max {
+                break;
+            }
+            if let Some(p) = self.product(&id) {
+                p.lock().claim(now, max, until, &mut out);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ack(&self, events: &[OrderEvent]) -> Result<()> {
+        for e in events {
+            let product = &e.order.product_id;
+            let Some(p) = self.product(product) else {
+                continue;
+            };
+            let mut state = p.lock();
+            state.outbox.remove(&e.event_id);
+            if state.outbox.is_empty() {
+                // Under the product's lock, so no append can slip between
+                // the check and the removal.
+                self.pending.remove(product);
+            }
+        }
+        Ok(())
     }
 }

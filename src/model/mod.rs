@@ -7,6 +7,7 @@
 //! says what was wrong, so the HTTP layer can answer `400` precisely.
 
 mod auth;
+mod event;
 mod ids;
 mod order;
 mod outcome;
@@ -15,7 +16,8 @@ mod sale;
 
 pub use auth::{AuthRejection, Credentials, Principal};
 pub use ids::{IdempotencyKey, InvalidInput, OrderId, ProductId, Quantity, Timestamp, UserId};
-pub use order::{Order, PurchaseRequest, Receipt, Reservation, ReservationState};
+pub use event::{EventId, EventType, OrderEvent};
+pub use order::{Order, PurchaseRequest, Reservation, ReservationState};
 pub use outcome::{OrderStatus, Outcome, PurchaseSummary, retry_after_secs};
 pub use quota::RateQuota;
 pub use sale::{Sale, SaleBuilder, StockLevels};

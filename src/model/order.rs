@@ -34,8 +34,10 @@ impl PurchaseRequest {
     }
 }
 
-/// Where a reservation stands. Every reservation ends `Committed`,
-/// `Cancelled` or `Expired` (or is aborted, which deletes it).
+/// Where a reservation stands. A sale without holds sells at once
+/// (`Committed`); a hold starts `Held` and ends `Committed` (confirmed),
+/// `Cancelled` or `Expired`. Any live reservation whose request answered
+/// 503 ends `Voided`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReservationState {
@@ -47,6 +49,29 @@ pub enum ReservationState {
     Cancelled,
     /// The hold ran past its expiry; units returned.
     Expired,
+    /// The request that made it failed (its answer was 503), so it was
+    /// undone: units returned, its idempotency key freed. Also the state of
+    /// a tombstone left by voiding a reserve that never ran, so that a late
+    /// retry of that reserve reserves nothing.
+    Voided,
+}
+
+impl ReservationState {
+    /// Whether the reservation still owns its units (held or sold).
+    pub fn owns_units(self) -> bool {
+        matches!(self, ReservationState::Held | ReservationState::Committed)
+    }
+
+    /// The stable lower-case name (`held`, `committed`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservationState::Held => "held",
+            ReservationState::Committed => "committed",
+            ReservationState::Cancelled => "cancelled",
+            ReservationState::Expired => "expired",
+            ReservationState::Voided => "voided",
+        }
+    }
 }
 
 /// Units set aside for one buyer; identified by the id of the order it
@@ -65,7 +90,8 @@ pub struct Reservation {
     pub idempotency_key: Option<IdempotencyKey>,
     /// When the reservation was made.
     pub created_at: Timestamp,
-    /// When an uncommitted reservation is released by the sweeper.
+    /// For holds: when an unconfirmed hold is released by the sweeper.
+    /// Equal to `created_at` for a sale without holds (sold at once).
     pub expires_at: Timestamp,
     /// Whether the sale holds purchases awaiting confirmation (the buyer
     /// confirms or cancels), rather than committing them at once.
@@ -78,7 +104,6 @@ impl Reservation {
     /// The order this reservation becomes.
     pub fn to_order(&self) -> Order {
         Order {
-            schema_version: Order::SCHEMA_VERSION,
             order_id: self.order_id,
             product_id: self.product.clone(),
             user_id: self.user.clone(),
@@ -90,15 +115,12 @@ impl Reservation {
     }
 }
 
-/// An accepted order, as handed to the [`OrderSink`](crate::ports::OrderSink).
+/// An accepted order, as carried by every [`OrderEvent`](super::OrderEvent).
 ///
-/// Its JSON form is a stable, versioned contract (see `docs/orders.md`):
-/// consumers must check `schema_version` and ignore fields they do not know.
+/// Its JSON form is part of the versioned event contract (see
+/// `docs/orders.md`); consumers ignore fields they do not know.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
-    /// Version of this schema; [`Order::SCHEMA_VERSION`] for orders made by
-    /// this crate.
-    pub schema_version: u16,
     /// Unique, time-ordered id; also the sink's deduplication key.
     pub order_id: OrderId,
     /// The product bought.
@@ -118,17 +140,3 @@ pub struct Order {
     pub hold_expires_at: Option<Timestamp>,
 }
 
-impl Order {
-    /// The schema version this crate writes.
-    pub const SCHEMA_VERSION: u16 = 1;
-}
-
-/// Proof that an order is durable in the sink.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Receipt {
-    /// The order.
-    pub order_id: OrderId,
-    /// Where the sink put it, e.g. `orders/3@1207` (topic, partition,
-    /// offset); free-form, for logs.
-    pub location: String,
-}

@@ -18,6 +18,8 @@ pub enum OrderStatus {
     Cancelled,
     /// The hold lapsed unconfirmed.
     Expired,
+    /// The purchase was undone because its request failed.
+    Voided,
 }
 
 impl OrderStatus {
@@ -28,6 +30,7 @@ impl OrderStatus {
             OrderStatus::Held { .. } => "held",
             OrderStatus::Cancelled => "cancelled",
             OrderStatus::Expired => "expired",
+            OrderStatus::Voided => "voided",
         }
     }
 
@@ -40,6 +43,7 @@ impl OrderStatus {
             ReservationState::Committed => OrderStatus::Confirmed,
             ReservationState::Cancelled => OrderStatus::Cancelled,
             ReservationState::Expired => OrderStatus::Expired,
+            ReservationState::Voided => OrderStatus::Voided,
         }
     }
 }
@@ -58,8 +62,15 @@ pub struct PurchaseSummary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Outcome {
-    /// Bought: the order is durable in the sink.
+    /// Bought. With [`HandOff::Outbox`](crate::engine::HandOff) (the
+    /// default) the order is durable in the store's outbox, and the relay
+    /// delivers it to the sink; with `HandOff::AwaitSink` the sink has also
+    /// acknowledged it.
     Purchased(PurchaseSummary),
+    /// Bought, but (`HandOff::AwaitSink` only) the sink did not acknowledge
+    /// the order in time. The order stands and the relay delivers it
+    /// (HTTP 202, `"status": "pending"`).
+    Accepted(PurchaseSummary),
     /// Same `Idempotency-Key`, same request: the original purchase.
     Replayed(PurchaseSummary),
     /// Same `Idempotency-Key`, different request.
@@ -103,6 +114,7 @@ impl Outcome {
     pub fn code(&self) -> &'static str {
         match self {
             Outcome::Purchased(_) => "purchased",
+            Outcome::Accepted(_) => "accepted",
             Outcome::Replayed(_) => "replayed",
             Outcome::IdempotencyConflict => "idempotency_conflict",
             Outcome::RateLimited { .. } => "rate_limited",
@@ -124,6 +136,7 @@ impl Outcome {
     pub fn http_status(&self) -> u16 {
         match self {
             Outcome::Purchased(_) | Outcome::Replayed(_) | Outcome::OrderUpdated(_) => 200,
+            Outcome::Accepted(_) => 202,
             Outcome::IdempotencyConflict | Outcome::OrderClosed(_) => 409,
             Outcome::RateLimited { .. } => 429,
             Outcome::SoldOut
@@ -137,10 +150,14 @@ impl Outcome {
         }
     }
 
-    /// The order, for `Purchased`, `Replayed` and `OrderUpdated`.
+    /// The order, for `Purchased`, `Accepted`, `Replayed` and
+    /// `OrderUpdated`.
     pub fn purchase(&self) -> Option<&PurchaseSummary> {
         match self {
-            Outcome::Purchased(p) | Outcome::Replayed(p) | Outcome::OrderUpdated(p) => Some(p),
+            Outcome::Purchased(p)
+            | Outcome::Accepted(p)
+            | Outcome::Replayed(p)
+            | Outcome::OrderUpdated(p) => Some(p),
             _ => None,
         }
     }
@@ -149,6 +166,9 @@ impl Outcome {
     pub fn message(&self) -> String {
         match self {
             Outcome::Purchased(_) => "purchase accepted".into(),
+            Outcome::Accepted(_) => {
+                "purchase accepted; the order stands and its delivery is pending".into()
+            }
             Outcome::Replayed(_) => {
                 "this request was already processed; here is the original order".into()
             }
@@ -173,7 +193,7 @@ impl Outcome {
                 status.as_str()
             ),
             Outcome::Unavailable { .. } => {
-                "a backend is unavailable; nothing was reserved, retry shortly".into()
+                "a backend is unavailable; you own nothing from this attempt, retry shortly".into()
             }
         }
     }

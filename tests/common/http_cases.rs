@@ -19,9 +19,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use flashsale::http::Api;
 use flashsale::jwt::{Claims, JwtAuthenticator, sign_hs256};
 use flashsale::memory::{MemoryOrderSink, MemoryRateLimiter, MemoryStockStore};
-use flashsale::model::{Order, OrderId, Receipt, Reservation, StockLevels};
+use flashsale::engine::HandOff;
+use flashsale::model::{EventType, OrderEvent, OrderId, Reservation, StockLevels};
 use flashsale::ports::{
-    CommitOutcome, ReleaseOutcome, ReleaseReason, ReserveOutcome, ReserveRequest, SaleWrite,
+    CancelOutcome, ConfirmOutcome, ReserveOutcome, ReserveRequest, SaleWrite, VoidOutcome,
 };
 use flashsale::{
     Engine, Error, ManualClock, OrderSink, ProductId, RateQuota, Result, Sale, StockStore,
@@ -149,23 +150,27 @@ impl StockStore for FlakyStock {
         self.fail.check("reserve")?;
         self.inner.reserve(req).await
     }
-    async fn commit(
+    async fn confirm(
         &self,
         product: &ProductId,
         order: &OrderId,
         now: Timestamp,
-    ) -> Result<CommitOutcome> {
-        self.fail.check("commit")?;
-        self.inner.commit(product, order, now).await
+    ) -> Result<ConfirmOutcome> {
+        self.fail.check("confirm")?;
+        self.inner.confirm(product, order, now).await
     }
-    async fn release(
+    async fn cancel(
         &self,
         product: &ProductId,
         order: &OrderId,
-        reason: ReleaseReason,
-    ) -> Result<ReleaseOutcome> {
-        self.fail.check("release")?;
-        self.inner.release(product, order, reason).await
+        now: Timestamp,
+    ) -> Result<CancelOutcome> {
+        self.fail.check("cancel")?;
+        self.inner.cancel(product, order, now).await
+    }
+    async fn void(&self, req: &ReserveRequest, now: Timestamp) -> Result<VoidOutcome> {
+        self.fail.check("void")?;
+        self.inner.void(req, now).await
     }
     async fn reservation(&self, order: &OrderId) -> Result<Option<Reservation>> {
         self.fail.check("reservation")?;
@@ -178,6 +183,19 @@ impl StockStore for FlakyStock {
     async fn snapshot(&self, product: &ProductId) -> Result<Option<StockLevels>> {
         self.fail.check("snapshot")?;
         self.inner.snapshot(product).await
+    }
+    async fn claim(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<OrderEvent>> {
+        self.fail.check("claim")?;
+        self.inner.claim(now, max, lease).await
+    }
+    async fn ack(&self, events: &[OrderEvent]) -> Result<()> {
+        self.fail.check("ack")?;
+        self.inner.ack(events).await
     }
     async fn ping(&self) -> Result<()> {
         self.fail.check("ping")
@@ -192,9 +210,9 @@ pub struct FlakySink {
 
 #[async_trait]
 impl OrderSink for FlakySink {
-    async fn submit(&self, order: &Order) -> Result<Receipt> {
+    async fn submit(&self, events: &[OrderEvent]) -> Result<()> {
         self.fail.check("submit")?;
-        self.inner.submit(order).await
+        self.inner.submit(events).await
     }
     async fn ping(&self) -> Result<()> {
         self.fail.check("ping")
@@ -222,6 +240,10 @@ pub const BULK: &str = "bulk";
 
 impl Fixture {
     pub async fn new() -> Self {
+        Self::with_hand_off(HandOff::Outbox).await
+    }
+
+    pub async fn with_hand_off(hand_off: HandOff) -> Self {
         let clock = ManualClock::new(T0);
         let stock_fails = Switch::default();
         let sink_fails = Switch::default();
@@ -244,6 +266,7 @@ impl Fixture {
                 JwtAuthenticator::hs256(SECRET).with_clock(Arc::new(clock.clone())),
             ))
             .clock(Arc::new(clock.clone()))
+            .hand_off(hand_off)
             .build()
             .unwrap();
         let p = |s: &str| ProductId::new(s).unwrap();
@@ -306,8 +329,16 @@ impl Fixture {
             .unwrap()
     }
 
-    pub fn orders(&self) -> usize {
-        self.sink.inner.len()
+    /// Relays the outbox to the sink, then counts the orders that stand
+    /// there: distinct `placed` events not followed by `voided`.
+    pub async fn orders(&self) -> usize {
+        self.engine.drain_outbox().await.unwrap();
+        let events = self.sink.inner.events();
+        let voided = events
+            .iter()
+            .filter(|e| e.event_type == EventType::Voided)
+            .count();
+        self.sink.inner.orders().len() - voided
     }
 }
 
@@ -420,7 +451,7 @@ async fn unchanged(f: &Fixture, product: &str, before: StockLevels, orders: usiz
         before,
         "stock changed after {what}"
     );
-    assert_eq!(f.orders(), orders, "an order was made after {what}");
+    assert_eq!(f.orders().await, orders, "an order was made after {what}");
 }
 
 fn buy(product: &str) -> Req {
@@ -453,7 +484,7 @@ pub async fn buy_succeeds<C: Client>(c: &C, f: &Fixture) {
     );
     let l = f.levels(WIDGET).await;
     assert_eq!((l.available, l.held, l.committed), (8, 0, 2));
-    assert_eq!(f.orders(), 1);
+    assert_eq!(f.orders().await, 1);
     assert_eq!(
         f.sink.inner.orders()[0].order_id.to_string(),
         r.body["order_id"].as_str().unwrap()
@@ -628,7 +659,7 @@ pub async fn idempotent_replay_and_conflict<C: Client>(c: &C, f: &Fixture) {
         (409, "idempotency_conflict")
     );
     assert_eq!(f.levels(WIDGET).await.committed, 2);
-    assert_eq!(f.orders(), 1);
+    assert_eq!(f.orders().await, 1);
     // A bad key is a 400 naming the header.
     for key in ["", &"k".repeat(129), "caf\u{e9}"] {
         let r = c
@@ -640,7 +671,7 @@ pub async fn idempotent_replay_and_conflict<C: Client>(c: &C, f: &Fixture) {
             "{key:?}"
         );
     }
-    assert_eq!(f.orders(), 1);
+    assert_eq!(f.orders().await, 1);
 }
 
 pub async fn rate_limited_is_429_with_retry_after<C: Client>(c: &C, f: &Fixture) {
@@ -688,18 +719,26 @@ pub async fn sold_out_limit_and_window_are_400<C: Client>(c: &C, f: &Fixture) {
     assert_eq!((l.available, l.committed), (0, 10));
     let r = c.send(buy(LATER).bearer(&f.token("f"))).await;
     assert_eq!((r.status, r.code()), (400, "sale_not_active"));
-    assert_eq!(f.orders(), 5);
+    assert_eq!(f.orders().await, 5);
 }
 
 pub async fn failing_ports_are_503_and_reserve_nothing<C: Client>(c: &C, f: &Fixture) {
     let t = f.token("ann");
     let before = f.levels(WIDGET).await;
+    // A sink that is down costs nothing: the order is in the store's
+    // outbox, and the relay delivers it once the sink is back.
     f.sink_fails.set(true);
     let r = c.send(buy(WIDGET).bearer(&t)).await;
-    assert_eq!((r.status, r.code()), (503, "unavailable"), "{:?}", r.body);
-    assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(f.engine.drain_outbox().await.is_err(), "the sink is down");
+    assert!(f.sink.inner.is_empty());
     f.sink_fails.set(false);
-    unchanged(f, WIDGET, before, 0, "a failed submit").await;
+    assert_eq!(f.orders().await, 1, "delivered after recovery");
+    let before = StockLevels {
+        available: before.available - 1,
+        committed: before.committed + 1,
+        ..before
+    };
 
     f.stock_fails.set(true);
     let r = c.send(buy(WIDGET).bearer(&t)).await;
@@ -714,7 +753,7 @@ pub async fn failing_ports_are_503_and_reserve_nothing<C: Client>(c: &C, f: &Fix
     let r = c.send(Req::get("/healthz")).await;
     assert_eq!(r.status, 200, "liveness does not depend on backends");
     f.stock_fails.set(false);
-    unchanged(f, WIDGET, before, 0, "a failed store").await;
+    unchanged(f, WIDGET, before, 1, "a failed store").await;
     let r = c.send(buy(WIDGET).bearer(&t)).await;
     assert_eq!(r.status, 200, "recovers: {:?}", r.body);
 }
@@ -961,6 +1000,80 @@ pub async fn probes_and_unknown_routes<C: Client>(c: &C, _f: &Fixture) {
     assert_eq!(r.status, 405);
 }
 
+pub async fn await_sink_is_202_when_the_sink_is_down<C: Client>(c: &C, f: &Fixture) {
+    let t = f.token("ann");
+    let r = c.send(buy(WIDGET).bearer(&t)).await;
+    assert_eq!((r.status, &r.body["status"]), (200, &json!("confirmed")));
+    assert_eq!(f.sink.inner.orders().len(), 1, "acked before the 200");
+    f.sink_fails.set(true);
+    let r = c
+        .send(buy(WIDGET).bearer(&t).header("idempotency-key", "k-202"))
+        .await;
+    assert_eq!((r.status, &r.body["status"]), (202, &json!("pending")), "{:?}", r.body);
+    let pending = r.body["order_id"].clone();
+    // The order stands: units sold, never released for a sink failure.
+    assert_eq!(f.levels(WIDGET).await.committed, 2);
+    // A replay while the sink is still down is pending too, same order.
+    let again = c
+        .send(buy(WIDGET).bearer(&t).header("idempotency-key", "k-202"))
+        .await;
+    assert_eq!((again.status, &again.body["order_id"]), (202, &pending));
+    f.sink_fails.set(false);
+    assert_eq!(f.orders().await, 2, "the relay delivered the pending order");
+    let again = c
+        .send(buy(WIDGET).bearer(&t).header("idempotency-key", "k-202"))
+        .await;
+    assert_eq!((again.status, &again.body["order_id"]), (200, &pending));
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(f.levels(WIDGET).await.committed, 2);
+}
+
+pub async fn replays_win_after_the_terms_change<C: Client>(c: &C, f: &Fixture) {
+    let t = f.token("ann");
+    let req = || {
+        buy(WIDGET)
+            .bearer(&t)
+            .header("idempotency-key", "terms")
+            .json(json!({ "quantity": 2 }))
+    };
+    let first = c.send(req()).await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    // The admin lowers the per-order maximum to 1 and closes the sale.
+    let r = c
+        .send(
+            Req::put(format!("/admin/products/{WIDGET}"))
+                .bearer(&f.admin())
+                .json(json!({
+                    "stock": 10, "per_user_limit": 2, "per_order_max": 1,
+                    "ends_at": T0.to_rfc3339(),
+                })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // A new request is refused, but the replay still wins: same order.
+    let fresh = c.send(buy(WIDGET).bearer(&f.token("bob"))).await;
+    assert_eq!((fresh.status, fresh.code()), (400, "sale_not_active"));
+    let again = c.send(req()).await;
+    assert_eq!(again.status, 200, "{:?}", again.body);
+    assert_eq!(again.body["order_id"], first.body["order_id"]);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(f.orders().await, 1);
+}
+
+/// The fixture a case runs on: the `await_sink_*` cases hand orders to the
+/// sink before answering ([`HandOff::AwaitSink`]), the others use the
+/// default outbox hand-off.
+pub async fn fixture_for(case: &str) -> Fixture {
+    if case.starts_with("await_sink") {
+        Fixture::with_hand_off(HandOff::AwaitSink {
+            timeout: Duration::from_millis(500),
+        })
+        .await
+    } else {
+        Fixture::new().await
+    }
+}
+
 /// Declares one test per case for a framework: `$attr` is the test
 /// attribute (`tokio::test`, `actix_web::test`) and `$client` an async fn
 /// turning an [`Api`] into a [`Client`].
@@ -977,6 +1090,8 @@ macro_rules! http_suite {
             rate_limited_is_429_with_retry_after,
             sold_out_limit_and_window_are_400,
             failing_ports_are_503_and_reserve_nothing,
+            await_sink_is_202_when_the_sink_is_down,
+            replays_win_after_the_terms_change,
             product_view,
             admin_route,
             confirm_and_cancel_holds,
@@ -987,7 +1102,7 @@ macro_rules! http_suite {
         $(
             #[$attr]
             async fn $case() {
-                let f = http_cases::Fixture::new().await;
+                let f = http_cases::fixture_for(stringify!($case)).await;
                 let c = $client(f.api.clone()).await;
                 http_cases::$case(&c, &f).await;
             }

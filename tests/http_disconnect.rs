@@ -1,0 +1,178 @@
+//! A client that closes its socket right after sending `POST /buy` must not
+//! leave a purchase half-done: hyper (axum) and actix-web both drop a
+//! handler's future when its connection goes away, so the adapters run the
+//! purchase as its own task (`Engine::purchase_to_completion`). Checked over
+//! real sockets against both frameworks, with a store whose reserve only
+//! starts after the client is gone.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flashsale::http::Api;
+use flashsale::memory::{MemoryOrderSink, MemoryRateLimiter, MemoryStockStore, StaticAuthenticator};
+use flashsale::model::{OrderEvent, Principal, Reservation, StockLevels};
+use flashsale::ports::{
+    CancelOutcome, ConfirmOutcome, ReserveOutcome, ReserveRequest, SaleWrite, VoidOutcome,
+};
+use flashsale::{
+    Engine, OrderId, ProductId, RateQuota, Result, Sale, StockStore, Timestamp, UserId,
+};
+
+/// How long `reserve` waits before it reaches the store.
+const RESERVE_DELAY: Duration = Duration::from_millis(300);
+
+/// A memory store whose `reserve` starts late, so the client can hang up
+/// while the purchase is in flight.
+struct SlowReserve(Arc<MemoryStockStore>);
+
+#[async_trait]
+impl StockStore for SlowReserve {
+    async fn create_sale(&self, sale: &Sale) -> Result<SaleWrite> {
+        self.0.create_sale(sale).await
+    }
+    async fn sale(&self, p: &ProductId) -> Result<Option<Sale>> {
+        self.0.sale(p).await
+    }
+    async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveOutcome> {
+        tokio::time::sleep(RESERVE_DELAY).await;
+        self.0.reserve(req).await
+    }
+    async fn confirm(&self, p: &ProductId, o: &OrderId, now: Timestamp) -> Result<ConfirmOutcome> {
+        self.0.confirm(p, o, now).await
+    }
+    async fn cancel(&self, p: &ProductId, o: &OrderId, now: Timestamp) -> Result<CancelOutcome> {
+        self.0.cancel(p, o, now).await
+    }
+    async fn void(&self, r: &ReserveRequest, now: Timestamp) -> Result<VoidOutcome> {
+        self.0.void(r, now).await
+    }
+    async fn reservation(&self, o: &OrderId) -> Result<Option<Reservation>> {
+        self.0.reservation(o).await
+    }
+    async fn expire(&self, now: Timestamp, max: usize) -> Result<Vec<Reservation>> {
+        self.0.expire(now, max).await
+    }
+    async fn snapshot(&self, p: &ProductId) -> Result<Option<StockLevels>> {
+        self.0.snapshot(p).await
+    }
+    async fn claim(&self, now: Timestamp, max: usize, lease: Duration) -> Result<Vec<OrderEvent>> {
+        self.0.claim(now, max, lease).await
+    }
+    async fn ack(&self, events: &[OrderEvent]) -> Result<()> {
+        self.0.ack(events).await
+    }
+}
+
+struct Setup {
+    engine: Engine,
+    sink: Arc<MemoryOrderSink>,
+    product: ProductId,
+}
+
+async fn setup() -> Setup {
+    let sink = Arc::new(MemoryOrderSink::new());
+    let auth = StaticAuthenticator::new()
+        .with_token("ann-token", Principal::user(UserId::new("ann").unwrap()));
+    let engine = Engine::builder()
+        .stock_store(Arc::new(SlowReserve(Arc::new(MemoryStockStore::new()))))
+        .rate_limiter(Arc::new(MemoryRateLimiter::new(RateQuota::per_second(100).unwrap())))
+        .order_sink(sink.clone())
+        .authenticator(Arc::new(auth))
+        .build()
+        .unwrap();
+    let product = ProductId::new("gone-client").unwrap();
+    engine
+        .create_sale(&Sale::builder(product.clone(), 5).build().unwrap())
+        .await
+        .unwrap();
+    Setup {
+        engine,
+        sink,
+        product,
+    }
+}
+
+/// Sends a complete `POST /buy` and closes the socket at once, without
+/// reading the answer.
+fn buy_and_hang_up(addr: SocketAddr, product: &ProductId) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /buy/{product} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer ann-token\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    s.flush().unwrap();
+    s.shutdown(std::net::Shutdown::Both).unwrap();
+}
+
+/// Waits until the purchase landed, then checks that stock and outbox
+/// agree: one unit sold, one `placed` order relayed, nothing left pending.
+async fn assert_completed(s: &Setup) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let l = s.engine.snapshot(&s.product).await.unwrap().unwrap();
+        if l.committed == 1 {
+            assert!(l.is_consistent(), "{l:?}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the purchase was abandoned when the client hung up: {l:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.engine.drain_outbox().await.unwrap(), 1);
+    let orders = s.sink.orders();
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0].user_id.as_str(), "ann");
+    assert_eq!(s.engine.drain_outbox().await.unwrap(), 0, "outbox empty");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_finishes_a_purchase_whose_client_hung_up() {
+    let s = setup().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = flashsale::http::axum::router(Api::new(s.engine.clone()));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let product = s.product.clone();
+    tokio::task::spawn_blocking(move || buy_and_hang_up(addr, &product))
+        .await
+        .unwrap();
+    assert_completed(&s).await;
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_finishes_a_purchase_whose_client_hung_up() {
+    let s = setup().await;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let api = Api::new(s.engine.clone());
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = actix_web::HttpServer::new(move || {
+                actix_web::App::new().configure(flashsale::http::actix::configure(api.clone()))
+            })
+            .workers(1)
+            .listen(listener)
+            .unwrap()
+            .run();
+            handle_tx.send(server.handle()).unwrap();
+            server.await
+        })
+    });
+    let handle = handle_rx.recv().unwrap();
+    let product = s.product.clone();
+    tokio::task::spawn_blocking(move || buy_and_hang_up(addr, &product))
+        .await
+        .unwrap();
+    assert_completed(&s).await;
+    handle.stop(false).await;
+    server.join().unwrap().unwrap();
+}
