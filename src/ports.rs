@@ -135,8 +135,9 @@ pub enum VoidOutcome {
     NothingReserved,
     /// It was already voided (void is idempotent).
     AlreadyVoided,
-    /// The hold had already ended (cancelled or expired), so the buyer owns
-    /// nothing; unchanged.
+    /// The hold had already ended: cancelled or expired (the buyer owns
+    /// nothing), or confirmed by its buyer (`Committed`: a purchase that was
+    /// answered and confirmed is not undone). Unchanged.
     AlreadyClosed(ReservationState),
 }
 

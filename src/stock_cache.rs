@@ -15,7 +15,9 @@
 //!
 //! Requests carrying an idempotency key always go to the store: a retry of
 //! a purchase that got the last unit must replay that purchase, not be told
-//! "sold out".
+//! "sold out". So do requests made (`ReserveRequest::now`) before the
+//! sell-out was seen: such a request may be a re-sent reserve, which the
+//! store answers with its own reservation.
 //!
 //! Units that come back through **this** instance (a release, a restock via
 //! `create_sale`, an expiry by the sweeper, a commit that found its hold
@@ -67,6 +69,10 @@ pub struct SoldOutCache<S: StockStore> {
 struct Entry {
     /// Requests for at least this many units are refused locally.
     min_refused: u32,
+    /// Only requests made at or after this time are refused: an older one
+    /// may be a re-sent reserve, which the store must answer with its own
+    /// reservation (or its void's tombstone).
+    since: Timestamp,
     /// Until when (exclusive).
     until: Timestamp,
 }
@@ -128,7 +134,7 @@ impl<S: StockStore> SoldOutCache<S> {
     fn refuses(&self, req: &ReserveRequest, now: Timestamp) -> bool {
         let mut entries = self.entries.lock();
         match entries.get(&req.product) {
-            Some(e) if now < e.until => req.quantity.get() >= e.min_refused,
+            Some(e) if now < e.until => req.now >= e.since && req.quantity.get() >= e.min_refused,
             Some(_) => {
                 entries.remove(&req.product);
                 false
@@ -150,15 +156,17 @@ impl<S: StockStore> SoldOutCache<S> {
         entries
             .entry(req.product.clone())
             .and_modify(|e| {
-                e.min_refused = if now < e.until {
-                    e.min_refused.min(q)
+                if now < e.until {
+                    e.min_refused = e.min_refused.min(q);
                 } else {
-                    q
-                };
+                    e.min_refused = q;
+                    e.since = now;
+                }
                 e.until = until;
             })
             .or_insert(Entry {
                 min_refused: q,
+                since: now,
                 until,
             });
     }
@@ -291,7 +299,12 @@ mod tests {
         ) -> Result<ConfirmOutcome> {
             self.store.confirm(p, o, now).await
         }
-        async fn cancel(&self, p: &ProductId, o: &OrderId, now: Timestamp) -> Result<CancelOutcome> {
+        async fn cancel(
+            &self,
+            p: &ProductId,
+            o: &OrderId,
+            now: Timestamp,
+        ) -> Result<CancelOutcome> {
             self.store.cancel(p, o, now).await
         }
         async fn void(&self, r: &ReserveRequest, now: Timestamp) -> Result<VoidOutcome> {
@@ -306,7 +319,12 @@ mod tests {
         async fn snapshot(&self, p: &ProductId) -> Result<Option<StockLevels>> {
             self.store.snapshot(p).await
         }
-        async fn claim(&self, now: Timestamp, max: usize, lease: Duration) -> Result<Vec<OrderEvent>> {
+        async fn claim(
+            &self,
+            now: Timestamp,
+            max: usize,
+            lease: Duration,
+        ) -> Result<Vec<OrderEvent>> {
             self.store.claim(now, max, lease).await
         }
         async fn ack(&self, events: &[OrderEvent]) -> Result<()> {
@@ -433,10 +451,7 @@ mod tests {
             ReserveOutcome::Reserved(_)
         ));
         assert_eq!(reserve(&f, "b", 1).await, ReserveOutcome::SoldOut);
-        assert_eq!(
-            f.cache.void(&first, T0).await.unwrap(),
-            VoidOutcome::Voided
-        );
+        assert_eq!(f.cache.void(&first, T0).await.unwrap(), VoidOutcome::Voided);
         assert!(matches!(
             reserve(&f, "b", 1).await,
             ReserveOutcome::Reserved(_)
@@ -495,6 +510,40 @@ mod tests {
         assert_eq!(
             f.cache.reserve(&retry).await.unwrap(),
             ReserveOutcome::Duplicate(r)
+        );
+    }
+
+    #[tokio::test]
+    async fn requests_older_than_the_sell_out_reach_the_store() {
+        let f = fixture(1).await;
+        let first = req(&f.product, "a", 1);
+        let ReserveOutcome::Reserved(r) = f.cache.reserve(&first).await.unwrap() else {
+            panic!("expected a reservation");
+        };
+        f.clock.advance(Duration::from_millis(10));
+        let mut late = req(&f.product, "b", 1);
+        late.now = f.clock.now();
+        assert_eq!(
+            f.cache.reserve(&late).await.unwrap(),
+            ReserveOutcome::SoldOut
+        );
+        let before = f.reserves.load(Ordering::SeqCst);
+        // The first request re-sent (a retry below the engine): its own
+        // reservation, from the store.
+        assert_eq!(
+            f.cache.reserve(&first).await.unwrap(),
+            ReserveOutcome::Reserved(r)
+        );
+        assert_eq!(f.reserves.load(Ordering::SeqCst), before + 1);
+        late.order_id = OrderId::new(late.now);
+        assert_eq!(
+            f.cache.reserve(&late).await.unwrap(),
+            ReserveOutcome::SoldOut
+        );
+        assert_eq!(
+            f.reserves.load(Ordering::SeqCst),
+            before + 1,
+            "answered locally"
         );
     }
 

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flashsale::http::Api;
-use flashsale::memory::{MemoryOrderSink, MemoryRateLimiter, MemoryStockStore, StaticAuthenticator};
+use flashsale::memory::{
+    MemoryOrderSink, MemoryRateLimiter, MemoryStockStore, StaticAuthenticator,
+};
 use flashsale::model::{OrderEvent, Principal, Reservation, StockLevels};
 use flashsale::ports::{
     CancelOutcome, ConfirmOutcome, ReserveOutcome, ReserveRequest, SaleWrite, VoidOutcome,
@@ -78,7 +80,9 @@ async fn setup() -> Setup {
         .with_token("ann-token", Principal::user(UserId::new("ann").unwrap()));
     let engine = Engine::builder()
         .stock_store(Arc::new(SlowReserve(Arc::new(MemoryStockStore::new()))))
-        .rate_limiter(Arc::new(MemoryRateLimiter::new(RateQuota::per_second(100).unwrap())))
+        .rate_limiter(Arc::new(MemoryRateLimiter::new(
+            RateQuota::per_second(100).unwrap(),
+        )))
         .order_sink(sink.clone())
         .authenticator(Arc::new(auth))
         .build()

@@ -144,12 +144,12 @@ impl EngineBuilder {
         if c.port_timeout.is_zero() {
             return Err(Error::Config("port_timeout must be above zero".into()));
         }
-        if let HandOff::AwaitSink { timeout } = c.machine.hand_off {
-            if timeout.is_zero() {
-                return Err(Error::Config(
-                    "HandOff::AwaitSink needs a timeout above zero".into(),
-                ));
-            }
+        if let HandOff::AwaitSink { timeout } = c.machine.hand_off
+            && timeout.is_zero()
+        {
+            return Err(Error::Config(
+                "HandOff::AwaitSink needs a timeout above zero".into(),
+            ));
         }
         if c.relay.lease <= c.relay.submit_timeout + c.port_timeout {
             return Err(Error::Config(format!(

@@ -174,7 +174,9 @@ impl Engine {
                     Fed::Reserve(answer)
                 }
                 Action::Void(req) => {
-                    let answer = self.call("void", inner.stock.void(req, inner.clock.now())).await;
+                    let answer = self
+                        .call("void", inner.stock.void(req, inner.clock.now()))
+                        .await;
                     if answer.is_err() {
                         self.void_in_background(req.clone());
                     }
@@ -266,7 +268,10 @@ impl Engine {
             loop {
                 tokio::time::sleep(backoff).await;
                 let now = engine.inner.clock.now();
-                match engine.call_err("void", engine.inner.stock.void(&req, now)).await {
+                match engine
+                    .call_err("void", engine.inner.stock.void(&req, now))
+                    .await
+                {
                     Ok(outcome) => {
                         info!(order = %req.order_id, ?outcome, "voided after retrying");
                         return;
@@ -305,15 +310,17 @@ impl Engine {
         after: Duration,
         fut: impl Future<Output = Result<T>>,
     ) -> std::result::Result<T, Failure> {
-        self.call_err_within(operation, after, fut).await.map_err(|error| {
-            if let Error::Timeout { after, .. } = error {
-                warn!(operation, ?after, "port call timed out");
-                Failure::Timeout
-            } else {
-                warn!(operation, %error, "port call failed");
-                Failure::Error
-            }
-        })
+        self.call_err_within(operation, after, fut)
+            .await
+            .map_err(|error| {
+                if let Error::Timeout { after, .. } = error {
+                    warn!(operation, ?after, "port call timed out");
+                    Failure::Timeout
+                } else {
+                    warn!(operation, %error, "port call failed");
+                    Failure::Error
+                }
+            })
     }
 
     /// Runs one port call under the configured timeout, keeping the error.

@@ -178,15 +178,15 @@ impl PurchaseMachine {
             Ok(ReserveOutcome::LimitExceeded) => State::Done(Outcome::LimitExceeded),
             Ok(ReserveOutcome::NotOnSale) => State::Done(Outcome::NotOnSale),
             Ok(ReserveOutcome::UnknownProduct) => State::Done(Outcome::UnknownProduct),
-            Ok(ReserveOutcome::OverOrderMax { max }) => State::Done(Outcome::Invalid(
-                InvalidInput::new(
+            Ok(ReserveOutcome::OverOrderMax { max }) => {
+                State::Done(Outcome::Invalid(InvalidInput::new(
                     "quantity",
                     format!(
                         "{} is above this sale's per-order maximum of {max}",
                         req.quantity
                     ),
-                ),
-            )),
+                )))
+            }
             // The reserve may have been applied before the failure: void it
             // (units back, or a tombstone if it never ran), so the 503 that
             // follows leaves the buyer owning nothing.
@@ -198,10 +198,7 @@ impl PurchaseMachine {
     /// Feeds the answer to [`Action::Void`]. The attempt ends `Unavailable`
     /// whatever the answer: on a failure the driver keeps retrying the void
     /// in the background.
-    pub fn handle_voided(
-        &mut self,
-        result: Result<VoidOutcome, Failure>,
-    ) -> Result<(), StepError> {
+    pub fn handle_voided(&mut self, result: Result<VoidOutcome, Failure>) -> Result<(), StepError> {
         if !matches!(self.state, State::Voiding(_)) {
             return Err(self.unexpected("void"));
         }

@@ -4,9 +4,8 @@ use std::time::Duration;
 
 use super::*;
 use crate::model::{
-    AuthRejection, EventType, IdempotencyKey, OrderEvent, OrderId, OrderStatus, Outcome,
-    Principal, ProductId, PurchaseRequest, Quantity, Reservation, ReservationState, Sale,
-    Timestamp, UserId,
+    AuthRejection, EventType, IdempotencyKey, OrderEvent, OrderId, OrderStatus, Outcome, Principal,
+    ProductId, PurchaseRequest, Quantity, Reservation, ReservationState, Sale, Timestamp, UserId,
 };
 use crate::ports::{RateDecision, ReserveOutcome, ReserveRequest, VoidOutcome};
 
@@ -171,7 +170,10 @@ fn rate_limited_ends_with_retry_after() {
 fn reserve_carries_the_buyer_and_the_request() {
     let m = reserving(HandOff::Outbox);
     let r = request_of(&m);
-    assert_eq!((r.user, r.product, r.quantity, r.now), (alice(), product(), Quantity::ONE, NOW));
+    assert_eq!(
+        (r.user, r.product, r.quantity, r.now),
+        (alice(), product(), Quantity::ONE, NOW)
+    );
 }
 
 #[test]
@@ -268,7 +270,8 @@ fn a_retried_reserve_that_finds_its_own_order_is_a_purchase_not_a_replay() {
 fn its_own_reservation_found_voided_is_unavailable() {
     let mut m = reserving(HandOff::Outbox);
     let tomb = request_of(&m).to_tombstone();
-    m.handle_reserved(Ok(ReserveOutcome::Reserved(tomb))).unwrap();
+    m.handle_reserved(Ok(ReserveOutcome::Reserved(tomb)))
+        .unwrap();
     assert_eq!(done(&m), &unavailable());
 }
 
@@ -371,7 +374,10 @@ fn a_wrong_answer_is_refused_and_changes_nothing() {
     assert_eq!(m.poll_action().to_owned_debug(), before);
     let mut finished = machine_for(1, None);
     assert_eq!(
-        finished.handle_reserved(Ok(ReserveOutcome::SoldOut)).unwrap_err().expected,
+        finished
+            .handle_reserved(Ok(ReserveOutcome::SoldOut))
+            .unwrap_err()
+            .expected,
         "nothing (done)"
     );
 }

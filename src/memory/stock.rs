@@ -104,7 +104,10 @@ impl ProductState {
             .as_ref()
             .and_then(|key| self.keys.get(&req.user)?.get(key))
         {
-            return (ReserveOutcome::Duplicate(self.reservations[id].clone()), false);
+            return (
+                ReserveOutcome::Duplicate(self.reservations[id].clone()),
+                false,
+            );
         }
         if !self.sale.is_open(req.now) {
             return (ReserveOutcome::NotOnSale, false);
@@ -236,6 +239,12 @@ impl ProductState {
             s @ (ReservationState::Cancelled | ReservationState::Expired) => {
                 (VoidOutcome::AlreadyClosed(s), false)
             }
+            // A confirmed hold: its buyer confirmed it, so a purchase was
+            // answered for it; it is closed, not this request's to undo.
+            ReservationState::Committed if r.awaits_confirmation => (
+                VoidOutcome::AlreadyClosed(ReservationState::Committed),
+                false,
+            ),
             ReservationState::Held | ReservationState::Committed => {
                 let state = ReservationState::Voided;
                 let (r, first) = self.return_units(&req.order_id, state, EventType::Voided, now);

@@ -57,7 +57,12 @@ impl FromStr for EventType {
             "cancelled" => EventType::Cancelled,
             "expired" => EventType::Expired,
             "voided" => EventType::Voided,
-            _ => return Err(InvalidInput::new("type", format!("unknown event type {s:?}"))),
+            _ => {
+                return Err(InvalidInput::new(
+                    "type",
+                    format!("unknown event type {s:?}"),
+                ));
+            }
         })
     }
 }
@@ -200,7 +205,12 @@ mod tests {
         let text = voided.event_id.to_string();
         assert_eq!(text, format!("{}.2", r.order_id));
         assert_eq!(text.parse::<EventId>().unwrap(), voided.event_id);
-        for bad in ["", "x.1", "0193b9a2-6c1e-7d3a-9f1e-2b3c4d5e6f70", "0193b9a2-6c1e-7d3a-9f1e-2b3c4d5e6f70.x"] {
+        for bad in [
+            "",
+            "x.1",
+            "0193b9a2-6c1e-7d3a-9f1e-2b3c4d5e6f70",
+            "0193b9a2-6c1e-7d3a-9f1e-2b3c4d5e6f70.x",
+        ] {
             assert!(bad.parse::<EventId>().is_err(), "{bad:?}");
         }
     }
@@ -208,7 +218,11 @@ mod tests {
     #[test]
     fn json_is_the_documented_v2_layout() {
         let r = reservation();
-        let e = OrderEvent::closing(&r, EventType::Voided, Timestamp::from_millis(1_764_000_000_500));
+        let e = OrderEvent::closing(
+            &r,
+            EventType::Voided,
+            Timestamp::from_millis(1_764_000_000_500),
+        );
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["schema_version"], 2);
         assert_eq!(v["type"], "voided");

@@ -15,8 +15,8 @@ mod quota;
 mod sale;
 
 pub use auth::{AuthRejection, Credentials, Principal};
-pub use ids::{IdempotencyKey, InvalidInput, OrderId, ProductId, Quantity, Timestamp, UserId};
 pub use event::{EventId, EventType, OrderEvent};
+pub use ids::{IdempotencyKey, InvalidInput, OrderId, ProductId, Quantity, Timestamp, UserId};
 pub use order::{Order, PurchaseRequest, Reservation, ReservationState};
 pub use outcome::{OrderStatus, Outcome, PurchaseSummary, retry_after_secs};
 pub use quota::RateQuota;

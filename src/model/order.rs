@@ -139,4 +139,3 @@ pub struct Order {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_expires_at: Option<Timestamp>,
 }
-

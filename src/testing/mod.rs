@@ -15,11 +15,15 @@
 //! instance (its own key prefix, schema or topic), because the cases run in
 //! parallel and some (`expire`) act on everything the store holds.
 //!
-//! Stock cases pass `now` explicitly and never sleep; rate-limiter cases run
-//! on real time (a distributed limiter uses its server's clock) with short
-//! periods.
+//! Stock and outbox cases pass `now` explicitly and never sleep;
+//! rate-limiter cases run on real time (a distributed limiter uses its
+//! server's clock) with short periods. [`ledger`] folds order events into
+//! what they say each order owns, for comparing a store's levels with its
+//! outbox.
 
 pub mod engine;
+pub mod ledger;
+pub mod outbox;
 pub mod rate;
 pub mod sink;
 pub mod stock;
@@ -38,31 +42,46 @@ pub fn user(n: usize) -> UserId {
     UserId::new(format!("user-{n}")).expect("generated ids are valid")
 }
 
-/// Runs every [`stock`] case against the store made by `$make`, an
-/// expression callable as `$make()` returning a future of a type that
-/// implements [`StockStore`](crate::StockStore).
+/// Runs every [`stock`] and [`outbox`] case, and the whole-engine race of
+/// [`engine::concurrent_buyers`] (four engines on one store), against the
+/// store made by `$make`, an expression callable as `$make()` returning a
+/// future of a type that implements [`StockStore`](crate::StockStore).
 #[macro_export]
 macro_rules! stock_store_conformance {
     ($make:expr) => {
         $crate::__conformance_cases!(stock, $make;
             create_sale_and_snapshot,
-            reserve_then_commit,
-            cancel_returns_units,
-            abort_forgets_reservation_and_key,
+            no_hold_sale_sells_at_once,
+            hold_then_confirm,
+            hold_then_cancel,
+            confirm_or_cancel_past_expiry_expires,
+            same_order_id_is_the_same_request,
             idempotency_key_replays,
-            same_order_id_is_duplicate,
+            replays_win,
+            void_returns_sold_units,
+            void_returns_held_units,
+            void_before_reserve_leaves_tombstone,
+            void_of_closed_hold_changes_nothing,
+            void_of_confirmed_hold_changes_nothing,
             sold_out_is_exact,
             per_user_cap,
             per_order_max,
             sale_window,
             unknown_product,
             holds_expire,
-            commit_after_expiry_refused,
             expire_respects_max,
             restock,
+            one_event_per_state_change,
             invariant_under_mixed_operations,
             concurrent_buyers_never_oversell,
             concurrent_per_user_cap,
+        );
+        $crate::__conformance_cases!(outbox, $make;
+            claim_respects_max_and_leases,
+            ack_is_idempotent,
+            closing_event_waits_for_leased_placed,
+            claim_returns_seq_order,
+            two_relays_racing_one_dies,
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn engine_concurrent_buyers() {
@@ -97,8 +116,10 @@ macro_rules! rate_limiter_conformance {
 macro_rules! order_sink_conformance {
     ($make:expr) => {
         $crate::__conformance_cases!(sink, $make;
-            submit_returns_receipt,
-            resubmit_is_idempotent,
+            submit_batch,
+            resubmit_same_batch,
+            empty_batch,
+            ping,
         );
     };
 }

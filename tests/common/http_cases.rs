@@ -16,10 +16,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use flashsale::engine::HandOff;
 use flashsale::http::Api;
 use flashsale::jwt::{Claims, JwtAuthenticator, sign_hs256};
 use flashsale::memory::{MemoryOrderSink, MemoryRateLimiter, MemoryStockStore};
-use flashsale::engine::HandOff;
 use flashsale::model::{EventType, OrderEvent, OrderId, Reservation, StockLevels};
 use flashsale::ports::{
     CancelOutcome, ConfirmOutcome, ReserveOutcome, ReserveRequest, SaleWrite, VoidOutcome,
@@ -184,12 +184,7 @@ impl StockStore for FlakyStock {
         self.fail.check("snapshot")?;
         self.inner.snapshot(product).await
     }
-    async fn claim(
-        &self,
-        now: Timestamp,
-        max: usize,
-        lease: Duration,
-    ) -> Result<Vec<OrderEvent>> {
+    async fn claim(&self, now: Timestamp, max: usize, lease: Duration) -> Result<Vec<OrderEvent>> {
         self.fail.check("claim")?;
         self.inner.claim(now, max, lease).await
     }
@@ -1009,7 +1004,12 @@ pub async fn await_sink_is_202_when_the_sink_is_down<C: Client>(c: &C, f: &Fixtu
     let r = c
         .send(buy(WIDGET).bearer(&t).header("idempotency-key", "k-202"))
         .await;
-    assert_eq!((r.status, &r.body["status"]), (202, &json!("pending")), "{:?}", r.body);
+    assert_eq!(
+        (r.status, &r.body["status"]),
+        (202, &json!("pending")),
+        "{:?}",
+        r.body
+    );
     let pending = r.body["order_id"].clone();
     // The order stands: units sold, never released for a sink failure.
     assert_eq!(f.levels(WIDGET).await.committed, 2);
