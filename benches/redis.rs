@@ -1,6 +1,8 @@
-//! Purchases per second through the `Engine` on Redis, against the ceiling
-//! `redis-benchmark` reaches running the same reserve script by EVALSHA,
-//! plus the post-sellout path with and without the sold-out cache.
+//! Purchases per second through the `Engine` on Redis (its outbox relay
+//! running beside it), against the ceiling `redis-benchmark` reaches running
+//! the same reserve script by EVALSHA; the Redis round trips per purchase,
+//! counted with `MONITOR` (commands run inside scripts excluded), relay
+//! included; and the post-sellout path with and without the sold-out cache.
 //!
 //! ```text
 //! backends/redis/with-redis.sh cargo bench --bench redis --features redis
@@ -9,9 +11,12 @@
 //! Env: `FLASHSALE_REDIS_URL` (default `redis://127.0.0.1:6379`),
 //! `BENCH_CONCURRENCY` (default 64), `BENCH_SECONDS` per phase (default 5),
 //! `BENCH_PIPELINE` for redis-benchmark (default 16). Needs `redis-benchmark`
-//! and `redis-cli` on PATH. Prints one line per phase and a summary.
+//! and `redis-cli` on PATH. Prints one line per phase and a summary. Run it
+//! on an otherwise idle Redis: the round-trip count filters `MONITOR` by the
+//! bench's key prefix, but other clients still slow every phase down.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -31,6 +36,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+#[derive(Clone)]
 struct Setup {
     url: String,
     host: String,
@@ -41,6 +47,8 @@ struct Setup {
     prefix: String,
 }
 
+/// An engine on `stock` and `limiter`, its orders going to an in-memory
+/// sink (through the outbox relay, when one is spawned).
 fn engine(stock: Arc<dyn StockStore>, limiter: Arc<dyn RateLimiter>, users: usize) -> Engine {
     let mut auth = StaticAuthenticator::new();
     for u in 0..users {
@@ -96,6 +104,48 @@ async fn load(engine: &Engine, product: &ProductId, s: &Setup) -> (f64, f64) {
     )
 }
 
+/// Counts the commands clients send to Redis (not those run inside
+/// scripts) whose text contains `needle`, while `f` runs; returns `f`'s
+/// output and the count.
+async fn count_round_trips<T>(
+    s: &Setup,
+    needle: &str,
+    f: impl std::future::Future<Output = T>,
+) -> (T, u64) {
+    let mut monitor = Command::new("redis-cli")
+        .args(["-h", &s.host, "-p", &s.port, "MONITOR"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("redis-cli on PATH");
+    let stdout = monitor.stdout.take().unwrap();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let needle_owned = needle.to_owned();
+    let reader = std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        // `MONITOR` answers `OK` once it is watching.
+        let _ = lines.next();
+        let _ = started_tx.send(());
+        let mut n = 0u64;
+        for line in lines.map_while(Result::ok) {
+            // Lines look like `<time> [<db> <client addr>] "CMD" ...`;
+            // commands run by a script show `[<db> lua]`.
+            if !line.contains(" lua] ") && line.contains(&needle_owned) {
+                n += 1;
+            }
+        }
+        n
+    });
+    started_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("MONITOR started");
+    let out = f.await;
+    // Let the last commands reach the monitor, then stop it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    (out, reader.join().unwrap())
+}
+
 /// `redis-benchmark` running reserve.lua by EVALSHA against its own sale,
 /// with the same keys and arguments the store passes; returns requests/s.
 fn redis_benchmark(s: &Setup, pipeline: usize) -> f64 {
@@ -146,17 +196,21 @@ fn redis_benchmark(s: &Setup, pipeline: usize) -> f64 {
         .args(["-c", &s.concurrency.to_string()])
         .args(["-P", &pipeline.to_string()])
         .args(["-n", &requests, "-r", "100000000", "--csv"])
-        .args(["EVALSHA", &sha, "6"])
+        .args(["EVALSHA", &sha, "10"])
         .args([
             format!("{tag}:sale"),
             format!("{tag}:users"),
             format!("{tag}:res"),
             format!("{tag}:idem"),
             format!("{tag}:exp"),
+            format!("{tag}:done"),
+            format!("{tag}:outbox"),
+            format!("{tag}:events"),
             format!("{}:order:__rand_int__", s.prefix),
+            format!("{}:outbox:products", s.prefix),
         ])
-        // order id, user, quantity, no idempotency key, now, pending ttl,
-        // index ttl, product
+        // order id, user, quantity, no idempotency key, now, order-index
+        // ttl, product, record retention
         .args([
             "__rand_int__",
             "bench-user",
@@ -164,9 +218,9 @@ fn redis_benchmark(s: &Setup, pipeline: usize) -> f64 {
             "",
             "",
             &now,
-            "30000",
-            "90000000",
+            "180000000",
             "rb",
+            "86400000",
         ])
         .output()
         .expect("redis-benchmark on PATH");
@@ -187,7 +241,7 @@ fn redis_benchmark(s: &Setup, pipeline: usize) -> f64 {
                 &s.port,
                 "HGET",
                 &format!("{tag}:sale"),
-                "held",
+                "committed",
             ])
             .output()
             .unwrap()
@@ -195,7 +249,7 @@ fn redis_benchmark(s: &Setup, pipeline: usize) -> f64 {
     )
     .trim()
     .to_owned();
-    eprintln!("  (redis-benchmark -P {pipeline}: {sold} units held by its reserves)");
+    eprintln!("  (redis-benchmark -P {pipeline}: {sold} units sold by its reserves)");
     rps
 }
 
@@ -271,16 +325,45 @@ fn main() {
         );
         let users = s.concurrency;
 
-        // 1. Purchases through the engine, Redis stock + Redis limiter.
+        // 1. Purchases through the engine, Redis stock + Redis limiter, the
+        //    outbox relay delivering the orders meanwhile.
         let e = engine(store.clone(), limiter.clone(), users);
+        let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
+        let relay = e.spawn_relay(Duration::from_millis(100), async move {
+            let _ = relay_stopped.await;
+        });
         let hot = ProductId::new("bench-hot").unwrap();
         e.create_sale(&Sale::builder(hot.clone(), Sale::MAX_STOCK).build().unwrap())
             .await
             .unwrap();
         let (_, purchases) = load(&e, &hot, &s).await;
-        println!("engine purchases/s (Redis stock + Redis limiter): {purchases:.0}");
+        println!("engine purchases/s (Redis stock + Redis limiter, relay running): {purchases:.0}");
 
-        // 2. Post-sellout, with and without the sold-out cache.
+        // 2. Round trips per purchase, relay included (a shorter phase:
+        //    MONITOR slows Redis down).
+        let short = Setup {
+            seconds: s.seconds.clamp(1, 2),
+            ..s.clone()
+        };
+        let delivered_before = e.drain_outbox().await.unwrap_or(0);
+        let ((_, bought_per_s), commands) =
+            count_round_trips(&s, &s.prefix, async {
+                let r = load(&e, &hot, &short).await;
+                // Whatever the relay has not yet delivered is its share too.
+                let _ = e.drain_outbox().await;
+                r
+            })
+            .await;
+        let bought = bought_per_s * short.seconds as f64;
+        let round_trips = commands as f64 / bought.max(1.0);
+        println!(
+            "redis round trips per purchase (relay included): {round_trips:.2} \
+             ({commands} commands for ~{bought:.0} purchases; {delivered_before} events were pending before)"
+        );
+        let _ = stop_relay.send(());
+        let _ = relay.await;
+
+        // 3. Post-sellout, with and without the sold-out cache.
         let gone = ProductId::new("bench-gone").unwrap();
         e.create_sale(&Sale::builder(gone.clone(), 0).build().unwrap())
             .await
@@ -316,11 +399,11 @@ fn main() {
             println!("post-sellout attempts/s ({name}): {attempts:.0}");
             rows.push(attempts);
         }
-        (purchases, rows)
+        (purchases, round_trips, rows)
     });
-    let (purchases, post) = results;
+    let (purchases, round_trips, post) = results;
 
-    // 3. The ceiling: redis-benchmark running reserve.lua by EVALSHA.
+    // 4. The ceiling: redis-benchmark running reserve.lua by EVALSHA.
     let pipelined = redis_benchmark(&s, s.pipeline);
     println!(
         "redis-benchmark EVALSHA reserve.lua, -c {} -P {}: {pipelined:.0} reserves/s",
@@ -342,11 +425,13 @@ fn main() {
         "  engine purchases/s / unpipelined reserve ceiling = {:.2}",
         purchases / unpipelined
     );
-    // A purchase runs three scripts (gcra, reserve, commit) on Redis.
+    // A purchase runs two scripts (gcra, reserve) on Redis, plus the
+    // relay's share.
     println!(
-        "  engine purchases/s / (pipelined ceiling / 3 scripts per purchase) = {:.2}",
-        purchases / (pipelined / 3.0)
+        "  engine purchases/s / (pipelined ceiling / 2 scripts per purchase) = {:.2}",
+        purchases / (pipelined / 2.0)
     );
+    println!("  redis round trips per purchase, relay included = {round_trips:.2}");
     println!(
         "  post-sellout speed-up from the cache: {:.1}x with the Redis limiter, {:.1}x with the memory limiter",
         post[1] / post[0],

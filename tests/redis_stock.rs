@@ -1,23 +1,30 @@
 //! `RedisStockStore` against a real Redis at `FLASHSALE_REDIS_URL` (default
 //! `redis://127.0.0.1:6379`): the whole stock conformance suite, the same
-//! suite through the sold-out cache, and four app servers (four independent
-//! connections) selling one product. Run through
-//! `backends/redis/with-redis.sh cargo test --features redis,test-util`.
+//! suite through the sold-out cache, four app servers (four independent
+//! connections) selling one product, and the standalone-only bookkeeping
+//! of the outbox. Run through
+//! `backends/redis/with-redis.sh cargo test --all-features`.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use flashsale::StockStore;
-use flashsale::redis::RedisStockStore;
+use flashsale::model::EventType;
+use flashsale::ports::{ReserveOutcome, ReserveRequest};
+use flashsale::redis::{RedisOptions, RedisStockStore};
+use flashsale::testing::{unique_product, user};
+use flashsale::{OrderId, Quantity, Sale, StockStore, Timestamp};
 
 fn redis_url() -> String {
     std::env::var("FLASHSALE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// A store on its own key prefix, so cases run in parallel.
-async fn store() -> RedisStockStore {
+fn prefix() -> String {
+    format!("flashsale-test:{}", uuid::Uuid::now_v7().simple())
+}
+
+async fn store_with(opts: RedisOptions) -> RedisStockStore {
     let url = redis_url();
-    let prefix = format!("flashsale-test:{}", uuid::Uuid::now_v7().simple());
-    RedisStockStore::connect(&url, &prefix)
+    RedisStockStore::with_options(opts)
         .await
         .unwrap_or_else(|e| {
             panic!(
@@ -25,6 +32,11 @@ async fn store() -> RedisStockStore {
                  run them through backends/redis/with-redis.sh"
             )
         })
+}
+
+/// A store on its own key prefix, so cases run in parallel.
+async fn store() -> RedisStockStore {
+    store_with(RedisOptions::single(redis_url()).prefix(prefix())).await
 }
 
 flashsale::stock_store_conformance!(store);
@@ -53,4 +65,103 @@ mod through_sold_out_cache {
     }
 
     flashsale::stock_store_conformance!(cached);
+}
+
+/// 2026-01-01T00:00:00Z.
+const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
+const LEASE: Duration = Duration::from_secs(30);
+
+fn request(p: &flashsale::ProductId, buyer: usize, now: Timestamp) -> ReserveRequest {
+    ReserveRequest {
+        order_id: OrderId::new(now),
+        product: p.clone(),
+        user: user(buyer),
+        quantity: Quantity::ONE,
+        idempotency_key: None,
+        now,
+    }
+}
+
+async fn raw() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn marked(prefix: &str, p: &flashsale::ProductId) -> bool {
+    redis::cmd("SISMEMBER")
+        .arg(format!("{prefix}:outbox:products"))
+        .arg(p.as_str())
+        .query_async(&mut raw().await)
+        .await
+        .unwrap()
+}
+
+/// On one server the set of products with pending events is kept inside
+/// the scripts: a reserve marks its product, the ack that empties the
+/// outbox unmarks it, and a claim that finds a marked outbox empty unmarks
+/// it too.
+#[tokio::test]
+async fn pending_mark_follows_the_outbox() {
+    let s = store().await;
+    let prefix = s.prefix().to_owned();
+    let p = unique_product("mark");
+    s.create_sale(&Sale::builder(p.clone(), 5).build().unwrap())
+        .await
+        .unwrap();
+    assert!(!marked(&prefix, &p).await, "a sale alone has no events");
+    let req = request(&p, 1, T0);
+    assert!(matches!(
+        s.reserve(&req).await.unwrap(),
+        ReserveOutcome::Reserved(_)
+    ));
+    assert!(marked(&prefix, &p).await);
+    let batch = s.claim(T0, 10, LEASE).await.unwrap();
+    assert_eq!(batch.len(), 1);
+    assert!(marked(&prefix, &p).await, "claimed, not yet acknowledged");
+    s.ack(&batch).await.unwrap();
+    assert!(!marked(&prefix, &p).await);
+
+    // A stale mark (an outbox emptied by hand) is dropped by the next claim.
+    let _: i64 = redis::cmd("SADD")
+        .arg(format!("{prefix}:outbox:products"))
+        .arg(p.as_str())
+        .query_async(&mut raw().await)
+        .await
+        .unwrap();
+    assert!(s.claim(T0, 10, LEASE).await.unwrap().is_empty());
+    assert!(!marked(&prefix, &p).await);
+}
+
+/// Finished records are purged after `record_ttl`; their events still in
+/// the outbox carry the whole order and are relayed all the same.
+#[tokio::test]
+async fn events_outlive_purged_records() {
+    let s = store_with(
+        RedisOptions::single(redis_url())
+            .prefix(prefix())
+            .record_ttl(Duration::from_millis(1)),
+    )
+    .await;
+    let p = unique_product("purged");
+    s.create_sale(&Sale::builder(p.clone(), 5).build().unwrap())
+        .await
+        .unwrap();
+    let req = request(&p, 1, T0);
+    let ReserveOutcome::Reserved(r) = s.reserve(&req).await.unwrap() else {
+        panic!("not reserved");
+    };
+    // The purge runs by the server's clock, 1 ms after the sale.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.reservation(&req.order_id).await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the record was never purged");
+        s.expire(T0, 10).await.unwrap();
+    }
+    let events = s.claim(T0, 10, LEASE).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, EventType::Placed);
+    assert_eq!(events[0].order, r.to_order());
+    s.ack(&events).await.unwrap();
 }

@@ -1,35 +1,51 @@
 -- flashsale: reserve units of one product in ONE atomic step covering the
 -- order id, the idempotency key, the sale window, the per-order maximum, the
--- stock, the per-user cap, the hold record and the hold-expiry index.
--- Nothing is written unless the reservation is made.
+-- stock, the per-user cap, the reservation record and the order's `placed`
+-- event in the product's outbox. Nothing is written unless the reservation
+-- is made.
 --
--- KEYS[1]  {p:x}:sale   hash: terms + levels (total available held committed)
--- KEYS[2]  {p:x}:users  hash: user -> units held + committed
--- KEYS[3]  {p:x}:res    hash: order id -> reservation record (JSON)
--- KEYS[4]  {p:x}:idem   hash: "<len(user)>:<user><key>" -> order id
--- KEYS[5]  {p:x}:exp    zset: order id by expires_at (ms) of held units
--- KEYS[6]  optional: p:order:<order id> -> product (standalone Redis only;
---          on a cluster it lives in another slot and is written afterwards)
+-- A sale without holds sells at once: the record is `committed` (and
+-- scheduled for purge after the retention). A hold sale's record is `held`
+-- and goes into the hold-expiry index.
+--
+-- KEYS[1]  {p:x}:sale    hash: terms + levels (total available held committed)
+-- KEYS[2]  {p:x}:users   hash: user -> units held + committed
+-- KEYS[3]  {p:x}:res     hash: order id -> reservation record (JSON)
+-- KEYS[4]  {p:x}:idem    hash: "<len(user)>:<user><key>" -> order id
+-- KEYS[5]  {p:x}:exp     zset: order id by expires_at (ms) of held units
+-- KEYS[6]  {p:x}:done    zset: finished order id by purge time (server ms)
+-- KEYS[7]  {p:x}:outbox  zset: event id by the ms it may be claimed from
+-- KEYS[8]  {p:x}:events  hash: event id -> "<type>|<at ms>|<record JSON>"
+-- KEYS[9]  optional: p:order:<order id> -> product      } standalone Redis
+-- KEYS[10] optional: p:outbox:products (set of products } only; on a cluster
+--          with pending events)                          } they live in other
+--                                                          slots and are
+--                                                          written afterwards
 -- ARGV[1] order id   ARGV[2] user   ARGV[3] quantity
 -- ARGV[4] idempotency field ("" = none)   ARGV[5] idempotency key ("" = none)
--- ARGV[6] now (ms)   ARGV[7] pending ttl (ms, used when the sale has no hold)
--- ARGV[8] order-index ttl (ms)   ARGV[9] product id
+-- ARGV[6] now (ms)   ARGV[7] order-index ttl (ms)   ARGV[8] product id
+-- ARGV[9] record retention (ms)
 --
--- Returns {"reserved", record} | {"duplicate", record} | {"sold_out"}
---       | {"limit_exceeded"} | {"not_on_sale"} | {"over_order_max", max}
---       | {"unknown_product"}
-local sale, users, res, idem, exp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+-- Returns {"reserved", record} (made now, or found under the same order id:
+--         a retry of the same request, whatever its state, even a voided
+--         tombstone)
+--       | {"duplicate", record} (the idempotency key names another order)
+--       | {"sold_out"} | {"limit_exceeded"} | {"not_on_sale"}
+--       | {"over_order_max", max} | {"unknown_product"}
+-- (holds.lua is prepended: append_event, schedule_purge, ...)
+local sale, users, res, idem, exp, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local outbox, events = KEYS[7], KEYS[8]
 local oid, user, q = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local ifield, ikey = ARGV[4], ARGV[5]
 local now = tonumber(ARGV[6])
 
+local existing = redis.call('HGET', res, oid)
+if existing then
+  return {'reserved', existing}
+end
 local s = redis.call('HMGET', sale, 'available', 'limit', 'omax', 'start', 'end', 'hold_ms')
 if not s[1] then
   return {'unknown_product'}
-end
-local existing = redis.call('HGET', res, oid)
-if existing then
-  return {'duplicate', existing}
 end
 if ifield ~= '' then
   local prior = redis.call('HGET', idem, ifield)
@@ -55,25 +71,32 @@ if owned + q > tonumber(s[2]) then
 end
 
 local hold = tonumber(s[6])
-local ttl, awaits = tonumber(ARGV[7]), '0'
+local rec
 if hold > 0 then
-  ttl, awaits = hold, '1'
+  rec = {o = oid, u = user, q = ARGV[3], c = ARGV[6], e = string.format('%.0f', now + hold),
+    w = '1', s = 'held'}
+else
+  rec = {o = oid, u = user, q = ARGV[3], c = ARGV[6], e = ARGV[6], w = '0', s = 'committed'}
 end
-local expires = string.format('%.0f', now + ttl)
-local rec = {o = oid, u = user, q = ARGV[3], c = ARGV[6], e = expires, w = awaits, s = 'held'}
 if ikey ~= '' then
   rec.k = ikey
 end
 local enc = cjson.encode(rec)
 redis.call('HINCRBY', sale, 'available', -q)
-redis.call('HINCRBY', sale, 'held', q)
 redis.call('HINCRBY', users, user, q)
+if hold > 0 then
+  redis.call('HINCRBY', sale, 'held', q)
+  redis.call('ZADD', exp, rec.e, oid)
+else
+  redis.call('HINCRBY', sale, 'committed', q)
+  schedule_purge(done, oid, tonumber(ARGV[9]))
+end
 if ifield ~= '' then
   redis.call('HSET', idem, ifield, oid)
 end
-redis.call('ZADD', exp, expires, oid)
 redis.call('HSET', res, oid, enc)
-if KEYS[6] then
-  redis.call('SET', KEYS[6], ARGV[9], 'PX', ARGV[8])
+if KEYS[9] then
+  redis.call('SET', KEYS[9], ARGV[8], 'PX', ARGV[7])
 end
+append_event(outbox, events, KEYS[10], ARGV[8], oid, '1', 'placed', ARGV[6], enc)
 return {'reserved', enc}

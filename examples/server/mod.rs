@@ -365,7 +365,9 @@ impl App {
         match self.engine.drain_outbox().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(delivered = n, "outbox drained"),
-            Err(error) => tracing::warn!(%error, "outbox not drained; another instance or the next start delivers it"),
+            Err(error) => {
+                tracing::warn!(%error, "outbox not drained; another instance or the next start delivers it")
+            }
         }
         tracing::info!("stopped");
     }

@@ -118,7 +118,9 @@ impl OrderSink for MemoryOrderSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{OrderId, ProductId, Quantity, Reservation, ReservationState, Timestamp, UserId};
+    use crate::model::{
+        OrderId, ProductId, Quantity, Reservation, ReservationState, Timestamp, UserId,
+    };
 
     fn reservation(n: u64) -> Reservation {
         let at = Timestamp::from_millis(n);
@@ -140,10 +142,13 @@ mod tests {
         let sink = MemoryOrderSink::new();
         let mut live = sink.subscribe();
         let a = OrderEvent::placed(&reservation(1));
-        let b = OrderEvent::placed(&reservation(2));
-        let b_voided = OrderEvent::closing(&reservation(2), EventType::Voided, Timestamp::from_millis(3));
+        let r2 = reservation(2);
+        let b = OrderEvent::placed(&r2);
+        let b_voided = OrderEvent::closing(&r2, EventType::Voided, Timestamp::from_millis(3));
         sink.submit(std::slice::from_ref(&a)).await.unwrap();
-        sink.submit(&[a.clone(), b.clone(), b_voided.clone()]).await.unwrap();
+        sink.submit(&[a.clone(), b.clone(), b_voided.clone()])
+            .await
+            .unwrap();
         assert_eq!(sink.events(), vec![a.clone(), b.clone(), b_voided.clone()]);
         assert_eq!(sink.orders(), vec![a.order.clone(), b.order.clone()]);
         assert_eq!(sink.duplicates(), 1);

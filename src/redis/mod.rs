@@ -9,6 +9,8 @@
 //!   (`EVALSHA`) with a fallback to loading it when the server has lost its
 //!   script cache (after a restart or `SCRIPT FLUSH`). Reads are one atomic
 //!   command each.
+//! * Each product keeps its own outbox of order events in its slot, written
+//!   by the same script as the state change; a purchase is one round trip.
 //! * All keys of one product share one hash tag, `{prefix:product}`, so every
 //!   script touches a single slot and the same code runs on Redis Cluster.
 //! * The rate limiter is GCRA in one script per check, on the server's clock
@@ -129,10 +131,13 @@ impl RedisOptions {
         self
     }
 
-    /// How long idempotency keys and finished (committed, cancelled,
-    /// expired) reservations are kept after they finish (default 24 h).
-    /// The sweeper ([`StockStore::expire`](crate::StockStore::expire))
-    /// purges them afterwards. Only used by [`RedisStockStore`].
+    /// How long idempotency keys and finished (sold, cancelled, expired,
+    /// voided) reservations are kept after they finish (default 24 h): an
+    /// idempotency key replays its purchase at least this long. The
+    /// sweeper ([`StockStore::expire`](crate::StockStore::expire)) purges
+    /// them afterwards. Events waiting in the outbox are not affected: they
+    /// stay until the relay delivers them. Only used by
+    /// [`RedisStockStore`].
     pub fn record_ttl(mut self, d: Duration) -> Self {
         self.record_ttl = d;
         self

@@ -1,64 +1,84 @@
-//! [`RedisStockStore`]: sales, stock and reservations in Redis, one Lua
-//! script per mutating operation.
+//! [`RedisStockStore`]: sales, stock, reservations and the outbox of order
+//! events in Redis, one Lua script per mutating operation.
 
-use std::sync::LazyLock;
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use ::redis::Script;
+use ::redis::{Script, ScriptInvocation};
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use serde::Deserialize;
 
 use super::conn::Conn;
 use super::{RedisOptions, backend_err, bad_reply};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{
-    IdempotencyKey, OrderId, ProductId, Quantity, Reservation, ReservationState, Sale, StockLevels,
-    Timestamp, UserId,
+    EventType, IdempotencyKey, OrderEvent, OrderId, ProductId, Quantity, Reservation,
+    ReservationState, Sale, StockLevels, Timestamp, UserId,
 };
 use crate::ports::{
-    CommitOutcome, ReleaseOutcome, ReleaseReason, ReserveOutcome, ReserveRequest, SaleWrite,
-    StockStore,
+    CancelOutcome, ConfirmOutcome, ReserveOutcome, ReserveRequest, SaleWrite, StockStore,
+    VoidOutcome,
 };
+
+/// Builds a script from `holds.lua` (the shared helpers) followed by `$file`.
+macro_rules! with_holds {
+    ($file:literal) => {
+        concat!(
+            include_str!("../../backends/redis/holds.lua"),
+            include_str!(concat!("../../backends/redis/", $file))
+        )
+    };
+}
+
+/// The reserve script as the server runs it (helpers included).
+const RESERVE_SOURCE: &str = with_holds!("reserve.lua");
 
 static CREATE_SALE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../backends/redis/create_sale.lua")));
-static RESERVE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../backends/redis/reserve.lua")));
-static COMMIT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("../../backends/redis/holds.lua"),
-        include_str!("../../backends/redis/commit.lua")
-    ))
-});
-static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("../../backends/redis/holds.lua"),
-        include_str!("../../backends/redis/release.lua")
-    ))
-});
-static EXPIRE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("../../backends/redis/holds.lua"),
-        include_str!("../../backends/redis/expire.lua")
-    ))
-});
+static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(RESERVE_SOURCE));
+static CONFIRM: LazyLock<Script> = LazyLock::new(|| Script::new(with_holds!("confirm.lua")));
+static CANCEL: LazyLock<Script> = LazyLock::new(|| Script::new(with_holds!("cancel.lua")));
+static VOID: LazyLock<Script> = LazyLock::new(|| Script::new(with_holds!("void.lua")));
+static EXPIRE: LazyLock<Script> = LazyLock::new(|| Script::new(with_holds!("expire.lua")));
+static CLAIM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../backends/redis/claim.lua")));
+static ACK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../backends/redis/ack.lua")));
 
 /// Finished records purged per product per sweep, at most.
 const PURGE_BATCH: usize = 200;
-/// Extra life of the order → product index past its record's retention.
+/// Extra life of the order → product index past the longest a record can
+/// live (the longest hold plus its retention).
 const INDEX_SLACK: Duration = Duration::from_secs(3600);
+/// Cluster only: how often `claim` starts checking every product's outbox,
+/// to find events whose product was never marked pending (the process died
+/// between a script and the follow-up `SADD`).
+const OUTBOX_REPAIR_EVERY: Duration = Duration::from_secs(60);
+/// Cluster only: products checked by the repair pass per `claim` call, so
+/// that no single call grows with the number of products.
+const OUTBOX_REPAIR_BATCH: usize = 100;
 
-/// Sales, stock and reservations in Redis, shared by every app instance
-/// that uses the same server (or cluster) and prefix.
+/// Sales, stock, reservations and the outbox of order events in Redis,
+/// shared by every app instance that uses the same server (or cluster) and
+/// prefix.
 ///
-/// * `reserve`, `commit`, `release`, `expire` (per product) and
-///   `create_sale` are each ONE Lua script, so each is atomic across the
-///   idempotency key, the sale window, the per-order maximum, the per-user
-///   cap, the stock, the hold record and the hold-expiry index.
-/// * A purchase costs one round trip for `reserve` (two on a cluster for a
-///   successful one: the order → product index lives in another slot) and
-///   one for `commit`. The connection is multiplexed: concurrent calls share
-///   one socket per node and are pipelined, never serialised.
+/// * `reserve`, `confirm`, `cancel`, `void`, `expire` (per product),
+///   `create_sale`, and the outbox's `claim` and `ack` (per product) are
+///   each ONE Lua script, so each is atomic across the idempotency key, the
+///   sale window, the per-order maximum, the per-user cap, the stock, the
+///   reservation record, the hold-expiry index and the order's event in the
+///   product's outbox.
+/// * A purchase costs one round trip (`reserve`, which also appends the
+///   `placed` event). On a cluster a successful reserve adds one concurrent
+///   pair of commands for the keys that live in other slots (the order →
+///   product index and the set of products with pending events). The
+///   connection is multiplexed: concurrent calls share one socket per node
+///   and are pipelined, never serialised.
+/// * The relay's `claim` reads the set of products with pending events and
+///   runs one script per such product; `ack` runs one script per product.
+///   Their cost follows the pending events, not the number of products.
 /// * Idempotency keys and finished reservations are kept for
 ///   [`RedisOptions::record_ttl`] (default 24 h) after they finish; the
 ///   sweeper purges them.
@@ -69,6 +89,19 @@ pub struct RedisStockStore {
     conn: Conn,
     prefix: String,
     record_ttl_ms: u64,
+    index_ttl_ms: u64,
+    relay: Arc<Mutex<RelayCursor>>,
+}
+
+/// Where the next `claim` starts, and where the cluster repair pass is.
+#[derive(Debug, Default)]
+struct RelayCursor {
+    /// The product the next claim visits first (fairness between products).
+    next: Option<String>,
+    /// `now` when the last repair pass started (cluster only).
+    repair_started: Option<Timestamp>,
+    /// The `SSCAN` cursor of the repair pass in progress, if one is.
+    repair_cursor: Option<u64>,
 }
 
 /// The keys of one product: all share the hash tag `{prefix:product}`.
@@ -79,6 +112,8 @@ struct ProductKeys {
     idem: String,
     exp: String,
     done: String,
+    outbox: String,
+    events: String,
 }
 
 /// A reservation as the scripts store it (JSON, every number a string so
@@ -114,13 +149,26 @@ impl RedisStockStore {
     pub async fn with_options(opts: RedisOptions) -> Result<Self> {
         let conn = Conn::connect(&opts).await?;
         if !opts.lazy {
-            conn.preload(&[&CREATE_SALE, &RESERVE, &COMMIT, &RELEASE, &EXPIRE])
-                .await?;
+            conn.preload(&[
+                &CREATE_SALE,
+                &RESERVE,
+                &CONFIRM,
+                &CANCEL,
+                &VOID,
+                &EXPIRE,
+                &CLAIM,
+                &ACK,
+            ])
+            .await?;
         }
+        let record_ttl_ms = millis(opts.record_ttl);
         Ok(Self {
             conn,
             prefix: opts.prefix,
-            record_ttl_ms: millis(opts.record_ttl),
+            record_ttl_ms,
+            // A record lives at most the longest hold, then its retention.
+            index_ttl_ms: millis(Sale::MAX_HOLD + INDEX_SLACK).saturating_add(record_ttl_ms),
+            relay: Arc::default(),
         })
     }
 
@@ -129,10 +177,12 @@ impl RedisStockStore {
         &self.prefix
     }
 
-    /// The text of the reserve script (for benchmarking it directly, e.g.
-    /// with `redis-benchmark ... EVALSHA`).
+    /// The reserve script exactly as the server runs it, shared helpers
+    /// included (for benchmarking it directly, e.g. with
+    /// `redis-benchmark ... EVALSHA`). Its header documents keys and
+    /// arguments.
     pub fn reserve_script() -> &'static str {
-        include_str!("../../backends/redis/reserve.lua")
+        RESERVE_SOURCE
     }
 
     fn keys(&self, product: &ProductId) -> ProductKeys {
@@ -144,16 +194,170 @@ impl RedisStockStore {
             idem: format!("{tag}:idem"),
             exp: format!("{tag}:exp"),
             done: format!("{tag}:done"),
+            outbox: format!("{tag}:outbox"),
+            events: format!("{tag}:events"),
             // `tag` is dropped here.
         }
     }
 
+    /// Every product with a sale (what the sweeper visits).
     fn products_key(&self) -> String {
         format!("{}:products", self.prefix)
     }
 
+    /// The products whose outbox may hold events (what the relay visits).
+    fn pending_key(&self) -> String {
+        format!("{}:outbox:products", self.prefix)
+    }
+
     fn order_key(&self, order: &OrderId) -> String {
         format!("{}:order:{}", self.prefix, order)
+    }
+
+    fn is_cluster(&self) -> bool {
+        self.conn.is_cluster()
+    }
+
+    /// Standalone Redis: adds the set of products with pending events as
+    /// the script's last key, so the script marks the product itself. On a
+    /// cluster that set lives in another slot; see [`Self::mark_pending`].
+    fn pending_key_in_script(&self, inv: &mut ScriptInvocation<'_>) {
+        if !self.is_cluster() {
+            inv.key(self.pending_key());
+        }
+    }
+
+    /// Cluster only, after a script appended an event: marks the product as
+    /// having pending events. A failure is logged, not returned: the event
+    /// is safely in the outbox, and `claim`'s periodic repair pass finds it.
+    async fn mark_pending(&self, product: &ProductId) {
+        let r = self
+            .conn
+            .query::<i64>(
+                ::redis::cmd("SADD")
+                    .arg(self.pending_key())
+                    .arg(product.as_str()),
+            )
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(
+                product = %product,
+                error = %e,
+                "redis: could not mark the product's outbox as pending; \
+                 the relay's repair pass will find its events"
+            );
+        }
+    }
+
+    /// Cluster only: takes a product whose outbox was seen empty out of the
+    /// pending set, then checks the outbox again and puts it back unless it
+    /// is still empty (a reserve whose own `SADD` ran before our `SREM`).
+    /// Best effort: a mark left behind only costs one empty claim later; a
+    /// mark lost is found by the repair pass.
+    async fn unmark_pending(&self, product: &ProductId) {
+        let pending = self.pending_key();
+        let removed = self
+            .conn
+            .query::<i64>(::redis::cmd("SREM").arg(&pending).arg(product.as_str()))
+            .await;
+        if removed.is_err() {
+            return;
+        }
+        let left = self
+            .conn
+            .query::<u64>(::redis::cmd("ZCARD").arg(self.keys(product).outbox))
+            .await;
+        if left != Ok(0) {
+            self.mark_pending(product).await;
+        }
+    }
+
+    /// Cluster only: writes the order → product index (another slot).
+    async fn write_index(
+        &self,
+        op: &'static str,
+        order: &OrderId,
+        product: &ProductId,
+    ) -> Result<()> {
+        self.conn
+            .query::<()>(
+                ::redis::cmd("SET")
+                    .arg(self.order_key(order))
+                    .arg(product.as_str())
+                    .arg("PX")
+                    .arg(self.index_ttl_ms),
+            )
+            .await
+            .map_err(backend_err(op))
+    }
+
+    /// Cluster only: one step of the repair pass that starts about once
+    /// per [`OUTBOX_REPAIR_EVERY`]. It walks `<p>:products` with `SSCAN`,
+    /// [`OUTBOX_REPAIR_BATCH`] products per step (one step per `claim`), and
+    /// puts back into the pending set every product whose outbox holds
+    /// events but which is missing from it (a process died between a script
+    /// and its `SADD`). Returns the pending set with the products it put
+    /// back (sorted). Best effort: a failed step ends the pass; the next one
+    /// starts on time.
+    async fn repair_step(&self, now: Timestamp, mut pending: Vec<String>) -> Vec<String> {
+        let from = {
+            let mut c = self.relay.lock();
+            match c.repair_cursor {
+                Some(cursor) => cursor,
+                None if c.repair_started.is_none_or(|t| {
+                    now < t || now.saturating_duration_since(t) >= OUTBOX_REPAIR_EVERY
+                }) =>
+                {
+                    c.repair_started = Some(now);
+                    0
+                }
+                None => return pending,
+            }
+        };
+        let page = self
+            .conn
+            .query::<(u64, Vec<String>)>(
+                ::redis::cmd("SSCAN")
+                    .arg(self.products_key())
+                    .arg(from)
+                    .arg("COUNT")
+                    .arg(OUTBOX_REPAIR_BATCH),
+            )
+            .await;
+        let (next, names) = match page {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, "redis: outbox repair pass cut short");
+                self.relay.lock().repair_cursor = None;
+                return pending;
+            }
+        };
+        for name in names {
+            if pending.binary_search(&name).is_ok() {
+                continue;
+            }
+            let Ok(product) = ProductId::new(name.as_str()) else {
+                continue;
+            };
+            let left = self
+                .conn
+                .query::<u64>(::redis::cmd("ZCARD").arg(self.keys(&product).outbox))
+                .await;
+            match left {
+                Ok(0) => {}
+                Ok(left) => {
+                    tracing::info!(product = %product, left, "redis: outbox found by the repair pass");
+                    self.mark_pending(&product).await;
+                    let at = pending.binary_search(&name).unwrap_or_else(|i| i);
+                    pending.insert(at, name);
+                }
+                Err(e) => {
+                    tracing::warn!(product = %product, error = %e, "redis: outbox repair skipped a product");
+                }
+            }
+        }
+        self.relay.lock().repair_cursor = (next != 0).then_some(next);
+        pending
     }
 
     fn parse_record(
@@ -166,13 +370,6 @@ impl RedisStockStore {
         let num = |s: &str| -> Result<u64> {
             s.parse::<u64>()
                 .map_err(|_| bad_reply(operation, format!("{s:?} is not a number")))
-        };
-        let state = match r.s.as_str() {
-            "held" => ReservationState::Held,
-            "committed" => ReservationState::Committed,
-            "cancelled" => ReservationState::Cancelled,
-            "expired" => ReservationState::Expired,
-            other => return Err(bad_reply(operation, format!("state {other:?}"))),
         };
         let q = num(&r.q)?;
         Ok(Reservation {
@@ -189,7 +386,35 @@ impl RedisStockStore {
             created_at: Timestamp::from_millis(num(&r.c)?),
             expires_at: Timestamp::from_millis(num(&r.e)?),
             awaits_confirmation: r.w == "1",
-            state,
+            state: parse_state(operation, Some(&r.s))?,
+        })
+    }
+
+    /// An outbox entry, `<type>|<at ms>|<record JSON>`, as an event.
+    fn parse_event(
+        &self,
+        operation: &'static str,
+        product: &ProductId,
+        raw: &str,
+    ) -> Result<OrderEvent> {
+        let mut parts = raw.splitn(3, '|');
+        let (Some(kind), Some(at), Some(record)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad_reply(operation, format!("event {raw:?}")));
+        };
+        let kind: EventType = kind.parse().map_err(|e| bad_reply(operation, e))?;
+        let at = Timestamp::from_millis(
+            at.parse()
+                .map_err(|_| bad_reply(operation, format!("event time {at:?}")))?,
+        );
+        let r = self.parse_record(operation, product, record)?;
+        Ok(match kind {
+            EventType::Placed => {
+                let mut e = OrderEvent::placed(&r);
+                e.at = at;
+                e
+            }
+            closing => OrderEvent::closing(&r, closing, at),
         })
     }
 }
@@ -210,12 +435,17 @@ fn idem_field(user: &UserId, key: &IdempotencyKey) -> String {
 
 fn parse_state(operation: &'static str, s: Option<&String>) -> Result<ReservationState> {
     match s.map(String::as_str) {
+        Some("held") => Ok(ReservationState::Held),
+        Some("committed") => Ok(ReservationState::Committed),
         Some("cancelled") => Ok(ReservationState::Cancelled),
         Some("expired") => Ok(ReservationState::Expired),
-        Some("committed") => Ok(ReservationState::Committed),
-        Some("held") => Ok(ReservationState::Held),
+        Some("voided") => Ok(ReservationState::Voided),
         other => Err(bad_reply(operation, format!("state {other:?}"))),
     }
+}
+
+fn unexpected(operation: &'static str, reply: &[String]) -> Error {
+    bad_reply(operation, format!("{reply:?}"))
 }
 
 #[async_trait]
@@ -256,9 +486,9 @@ impl StockStore for RedisStockStore {
                 held_or_committed: reply
                     .get(1)
                     .and_then(|n| n.parse().ok())
-                    .ok_or_else(|| bad_reply(OP, format!("{reply:?}")))?,
+                    .ok_or_else(|| unexpected(OP, &reply))?,
             }),
-            _ => Err(bad_reply(OP, format!("{reply:?}"))),
+            _ => Err(unexpected(OP, &reply)),
         }
     }
 
@@ -311,19 +541,24 @@ impl StockStore for RedisStockStore {
     async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveOutcome> {
         const OP: &str = "reserve";
         let k = self.keys(&req.product);
-        let order_key = self.order_key(&req.order_id);
         let (ifield, ikey) = match &req.idempotency_key {
             Some(key) => (idem_field(&req.user, key), key.as_str()),
             None => (String::new(), ""),
         };
-        let hold = req.pending_ttl.max(Sale::MAX_HOLD);
-        let index_ttl = millis(hold + INDEX_SLACK).saturating_add(self.record_ttl_ms);
         let mut inv = RESERVE.key(&k.sale);
-        inv.key(&k.users).key(&k.res).key(&k.idem).key(&k.exp);
-        // On one server the order index is written inside the script; on a
-        // cluster it is in another slot and written after a success.
-        if !self.conn.is_cluster() {
-            inv.key(&order_key);
+        inv.key(&k.users)
+            .key(&k.res)
+            .key(&k.idem)
+            .key(&k.exp)
+            .key(&k.done)
+            .key(&k.outbox)
+            .key(&k.events);
+        // On one server the order index and the pending mark are written
+        // inside the script; on a cluster they live in other slots and are
+        // written after a success.
+        if !self.is_cluster() {
+            inv.key(self.order_key(&req.order_id))
+                .key(self.pending_key());
         }
         inv.arg(req.order_id.to_string())
             .arg(req.user.as_str())
@@ -331,30 +566,24 @@ impl StockStore for RedisStockStore {
             .arg(&ifield)
             .arg(ikey)
             .arg(req.now.as_millis())
-            .arg(millis(req.pending_ttl))
-            .arg(index_ttl)
-            .arg(req.product.as_str());
+            .arg(self.index_ttl_ms)
+            .arg(req.product.as_str())
+            .arg(self.record_ttl_ms);
         let reply: Vec<String> = self.conn.script(&inv).await.map_err(backend_err(OP))?;
         let record = |i: usize| -> Result<Reservation> {
-            let raw = reply
-                .get(i)
-                .ok_or_else(|| bad_reply(OP, format!("{reply:?}")))?;
+            let raw = reply.get(i).ok_or_else(|| unexpected(OP, &reply))?;
             self.parse_record(OP, &req.product, raw)
         };
         Ok(match reply.first().map(String::as_str) {
             Some("reserved") => {
                 let r = record(1)?;
-                if self.conn.is_cluster() {
-                    self.conn
-                        .query::<()>(
-                            ::redis::cmd("SET")
-                                .arg(&order_key)
-                                .arg(req.product.as_str())
-                                .arg("PX")
-                                .arg(index_ttl),
-                        )
-                        .await
-                        .map_err(backend_err(OP))?;
+                if self.is_cluster() {
+                    // Two slots, two nodes maybe: both at once, one wait.
+                    let (indexed, ()) = tokio::join!(
+                        self.write_index(OP, &req.order_id, &req.product),
+                        self.mark_pending(&req.product)
+                    );
+                    indexed?;
                 }
                 ReserveOutcome::Reserved(r)
             }
@@ -367,68 +596,133 @@ impl StockStore for RedisStockStore {
                 max: reply
                     .get(1)
                     .and_then(|m| m.parse().ok())
-                    .ok_or_else(|| bad_reply(OP, format!("{reply:?}")))?,
+                    .ok_or_else(|| unexpected(OP, &reply))?,
             },
-            _ => return Err(bad_reply(OP, format!("{reply:?}"))),
+            _ => return Err(unexpected(OP, &reply)),
         })
     }
 
-    async fn commit(
+    async fn confirm(
         &self,
         product: &ProductId,
         order: &OrderId,
         now: Timestamp,
-    ) -> Result<CommitOutcome> {
-        const OP: &str = "commit";
+    ) -> Result<ConfirmOutcome> {
+        const OP: &str = "confirm";
         let k = self.keys(product);
-        let mut inv = COMMIT.key(&k.sale);
+        let mut inv = CONFIRM.key(&k.sale);
         inv.key(&k.users)
             .key(&k.res)
             .key(&k.exp)
             .key(&k.done)
-            .arg(order.to_string())
+            .key(&k.outbox)
+            .key(&k.events);
+        self.pending_key_in_script(&mut inv);
+        inv.arg(order.to_string())
             .arg(now.as_millis())
-            .arg(self.record_ttl_ms);
+            .arg(self.record_ttl_ms)
+            .arg(product.as_str());
         let reply: Vec<String> = self.conn.script(&inv).await.map_err(backend_err(OP))?;
-        match reply.first().map(String::as_str) {
-            Some("committed") => Ok(CommitOutcome::Committed),
-            Some("already_committed") => Ok(CommitOutcome::AlreadyCommitted),
-            Some("not_held") => Ok(CommitOutcome::NotHeld(parse_state(OP, reply.get(1))?)),
-            Some("unknown") => Ok(CommitOutcome::Unknown),
-            _ => Err(bad_reply(OP, format!("{reply:?}"))),
+        let outcome = match reply.first().map(String::as_str) {
+            Some("confirmed") => ConfirmOutcome::Confirmed,
+            Some("already_confirmed") => ConfirmOutcome::AlreadyConfirmed,
+            Some("not_held") => ConfirmOutcome::NotHeld(parse_state(OP, reply.get(1))?),
+            Some("unknown") => ConfirmOutcome::Unknown,
+            _ => return Err(unexpected(OP, &reply)),
+        };
+        if self.is_cluster()
+            && matches!(
+                outcome,
+                ConfirmOutcome::Confirmed | ConfirmOutcome::NotHeld(ReservationState::Expired)
+            )
+        {
+            self.mark_pending(product).await;
         }
+        Ok(outcome)
     }
 
-    async fn release(
+    async fn cancel(
         &self,
         product: &ProductId,
         order: &OrderId,
-        reason: ReleaseReason,
-    ) -> Result<ReleaseOutcome> {
-        const OP: &str = "release";
+        now: Timestamp,
+    ) -> Result<CancelOutcome> {
+        const OP: &str = "cancel";
         let k = self.keys(product);
-        let mut inv = RELEASE.key(&k.sale);
+        let mut inv = CANCEL.key(&k.sale);
+        inv.key(&k.users)
+            .key(&k.res)
+            .key(&k.exp)
+            .key(&k.done)
+            .key(&k.outbox)
+            .key(&k.events);
+        self.pending_key_in_script(&mut inv);
+        inv.arg(order.to_string())
+            .arg(now.as_millis())
+            .arg(self.record_ttl_ms)
+            .arg(product.as_str());
+        let reply: Vec<String> = self.conn.script(&inv).await.map_err(backend_err(OP))?;
+        let outcome = match reply.first().map(String::as_str) {
+            Some("cancelled") => CancelOutcome::Cancelled,
+            Some("already_cancelled") => CancelOutcome::AlreadyCancelled,
+            Some("not_held") => CancelOutcome::NotHeld(parse_state(OP, reply.get(1))?),
+            Some("unknown") => CancelOutcome::Unknown,
+            _ => return Err(unexpected(OP, &reply)),
+        };
+        if self.is_cluster()
+            && matches!(
+                outcome,
+                CancelOutcome::Cancelled | CancelOutcome::NotHeld(ReservationState::Expired)
+            )
+        {
+            self.mark_pending(product).await;
+        }
+        Ok(outcome)
+    }
+
+    async fn void(&self, req: &ReserveRequest, now: Timestamp) -> Result<VoidOutcome> {
+        const OP: &str = "void";
+        let k = self.keys(&req.product);
+        let mut inv = VOID.key(&k.sale);
         inv.key(&k.users)
             .key(&k.res)
             .key(&k.idem)
             .key(&k.exp)
             .key(&k.done)
-            .arg(order.to_string())
-            .arg(match reason {
-                ReleaseReason::Aborted => "aborted",
-                ReleaseReason::Cancelled => "cancelled",
-            })
-            .arg(self.record_ttl_ms);
+            .key(&k.outbox)
+            .key(&k.events);
+        if !self.is_cluster() {
+            inv.key(self.order_key(&req.order_id))
+                .key(self.pending_key());
+        }
+        inv.arg(req.order_id.to_string())
+            .arg(req.user.as_str())
+            .arg(req.quantity.get())
+            .arg(req.idempotency_key.as_ref().map_or("", |k| k.as_str()))
+            .arg(req.now.as_millis())
+            .arg(now.as_millis())
+            .arg(self.record_ttl_ms)
+            .arg(self.index_ttl_ms)
+            .arg(req.product.as_str());
         let reply: Vec<String> = self.conn.script(&inv).await.map_err(backend_err(OP))?;
         match reply.first().map(String::as_str) {
-            Some("released") => Ok(ReleaseOutcome::Released),
-            Some("already_released") => Ok(ReleaseOutcome::AlreadyReleased(parse_state(
-                OP,
-                reply.get(1),
-            )?)),
-            Some("already_committed") => Ok(ReleaseOutcome::AlreadyCommitted),
-            Some("unknown") => Ok(ReleaseOutcome::Unknown),
-            _ => Err(bad_reply(OP, format!("{reply:?}"))),
+            Some("voided") => {
+                if self.is_cluster() {
+                    self.mark_pending(&req.product).await;
+                }
+                Ok(VoidOutcome::Voided)
+            }
+            Some("nothing_reserved") => {
+                if self.is_cluster() {
+                    self.write_index(OP, &req.order_id, &req.product).await?;
+                }
+                Ok(VoidOutcome::NothingReserved)
+            }
+            Some("already_voided") => Ok(VoidOutcome::AlreadyVoided),
+            Some("already_closed") => {
+                Ok(VoidOutcome::AlreadyClosed(parse_state(OP, reply.get(1))?))
+            }
+            _ => Err(unexpected(OP, &reply)),
         }
     }
 
@@ -479,11 +773,18 @@ impl StockStore for RedisStockStore {
                 .key(&k.idem)
                 .key(&k.exp)
                 .key(&k.done)
-                .arg(now.as_millis())
+                .key(&k.outbox)
+                .key(&k.events);
+            self.pending_key_in_script(&mut inv);
+            inv.arg(now.as_millis())
                 .arg(max - expired.len())
                 .arg(PURGE_BATCH)
-                .arg(self.record_ttl_ms);
+                .arg(self.record_ttl_ms)
+                .arg(product.as_str());
             let records: Vec<String> = self.conn.script(&inv).await.map_err(backend_err(OP))?;
+            if !records.is_empty() && self.is_cluster() {
+                self.mark_pending(&product).await;
+            }
             for raw in records {
                 expired.push(self.parse_record(OP, &product, &raw)?);
             }
@@ -516,6 +817,121 @@ impl StockStore for RedisStockStore {
             [None, ..] => Ok(None),
             _ => Err(bad_reply(OP, format!("{f:?}"))),
         }
+    }
+
+    async fn claim(&self, now: Timestamp, max: usize, lease: Duration) -> Result<Vec<OrderEvent>> {
+        const OP: &str = "claim";
+        let mut claimed = Vec::new();
+        if max == 0 {
+            return Ok(claimed);
+        }
+        let mut pending: Vec<String> = self
+            .conn
+            .query(::redis::cmd("SMEMBERS").arg(self.pending_key()))
+            .await
+            .map_err(backend_err(OP))?;
+        pending.sort_unstable();
+        if self.is_cluster() {
+            pending = self.repair_step(now, pending).await;
+        }
+        if pending.is_empty() {
+            return Ok(claimed);
+        }
+        // Start where the previous claim stopped, so one busy product does
+        // not starve the others.
+        let start = self
+            .relay
+            .lock()
+            .next
+            .as_ref()
+            .map_or(0, |next| pending.partition_point(|p| p < next))
+            % pending.len();
+        let lease_until = now.saturating_add(lease).as_millis();
+        let mut next = None;
+        let mut failure = None;
+        for i in 0..pending.len() {
+            let name = &pending[(start + i) % pending.len()];
+            let Ok(product) = ProductId::new(name.as_str()) else {
+                tracing::error!(product = %name, "redis: invalid product id in the pending set");
+                continue;
+            };
+            let k = self.keys(&product);
+            let mut inv = CLAIM.key(&k.outbox);
+            inv.key(&k.events);
+            self.pending_key_in_script(&mut inv);
+            inv.arg(now.as_millis())
+                .arg(max - claimed.len())
+                .arg(lease_until)
+                .arg(name);
+            let reply: Vec<String> = match self.conn.script(&inv).await {
+                Ok(reply) => reply,
+                // One product's node failing (a cluster) must not stall the
+                // others; what is claimed is handed out, since its lease
+                // would only delay it. The error counts if nothing is.
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    continue;
+                }
+            };
+            let Some((left, events)) = reply.split_first() else {
+                return Err(unexpected(OP, &reply));
+            };
+            let left: u64 = left.parse().map_err(|_| unexpected(OP, &reply))?;
+            for raw in events {
+                match self.parse_event(OP, &product, raw) {
+                    Ok(e) => claimed.push(e),
+                    // A corrupt entry must not stall every other event; it
+                    // stays in the outbox for an operator to inspect.
+                    Err(e) => {
+                        tracing::error!(product = %product, error = %e, "redis: unreadable outbox event")
+                    }
+                }
+            }
+            if left == 0 && self.is_cluster() {
+                self.unmark_pending(&product).await;
+            }
+            if claimed.len() >= max {
+                next = Some(pending[(start + i + 1) % pending.len()].clone());
+                break;
+            }
+        }
+        if next.is_some() {
+            self.relay.lock().next = next;
+        }
+        if let Some(e) = failure.filter(|_| claimed.is_empty()) {
+            return Err(backend_err(OP)(e));
+        }
+        claimed.sort_by_key(|e| e.event_id);
+        Ok(claimed)
+    }
+
+    async fn ack(&self, events: &[OrderEvent]) -> Result<()> {
+        const OP: &str = "ack";
+        let mut by_product: BTreeMap<&ProductId, Vec<String>> = BTreeMap::new();
+        for e in events {
+            by_product
+                .entry(&e.order.product_id)
+                .or_default()
+                .push(e.event_id.to_string());
+        }
+        // Every product is tried even if one fails (its node may be down on
+        // a cluster): the others' events are not delivered twice for it.
+        let mut failure = None;
+        for (product, ids) in by_product {
+            let k = self.keys(product);
+            let mut inv = ACK.key(&k.outbox);
+            inv.key(&k.events);
+            self.pending_key_in_script(&mut inv);
+            inv.arg(product.as_str()).arg(ids);
+            match self.conn.script::<u64>(&inv).await {
+                Ok(0) if self.is_cluster() => self.unmark_pending(product).await,
+                Ok(_) => {}
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        failure.map_or(Ok(()), |e| Err(backend_err(OP)(e)))
     }
 
     async fn ping(&self) -> Result<()> {

@@ -1,0 +1,65 @@
+-- flashsale: undo a reserve whose answer was lost (its request answers 503,
+-- so its buyer must own nothing).
+--
+-- * The record owns units (held, or sold by a sale without holds): they go
+--   back on sale, the buyer's count drops, the idempotency key is freed if
+--   it names this order (a retry with the key starts afresh), the record
+--   stays as `voided` until purged, and a `voided` event (seq 2) follows
+--   the order's `placed` one.
+-- * The record is closed (cancelled, expired, or a confirmed hold, whose
+--   `confirmed` event is its closing one): {"already_closed", state},
+--   nothing changes.
+-- * No record (the reserve never ran, or answered without reserving): a
+--   `voided` tombstone owning nothing is written under the order id, so a
+--   late run of that reserve answers {"reserved", tombstone} and reserves
+--   nothing. No event.
+--
+-- KEYS[1] {p:x}:sale   KEYS[2] {p:x}:users  KEYS[3] {p:x}:res
+-- KEYS[4] {p:x}:idem   KEYS[5] {p:x}:exp    KEYS[6] {p:x}:done
+-- KEYS[7] {p:x}:outbox KEYS[8] {p:x}:events
+-- KEYS[9]  optional: p:order:<order id>   } standalone Redis only; on a
+-- KEYS[10] optional: p:outbox:products    } cluster written afterwards
+-- ARGV[1] order id   ARGV[2] user   ARGV[3] quantity
+-- ARGV[4] idempotency key ("" = none)   ARGV[5] the request's time (ms)
+-- ARGV[6] now (ms, stamps the event)    ARGV[7] record retention (ms)
+-- ARGV[8] order-index ttl (ms)          ARGV[9] product id
+--
+-- Returns {"voided"} | {"nothing_reserved"} | {"already_voided"}
+--       | {"already_closed", state}
+-- (holds.lua is prepended.)
+local sale, users, res, idem, exp, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local outbox, events = KEYS[7], KEYS[8]
+local oid = ARGV[1]
+local retention = tonumber(ARGV[7])
+
+local enc = redis.call('HGET', res, oid)
+if not enc then
+  local rec = {o = oid, u = ARGV[2], q = ARGV[3], c = ARGV[5], e = ARGV[5], w = '0', s = 'voided'}
+  if ARGV[4] ~= '' then
+    rec.k = ARGV[4]
+  end
+  redis.call('HSET', res, oid, cjson.encode(rec))
+  schedule_purge(done, oid, retention)
+  if KEYS[9] then
+    redis.call('SET', KEYS[9], ARGV[9], 'PX', ARGV[8])
+  end
+  return {'nothing_reserved'}
+end
+local r = cjson.decode(enc)
+if r.s == 'voided' then
+  return {'already_voided'}
+end
+-- A confirmed hold is closed too: its `confirmed` event already took seq 2.
+if (r.s ~= 'held' and r.s ~= 'committed') or (r.s == 'committed' and r.w == '1') then
+  return {'already_closed', r.s}
+end
+return_units(sale, users, exp, oid, r)
+if r.k then
+  local field = idem_field(r)
+  if redis.call('HGET', idem, field) == oid then
+    redis.call('HDEL', idem, field)
+  end
+end
+enc = finish(res, done, oid, r, 'voided', retention)
+append_event(outbox, events, KEYS[10], ARGV[9], oid, '2', 'voided', ARGV[6], enc)
+return {'voided'}
