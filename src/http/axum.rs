@@ -10,6 +10,11 @@
 //! # }
 //! ```
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -42,7 +47,7 @@ impl IntoResponse for ApiResponse {
 /// Merge it into an application's own router, or nest it under a prefix.
 pub fn router(api: Api) -> Router {
     Router::new()
-        .route(paths::BUY, post(buy))
+        .route(paths::BUY, post(buy).layer(SpawnOnCall))
         .route(paths::PRODUCT, get(product))
         .route(paths::ADMIN_PRODUCT, put(put_sale))
         .route(paths::CONFIRM, post(confirm))
@@ -52,6 +57,54 @@ pub fn router(api: Api) -> Router {
         .fallback(|| async { ApiResponse::not_found() })
         .method_not_allowed_fallback(|| async { ApiResponse::method_not_allowed() })
         .with_state(api)
+}
+
+/// Runs the wrapped route as its own task from the moment hyper hands it
+/// the request (`Service::call`), not from its first poll: hyper drops a
+/// connection's in-flight future when the client goes away, possibly
+/// before polling it once, and a purchase must not depend on that.
+#[derive(Debug, Clone, Copy)]
+struct SpawnOnCall;
+
+impl<S> tower_layer::Layer<S> for SpawnOnCall {
+    type Service = Spawned<S>;
+    fn layer(&self, inner: S) -> Spawned<S> {
+        Spawned(inner)
+    }
+}
+
+/// The service [`SpawnOnCall`] makes.
+#[derive(Debug, Clone)]
+struct Spawned<S>(S);
+
+impl<S> tower_service::Service<axum::extract::Request> for Spawned<S>
+where
+    S: tower_service::Service<axum::extract::Request, Error = Infallible>,
+    S::Response: IntoResponse + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        let task = tokio::spawn(self.0.call(req));
+        Box::pin(async move {
+            Ok(match task.await {
+                Ok(Ok(response)) => response.into_response(),
+                Ok(Err(never)) => match never {},
+                Err(error) => {
+                    tracing::error!(%error, "purchase task failed");
+                    ApiResponse::error(500, "internal", "the server failed; see its logs")
+                        .into_response()
+                }
+            })
+        })
+    }
 }
 
 /// Reads the whole body, stopping at `limit` bytes.
