@@ -1,17 +1,23 @@
 //! The engine end to end on the in-memory backends, with a manual clock:
-//! rate limiting, idempotency, holds (confirm, cancel, expiry, sweeper) and
-//! configuration errors.
+//! rate limiting, idempotency and replays (which win over a closed window,
+//! changed terms and the per-user cap), holds (confirm, cancel, expiry,
+//! sweeper) with one outbox event per state change, the two hand-off
+//! modes, the relay, and configuration errors.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use flashsale::engine::{HandOff, RelayConfig};
+use flashsale::http::ApiResponse;
 use flashsale::memory::{
     MemoryOrderSink, MemoryRateLimiter, MemoryStockStore, StaticAuthenticator,
 };
-use flashsale::model::{OrderStatus, Principal, StockLevels, UserId};
+use flashsale::model::{EventType, OrderEvent, OrderStatus, Principal, StockLevels, UserId};
+use flashsale::ports::{ReserveOutcome, ReserveRequest, SaleWrite};
 use flashsale::{
-    Credentials, Engine, Error, IdempotencyKey, ManualClock, Outcome, ProductId, PurchaseRequest,
-    Quantity, RateQuota, Sale, Timestamp,
+    Clock, Credentials, Engine, Error, IdempotencyKey, ManualClock, OrderId, Outcome, ProductId,
+    PurchaseRequest, Quantity, RateQuota, Sale, StockStore, Timestamp,
 };
 
 const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
@@ -19,12 +25,12 @@ const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
 struct Shop {
     engine: Engine,
     clock: ManualClock,
+    store: Arc<MemoryStockStore>,
     sink: Arc<MemoryOrderSink>,
 }
 
-fn shop(quota: &str) -> Shop {
-    let clock = ManualClock::new(T0);
-    let auth = StaticAuthenticator::new()
+fn auth() -> StaticAuthenticator {
+    StaticAuthenticator::new()
         .with_token("alice", Principal::user(UserId::new("alice").unwrap()))
         .with_token("bob", Principal::user(UserId::new("bob").unwrap()))
         .with_token(
@@ -33,25 +39,36 @@ fn shop(quota: &str) -> Shop {
                 user: UserId::new("root").unwrap(),
                 roles: vec!["admin".into()],
             },
-        );
+        )
+}
+
+fn shop_with(quota: &str, hand_off: HandOff) -> Shop {
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(MemoryStockStore::new());
     let sink = Arc::new(MemoryOrderSink::new());
     let quota: RateQuota = quota.parse().unwrap();
     let engine = Engine::builder()
-        .stock_store(Arc::new(MemoryStockStore::new()))
+        .stock_store(store.clone())
         .rate_limiter(Arc::new(MemoryRateLimiter::with_clock(
             quota,
             Arc::new(clock.clone()),
         )))
         .order_sink(sink.clone())
-        .authenticator(Arc::new(auth))
+        .authenticator(Arc::new(auth()))
         .clock(Arc::new(clock.clone()))
+        .hand_off(hand_off)
         .build()
         .unwrap();
     Shop {
         engine,
         clock,
+        store,
         sink,
     }
+}
+
+fn shop(quota: &str) -> Shop {
+    shop_with(quota, HandOff::Outbox)
 }
 
 fn pid(s: &str) -> ProductId {
@@ -62,6 +79,10 @@ fn buy(p: &str, q: i64) -> PurchaseRequest {
     PurchaseRequest::new(pid(p), Quantity::new(q).unwrap())
 }
 
+fn keyed(p: &str, q: i64, key: &str) -> PurchaseRequest {
+    buy(p, q).with_idempotency_key(IdempotencyKey::new(key).unwrap())
+}
+
 fn as_(token: &str) -> Credentials {
     Credentials::bearer(token)
 }
@@ -70,19 +91,45 @@ async fn levels(s: &Shop, p: &str) -> StockLevels {
     s.engine.snapshot(&pid(p)).await.unwrap().unwrap()
 }
 
+fn order_of(o: &Outcome) -> OrderId {
+    o.purchase()
+        .unwrap_or_else(|| panic!("not a purchase: {o:?}"))
+        .order
+        .order_id
+}
+
+/// Relays everything and returns the sink's distinct events as
+/// `(type, order id)`.
+async fn delivered(s: &Shop) -> Vec<(EventType, OrderId)> {
+    s.engine.drain_outbox().await.unwrap();
+    s.sink
+        .events()
+        .iter()
+        .map(|e| (e.event_type, e.event_id.order_id()))
+        .collect()
+}
+
+/// Asserts `o` is the 200 replay of `original`: same order, the
+/// `Idempotent-Replayed` header, and nothing new reserved.
+fn assert_replay_of(o: &Outcome, original: OrderId) {
+    assert!(matches!(o, Outcome::Replayed(_)), "{o:?}");
+    assert_eq!(order_of(o), original);
+    let http = ApiResponse::from_outcome(o);
+    assert_eq!(http.status, 200);
+    assert_eq!(http.header("idempotent-replayed"), Some("true"));
+}
+
 #[tokio::test]
 async fn burst_then_rate_limited_with_retry_after_then_admitted() {
     let s = shop("2/1m");
     let sale = Sale::builder(pid("p"), 100).build().unwrap();
     s.engine.create_sale(&sale).await.unwrap();
-    assert_eq!(
-        s.engine.purchase(&as_("alice"), buy("p", 1)).await.code(),
-        "purchased"
-    );
-    assert_eq!(
-        s.engine.purchase(&as_("alice"), buy("p", 1)).await.code(),
-        "purchased"
-    );
+    for _ in 0..2 {
+        assert_eq!(
+            s.engine.purchase(&as_("alice"), buy("p", 1)).await.code(),
+            "purchased"
+        );
+    }
     let limited = s.engine.purchase(&as_("alice"), buy("p", 1)).await;
     assert_eq!(
         limited,
@@ -90,7 +137,9 @@ async fn burst_then_rate_limited_with_retry_after_then_admitted() {
             retry_after: Duration::from_secs(30)
         }
     );
-    assert_eq!(limited.http_status(), 429);
+    let http = ApiResponse::from_outcome(&limited);
+    assert_eq!(http.status, 429);
+    assert_eq!(http.header("retry-after"), Some("30"));
     // Another buyer is not affected; the limited attempt reserved nothing.
     assert_eq!(
         s.engine.purchase(&as_("bob"), buy("p", 1)).await.code(),
@@ -102,6 +151,11 @@ async fn burst_then_rate_limited_with_retry_after_then_admitted() {
         s.engine.purchase(&as_("alice"), buy("p", 1)).await.code(),
         "purchased"
     );
+    assert_eq!(
+        delivered(&s).await.len(),
+        4,
+        "one placed event per purchase"
+    );
 }
 
 #[tokio::test]
@@ -111,40 +165,235 @@ async fn idempotent_replay_returns_the_original_and_conflict_is_refused() {
         .create_sale(&Sale::builder(pid("p"), 10).build().unwrap())
         .await
         .unwrap();
-    let key = IdempotencyKey::new("checkout-42").unwrap();
     let first = s
         .engine
-        .purchase(&as_("alice"), buy("p", 2).with_idempotency_key(key.clone()))
+        .purchase(&as_("alice"), keyed("p", 2, "checkout-42"))
         .await;
-    let Outcome::Purchased(original) = first else {
+    let Outcome::Purchased(original) = &first else {
         panic!("{first:?}")
     };
+    assert_eq!(
+        ApiResponse::from_outcome(&first).header("idempotent-replayed"),
+        None
+    );
     let again = s
         .engine
-        .purchase(&as_("alice"), buy("p", 2).with_idempotency_key(key.clone()))
+        .purchase(&as_("alice"), keyed("p", 2, "checkout-42"))
         .await;
-    match again {
-        Outcome::Replayed(p) => {
-            assert_eq!(p.order, original.order);
-            assert_eq!(p.status, OrderStatus::Confirmed);
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_replay_of(&again, original.order.order_id);
+    assert_eq!(again.purchase().unwrap().status, OrderStatus::Confirmed);
+    assert_eq!(again.purchase().unwrap().order, original.order);
     let conflict = s
         .engine
-        .purchase(&as_("alice"), buy("p", 3).with_idempotency_key(key.clone()))
+        .purchase(&as_("alice"), keyed("p", 3, "checkout-42"))
         .await;
     assert_eq!(conflict, Outcome::IdempotencyConflict);
     assert_eq!(conflict.http_status(), 409);
     // Bob's use of the same key is his own request.
     let bobs = s
         .engine
-        .purchase(&as_("bob"), buy("p", 1).with_idempotency_key(key))
+        .purchase(&as_("bob"), keyed("p", 1, "checkout-42"))
         .await;
     assert_eq!(bobs.code(), "purchased");
     assert_eq!(levels(&s, "p").await.committed, 3);
-    assert_eq!(s.sink.len(), 2, "one order per key");
+    let events = delivered(&s).await;
+    assert_eq!(
+        events,
+        {
+            let mut want = vec![
+                (EventType::Placed, original.order.order_id),
+                (EventType::Placed, order_of(&bobs)),
+            ];
+            want.sort_by_key(|(_, id)| *id);
+            want
+        },
+        "one order per key and buyer"
+    );
 }
+
+// ------------------------------------------------------------ replays win
+
+async fn keyed_purchase(s: &Shop, q: i64, key: &str) -> OrderId {
+    let o = s.engine.purchase(&as_("alice"), keyed("p", q, key)).await;
+    assert_eq!(o.code(), "purchased", "{o:?}");
+    order_of(&o)
+}
+
+#[tokio::test]
+async fn a_replay_after_the_sale_ended_gets_the_original_answer() {
+    let s = shop("100/1s");
+    let sale = Sale::builder(pid("p"), 10)
+        .ends_at(T0.saturating_add(Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    s.engine.create_sale(&sale).await.unwrap();
+    s.clock.advance(Duration::from_secs(9));
+    let original = keyed_purchase(&s, 2, "late-answer").await;
+    s.clock.advance(Duration::from_secs(5));
+    // The answer was lost; the client retries after the end.
+    let replay = s
+        .engine
+        .purchase(&as_("alice"), keyed("p", 2, "late-answer"))
+        .await;
+    assert_replay_of(&replay, original);
+    // A new purchase after the end is refused, key or not.
+    assert_eq!(
+        s.engine.purchase(&as_("alice"), keyed("p", 2, "new")).await,
+        Outcome::NotOnSale
+    );
+    assert_eq!(
+        s.engine.purchase(&as_("alice"), buy("p", 2)).await,
+        Outcome::NotOnSale
+    );
+    assert_eq!(levels(&s, "p").await.committed, 2);
+    assert_eq!(delivered(&s).await, vec![(EventType::Placed, original)]);
+}
+
+#[tokio::test]
+async fn a_replay_after_a_restock_lowered_the_per_order_max_gets_the_original_answer() {
+    let s = shop("100/1s");
+    let sale = Sale::builder(pid("p"), 10)
+        .per_order_max(3)
+        .build()
+        .unwrap();
+    s.engine.create_sale(&sale).await.unwrap();
+    let original = keyed_purchase(&s, 3, "big-order").await;
+    let restock = Sale::builder(pid("p"), 20)
+        .per_order_max(1)
+        .build()
+        .unwrap();
+    assert_eq!(
+        s.engine.create_sale(&restock).await.unwrap(),
+        SaleWrite::Updated
+    );
+    let replay = s
+        .engine
+        .purchase(&as_("alice"), keyed("p", 3, "big-order"))
+        .await;
+    assert_replay_of(&replay, original);
+    // A new order of 3 is above the new maximum, key or not.
+    for req in [keyed("p", 3, "other"), buy("p", 3)] {
+        match s.engine.purchase(&as_("alice"), req).await {
+            Outcome::Invalid(e) => assert_eq!(e.field, "quantity"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let l = levels(&s, "p").await;
+    assert_eq!((l.total, l.committed), (20, 3));
+    assert_eq!(delivered(&s).await, vec![(EventType::Placed, original)]);
+}
+
+#[tokio::test]
+async fn a_replay_when_the_buyer_is_at_the_cap_or_stock_is_gone_gets_the_original_answer() {
+    let s = shop("100/1s");
+    let sale = Sale::builder(pid("p"), 3)
+        .per_user_limit(2)
+        .build()
+        .unwrap();
+    s.engine.create_sale(&sale).await.unwrap();
+    let original = keyed_purchase(&s, 2, "at-cap").await;
+    assert_eq!(
+        s.engine.purchase(&as_("alice"), buy("p", 1)).await,
+        Outcome::LimitExceeded
+    );
+    let replay = s
+        .engine
+        .purchase(&as_("alice"), keyed("p", 2, "at-cap"))
+        .await;
+    assert_replay_of(&replay, original);
+    // Bob takes the last unit: sold out, and the replay still wins.
+    assert_eq!(
+        s.engine.purchase(&as_("bob"), buy("p", 1)).await.code(),
+        "purchased"
+    );
+    assert_eq!(
+        s.engine.purchase(&as_("bob"), buy("p", 1)).await,
+        Outcome::SoldOut
+    );
+    let replay = s
+        .engine
+        .purchase(&as_("alice"), keyed("p", 2, "at-cap"))
+        .await;
+    assert_replay_of(&replay, original);
+    assert_eq!(levels(&s, "p").await.available, 0);
+}
+
+#[tokio::test]
+async fn a_replay_under_await_sink_is_the_original_and_the_sink_keeps_one_order() {
+    let s = shop_with(
+        "100/1s",
+        HandOff::AwaitSink {
+            timeout: Duration::from_millis(200),
+        },
+    );
+    s.engine
+        .create_sale(&Sale::builder(pid("p"), 5).build().unwrap())
+        .await
+        .unwrap();
+    let original = keyed_purchase(&s, 1, "k").await;
+    // AwaitSink: the sink had the order before the 200.
+    assert_eq!(s.sink.orders().len(), 1);
+    let replay = s.engine.purchase(&as_("alice"), keyed("p", 1, "k")).await;
+    assert_replay_of(&replay, original);
+    assert_eq!(delivered(&s).await, vec![(EventType::Placed, original)]);
+}
+
+#[tokio::test]
+async fn a_replay_of_a_cancelled_hold_answers_the_order_as_it_stands() {
+    let s = shop("100/1s");
+    hold_sale(&s).await;
+    let o = s
+        .engine
+        .purchase(&as_("alice"), keyed("seat", 1, "seat-1"))
+        .await;
+    let id = order_of(&o);
+    s.engine.cancel(&as_("alice"), &id).await;
+    let replay = s
+        .engine
+        .purchase(&as_("alice"), keyed("seat", 1, "seat-1"))
+        .await;
+    assert_replay_of(&replay, id);
+    assert_eq!(replay.purchase().unwrap().status, OrderStatus::Cancelled);
+    assert_eq!(
+        levels(&s, "seat").await.available,
+        4,
+        "the replay reserved nothing"
+    );
+}
+
+/// A request with a key skips local validation so that a replay can win;
+/// without a matching finished purchase the store refuses it the same way.
+#[tokio::test]
+async fn a_keyed_request_is_validated_by_the_store() {
+    let s = shop("3/1h");
+    let sale = Sale::builder(pid("p"), 10)
+        .per_order_max(2)
+        .starts_at(T0.saturating_add(Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    s.engine.create_sale(&sale).await.unwrap();
+    assert_eq!(
+        s.engine.purchase(&as_("alice"), keyed("p", 1, "a")).await,
+        Outcome::NotOnSale
+    );
+    s.clock.advance(Duration::from_secs(10));
+    match s.engine.purchase(&as_("alice"), keyed("p", 3, "b")).await {
+        Outcome::Invalid(e) => assert_eq!(e.field, "quantity"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(levels(&s, "p").await.available, 10);
+    // Both reached the store, so both spent one of alice's three tokens.
+    assert_eq!(
+        s.engine.purchase(&as_("alice"), buy("p", 1)).await.code(),
+        "purchased"
+    );
+    assert_eq!(
+        s.engine.purchase(&as_("alice"), buy("p", 1)).await.code(),
+        "rate_limited"
+    );
+}
+
+// ------------------------------------------------------------------ holds
 
 async fn hold_sale(s: &Shop) {
     let sale = Sale::builder(pid("seat"), 4)
@@ -154,15 +403,16 @@ async fn hold_sale(s: &Shop) {
     s.engine.create_sale(&sale).await.unwrap();
 }
 
-async fn held_order(s: &Shop, who: &str) -> flashsale::OrderId {
+async fn held_order(s: &Shop, who: &str) -> OrderId {
     match s.engine.purchase(&as_(who), buy("seat", 1)).await {
         Outcome::Purchased(p) => {
             assert_eq!(
                 p.status,
                 OrderStatus::Held {
-                    expires_at: T0.saturating_add(Duration::from_secs(60))
+                    expires_at: s.clock.now().saturating_add(Duration::from_secs(60))
                 }
             );
+            assert!(p.order.hold_expires_at.is_some());
             p.order.order_id
         }
         other => panic!("{other:?}"),
@@ -194,11 +444,17 @@ async fn held_orders_are_confirmed_by_their_buyer_or_an_admin_only() {
         s.engine.cancel(&as_("alice"), &order).await,
         Outcome::OrderClosed(OrderStatus::Confirmed)
     );
-    assert_eq!(levels(&s, "seat").await.committed, 1);
-    let unknown = flashsale::OrderId::new(T0);
+    let l = levels(&s, "seat").await;
+    assert_eq!((l.held, l.committed), (0, 1));
+    let unknown = OrderId::new(T0);
     assert_eq!(
         s.engine.confirm(&as_("alice"), &unknown).await,
         Outcome::UnknownOrder
+    );
+    assert_eq!(
+        delivered(&s).await,
+        vec![(EventType::Placed, order), (EventType::Confirmed, order)],
+        "one event per state change, none for the refused ones"
     );
 }
 
@@ -218,14 +474,18 @@ async fn cancelled_holds_return_units_and_cannot_be_confirmed() {
         Outcome::OrderClosed(OrderStatus::Cancelled)
     );
     assert_eq!(levels(&s, "seat").await.available, 4);
+    assert_eq!(
+        delivered(&s).await,
+        vec![(EventType::Placed, order), (EventType::Cancelled, order)]
+    );
 }
 
-#[tokio::test]
-async fn unconfirmed_holds_expire_and_the_sweeper_returns_them() {
+#[tokio::test(start_paused = true)]
+async fn unconfirmed_holds_expire_and_the_sweeper_returns_them_with_their_events() {
     let s = shop("100/1s");
     hold_sale(&s).await;
     let a = held_order(&s, "alice").await;
-    held_order(&s, "bob").await;
+    let b = held_order(&s, "bob").await;
     assert_eq!(levels(&s, "seat").await.available, 2);
     assert_eq!(s.engine.expire_holds().await.unwrap(), 0);
     s.clock.advance(Duration::from_secs(60));
@@ -250,6 +510,93 @@ async fn unconfirmed_holds_expire_and_the_sweeper_returns_them() {
     sweeper.await.unwrap();
     let l = levels(&s, "seat").await;
     assert_eq!((l.available, l.held), (4, 0), "{l:?}");
+    let events: BTreeSet<_> = delivered(&s)
+        .await
+        .into_iter()
+        .map(|(t, id)| (t.as_str(), id))
+        .collect();
+    let want: BTreeSet<_> = [("placed", a), ("expired", a), ("placed", b), ("expired", b)]
+        .into_iter()
+        .collect();
+    assert_eq!(events, want, "each expiry has its event, once");
+}
+
+#[tokio::test]
+async fn events_carry_stable_ids_seq_and_the_order() {
+    let s = shop("100/1s");
+    hold_sale(&s).await;
+    let o = s
+        .engine
+        .purchase(&as_("alice"), keyed("seat", 2, "ev-1"))
+        .await;
+    let id = order_of(&o);
+    s.engine.confirm(&as_("alice"), &id).await;
+    s.engine.drain_outbox().await.unwrap();
+    let events: Vec<OrderEvent> = s.sink.events();
+    assert_eq!(events.len(), 2);
+    for (e, (t, seq)) in events
+        .iter()
+        .zip([(EventType::Placed, 1), (EventType::Confirmed, 2)])
+    {
+        assert_eq!((e.event_type, e.seq), (t, seq));
+        assert_eq!(e.event_id.to_string(), format!("{id}.{seq}"));
+        assert_eq!(e.schema_version, OrderEvent::SCHEMA_VERSION);
+        assert_eq!(&e.order, &o.purchase().unwrap().order);
+    }
+    // Relaying again delivers nothing new.
+    assert_eq!(s.engine.drain_outbox().await.unwrap(), 0);
+    assert_eq!(s.sink.duplicates(), 0);
+}
+
+// ----------------------------------------------------- hand-off and relay
+
+#[tokio::test]
+async fn await_sink_answers_200_once_the_sink_has_the_order() {
+    let s = shop_with(
+        "100/1s",
+        HandOff::AwaitSink {
+            timeout: Duration::from_millis(200),
+        },
+    );
+    s.engine
+        .create_sale(&Sale::builder(pid("p"), 5).build().unwrap())
+        .await
+        .unwrap();
+    let o = s.engine.purchase(&as_("alice"), buy("p", 2)).await;
+    assert_eq!(o.code(), "purchased");
+    assert_eq!(s.sink.orders(), vec![o.purchase().unwrap().order.clone()]);
+    // Acknowledged in the store at once: the relay has nothing to resend.
+    assert_eq!(s.engine.drain_outbox().await.unwrap(), 0);
+    assert_eq!(s.sink.duplicates(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_spawned_relay_delivers_each_purchase_promptly() {
+    let s = shop("100/1s");
+    s.engine
+        .create_sale(&Sale::builder(pid("p"), 5).build().unwrap())
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay = s
+        .engine
+        .spawn_relay(Duration::from_secs(3_600), async move {
+            let _ = stopped.await;
+        });
+    let mut live = s.sink.subscribe();
+    let o = s.engine.purchase(&as_("alice"), buy("p", 1)).await;
+    let started = tokio::time::Instant::now();
+    let e = live.recv().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "woken by the purchase, not by its hourly tick"
+    );
+    assert_eq!(
+        (e.event_type, e.order.order_id),
+        (EventType::Placed, order_of(&o))
+    );
+    stop.send(()).unwrap();
+    relay.await.unwrap();
 }
 
 #[tokio::test]
@@ -304,12 +651,12 @@ async fn restock_is_seen_at_once_and_cannot_go_below_sold() {
         Outcome::SoldOut
     );
     let below = Sale::builder(pid("p"), 0).build().unwrap();
-    assert!(matches!(
+    assert_eq!(
         s.engine.create_sale(&below).await.unwrap(),
-        flashsale::ports::SaleWrite::StockBelowSold {
+        SaleWrite::StockBelowSold {
             held_or_committed: 1
         }
-    ));
+    );
     s.engine
         .create_sale(&Sale::builder(pid("p"), 2).build().unwrap())
         .await
@@ -327,77 +674,104 @@ fn builder_says_what_is_missing_or_inconsistent() {
         matches!(&err, Error::Config(m) if m.contains("stock store")),
         "{err}"
     );
-    let err = Engine::builder()
-        .stock_store(Arc::new(MemoryStockStore::new()))
-        .rate_limiter(Arc::new(MemoryRateLimiter::per_second(1).unwrap()))
-        .order_sink(Arc::new(MemoryOrderSink::new()))
-        .authenticator(Arc::new(StaticAuthenticator::new()))
-        .port_timeout(Duration::from_secs(20))
+    let ports = || {
+        Engine::builder()
+            .stock_store(Arc::new(MemoryStockStore::new()))
+            .rate_limiter(Arc::new(MemoryRateLimiter::per_second(1).unwrap()))
+            .order_sink(Arc::new(MemoryOrderSink::new()))
+            .authenticator(Arc::new(StaticAuthenticator::new()))
+    };
+    assert!(ports().build().is_ok());
+    let relay = RelayConfig {
+        batch: 10,
+        lease: Duration::from_secs(3),
+        submit_timeout: Duration::from_secs(2),
+    };
+    // The lease must outlast a slow pass: its submit plus the ack.
+    let err = ports()
+        .relay(relay)
+        .port_timeout(Duration::from_secs(1))
         .build()
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Config(m) if m.contains("pending_ttl")),
+        matches!(&err, Error::Config(m) if m.contains("lease")),
+        "{err}"
+    );
+    assert!(
+        ports()
+            .relay(relay)
+            .port_timeout(Duration::from_millis(999))
+            .build()
+            .is_ok()
+    );
+    let err = ports().port_timeout(Duration::ZERO).build().unwrap_err();
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("port_timeout")),
+        "{err}"
+    );
+    let err = ports()
+        .hand_off(HandOff::AwaitSink {
+            timeout: Duration::ZERO,
+        })
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("AwaitSink")),
+        "{err}"
+    );
+    let err = ports()
+        .relay(RelayConfig {
+            batch: 0,
+            ..RelayConfig::default()
+        })
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("batch")),
         "{err}"
     );
 }
 
+/// A first request reserved under its key, then its server died before
+/// answering: the order stands, with its `placed` event in the outbox. The
+/// client's retry on another server gets that order back, and the sink
+/// gets it exactly once.
 #[tokio::test]
-async fn a_retry_after_a_crash_finishes_the_original_purchase_once() {
-    use flashsale::StockStore;
-    use flashsale::ports::{ReserveOutcome, ReserveRequest};
-    // A first request reserved under its key, then its server died before
-    // the order reached the sink: the hold sits there, uncommitted.
-    let clock = ManualClock::new(T0);
-    let store = Arc::new(MemoryStockStore::new());
-    let sale = Sale::builder(pid("p"), 5).build().unwrap();
-    store.create_sale(&sale).await.unwrap();
+async fn a_retry_after_a_crash_replays_the_orphaned_order_once() {
+    let s = shop("100/1s");
+    s.engine
+        .create_sale(&Sale::builder(pid("p"), 5).build().unwrap())
+        .await
+        .unwrap();
     let key = IdempotencyKey::new("crash-1").unwrap();
     let first = ReserveRequest {
-        order_id: flashsale::OrderId::new(T0),
+        order_id: OrderId::new(T0),
         product: pid("p"),
         user: UserId::new("alice").unwrap(),
         quantity: Quantity::new(2).unwrap(),
         idempotency_key: Some(key.clone()),
         now: T0,
-        pending_ttl: Duration::from_secs(30),
     };
-    let ReserveOutcome::Reserved(orphan) = store.reserve(&first).await.unwrap() else {
+    let ReserveOutcome::Reserved(orphan) = s.store.reserve(&first).await.unwrap() else {
         panic!()
     };
-    let sink = Arc::new(MemoryOrderSink::new());
-    let engine = Engine::builder()
-        .stock_store(store.clone())
-        .rate_limiter(Arc::new(MemoryRateLimiter::per_second(100).unwrap()))
-        .order_sink(sink.clone())
-        .authenticator(Arc::new(
-            StaticAuthenticator::new()
-                .with_token("alice", Principal::user(UserId::new("alice").unwrap())),
-        ))
-        .clock(Arc::new(clock.clone()))
-        .build()
-        .unwrap();
-    // The client retries with its key on another server.
-    let retry = engine
-        .purchase(&as_("alice"), buy("p", 2).with_idempotency_key(key.clone()))
+    let retry = s
+        .engine
+        .purchase(&as_("alice"), keyed("p", 2, "crash-1"))
         .await;
-    match &retry {
-        Outcome::Replayed(p) => {
-            assert_eq!(p.order.order_id, orphan.order_id);
-            assert_eq!(p.status, OrderStatus::Confirmed);
-        }
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(
-        sink.orders(),
-        vec![orphan.to_order()],
-        "the order reached the sink once"
-    );
-    let l = engine.snapshot(&pid("p")).await.unwrap().unwrap();
+    assert_replay_of(&retry, orphan.order_id);
+    assert_eq!(retry.purchase().unwrap().status, OrderStatus::Confirmed);
+    let l = levels(&s, "p").await;
     assert_eq!((l.held, l.committed), (0, 2));
     // And again: a plain replay, still one order.
-    let again = engine
-        .purchase(&as_("alice"), buy("p", 2).with_idempotency_key(key))
+    let again = s
+        .engine
+        .purchase(&as_("alice"), keyed("p", 2, "crash-1"))
         .await;
-    assert_eq!(again.code(), "replayed");
-    assert_eq!(sink.len(), 1);
+    assert_replay_of(&again, orphan.order_id);
+    assert_eq!(
+        delivered(&s).await,
+        vec![(EventType::Placed, orphan.order_id)]
+    );
+    assert_eq!(s.sink.orders(), vec![orphan.to_order()]);
 }

@@ -1,348 +1,859 @@
-//! Property tests of the purchase state machine over arbitrary sequences of
-//! port results, including an error or a timeout at every step.
+//! Property tests of the purchase state machine, pure and without a
+//! runtime: every port answer is drawn at random, an error or a timeout
+//! included at every step, and the whole trace is checked against the
+//! design's promises (see the `machine` module docs and design.md, "The
+//! purchase state machine" and "Order hand-off: the outbox").
 
 use std::time::Duration;
 
-use flashsale::machine::{Action, Failure, MachineConfig, PurchaseMachine};
+use flashsale::machine::{Action, Failure, HandOff, MachineConfig, PurchaseMachine, StepError};
 use flashsale::model::{
-    AuthRejection, OrderId, OrderStatus, Outcome, Principal, ProductId, PurchaseRequest, Quantity,
-    Receipt, Reservation, ReservationState, Sale, Timestamp, UserId,
+    AuthRejection, IdempotencyKey, OrderEvent, OrderId, OrderStatus, Outcome, Principal, ProductId,
+    PurchaseRequest, PurchaseSummary, Quantity, Reservation, ReservationState, Sale, Timestamp,
+    UserId,
 };
-use flashsale::ports::{CommitOutcome, RateDecision, ReleaseOutcome, ReserveOutcome};
+use flashsale::ports::{RateDecision, ReserveOutcome, ReserveRequest, VoidOutcome};
 use proptest::prelude::*;
 
 const NOW: Timestamp = Timestamp::from_millis(1_767_225_600_000);
+const HOLD: Duration = Duration::from_secs(60);
+const RETRY_AFTER: Duration = Duration::from_secs(3);
+const RATE_COST: u32 = 2;
 
-/// What kind of action was asked for, and what was answered.
-#[derive(Debug, Clone, PartialEq)]
-enum Step {
-    Auth(bool),
-    Rate(bool),
-    Reserve(ReserveAnswer),
-    Submit(bool),
-    Commit(Option<CommitOutcome>),
-    Release(Option<ReleaseOutcome>),
+// ---------------------------------------------------------------- scenario
+
+/// Where `NOW` falls relative to the sale's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Window {
+    Open,
+    NotYet,
+    Ended,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// The request, the sale's terms as the driver knows them, and the config.
+#[derive(Debug, Clone)]
+struct Scenario {
+    await_sink: bool,
+    /// `false`: the driver knows no such sale.
+    known: bool,
+    hold: bool,
+    window: Window,
+    per_order_max: u32,
+    quantity: u32,
+    key: bool,
+}
+
+impl Scenario {
+    fn config(&self) -> MachineConfig {
+        MachineConfig {
+            hand_off: if self.await_sink {
+                HandOff::AwaitSink {
+                    timeout: Duration::from_millis(50),
+                }
+            } else {
+                HandOff::Outbox
+            },
+            unavailable_retry_after: RETRY_AFTER,
+            rate_cost: RATE_COST,
+        }
+    }
+
+    fn sale(&self) -> Sale {
+        let mut sale = Sale::builder(product(), 100).per_order_max(self.per_order_max);
+        if self.hold {
+            sale = sale.hold(HOLD);
+        }
+        sale = match self.window {
+            Window::Open => sale,
+            Window::NotYet => sale.starts_at(NOW.saturating_add(Duration::from_secs(1))),
+            Window::Ended => sale
+                .starts_at(Timestamp::from_millis(NOW.as_millis() - 10_000))
+                .ends_at(NOW),
+        };
+        sale.build().unwrap()
+    }
+
+    fn request(&self) -> PurchaseRequest {
+        let req = PurchaseRequest::new(product(), Quantity::new(self.quantity.into()).unwrap());
+        if self.key {
+            req.with_idempotency_key(key())
+        } else {
+            req
+        }
+    }
+}
+
+fn product() -> ProductId {
+    ProductId::new("p").unwrap()
+}
+
+fn alice() -> UserId {
+    UserId::new("alice").unwrap()
+}
+
+fn key() -> IdempotencyKey {
+    IdempotencyKey::new("k-1").unwrap()
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    (
+        any::<bool>(),
+        prop::bool::weighted(0.95),
+        any::<bool>(),
+        prop_oneof![
+            6 => Just(Window::Open),
+            1 => Just(Window::NotYet),
+            1 => Just(Window::Ended)
+        ],
+        1u32..=4,
+        1u32..=6,
+        any::<bool>(),
+    )
+        .prop_map(
+            |(await_sink, known, hold, window, per_order_max, quantity, key)| Scenario {
+                await_sink,
+                known,
+                hold,
+                window,
+                per_order_max,
+                quantity,
+                key,
+            },
+        )
+}
+
+// ----------------------------------------------------------------- answers
+
+/// How a `Duplicate`'s reservation differs from this request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Diff {
+    Same,
+    User,
+    Quantity,
+    Product,
+}
+
+#[derive(Debug, Clone)]
+enum AuthAnswer {
+    Ok,
+    Rejected(AuthRejection),
+    Fail(Failure),
+}
+
+#[derive(Debug, Clone)]
 enum ReserveAnswer {
+    /// This request's own reservation, in the state the store should
+    /// report (`Held` for a hold sale, else `Committed`).
     Reserved,
-    Refused,
-    /// The key names a finished (or different) request.
-    Duplicate,
-    /// The key names this same request, still held.
-    DuplicateHeld,
-    Failed,
+    /// This request's own reservation found again (a store-level retry), in
+    /// any state: e.g. the `Voided` tombstone a racing void left.
+    ReservedAs(ReservationState),
+    Duplicate(Diff, ReservationState),
+    SoldOut,
+    LimitExceeded,
+    NotOnSale,
+    UnknownProduct,
+    OverOrderMax(u32),
+    Fail(Failure),
 }
 
+/// One answer per kind of action; a kind asked twice gets the same answer
+/// (so a loop would show up as a trace longer than allowed).
+#[derive(Debug, Clone)]
+struct Answers {
+    auth: AuthAnswer,
+    rate: Result<RateDecision, Failure>,
+    reserve: ReserveAnswer,
+    void: Result<VoidOutcome, Failure>,
+    submit: Result<(), Failure>,
+}
+
+fn failure() -> impl Strategy<Value = Failure> {
+    prop_oneof![Just(Failure::Error), Just(Failure::Timeout)]
+}
+
+fn any_state() -> impl Strategy<Value = ReservationState> {
+    prop_oneof![
+        Just(ReservationState::Held),
+        Just(ReservationState::Committed),
+        Just(ReservationState::Cancelled),
+        Just(ReservationState::Expired),
+        Just(ReservationState::Voided),
+    ]
+}
+
+fn answers() -> impl Strategy<Value = Answers> {
+    let auth = prop_oneof![
+        6 => Just(AuthAnswer::Ok),
+        1 => prop_oneof![
+            Just(AuthRejection::Missing),
+            Just(AuthRejection::Expired),
+            Just(AuthRejection::BadSignature)
+        ]
+        .prop_map(AuthAnswer::Rejected),
+        1 => failure().prop_map(AuthAnswer::Fail),
+    ];
+    let rate = prop_oneof![
+        6 => Just(Ok(RateDecision::Allowed)),
+        1 => (1u64..90_000).prop_map(|ms| Ok(RateDecision::Limited {
+            retry_after: Duration::from_millis(ms)
+        })),
+        1 => failure().prop_map(Err),
+    ];
+    let diff = prop_oneof![
+        3 => Just(Diff::Same),
+        1 => Just(Diff::User),
+        1 => Just(Diff::Quantity),
+        1 => Just(Diff::Product),
+    ];
+    let reserve = prop_oneof![
+        6 => Just(ReserveAnswer::Reserved),
+        1 => any_state().prop_map(ReserveAnswer::ReservedAs),
+        3 => (diff, any_state()).prop_map(|(d, s)| ReserveAnswer::Duplicate(d, s)),
+        1 => Just(ReserveAnswer::SoldOut),
+        1 => Just(ReserveAnswer::LimitExceeded),
+        1 => Just(ReserveAnswer::NotOnSale),
+        1 => Just(ReserveAnswer::UnknownProduct),
+        1 => (1u32..=4).prop_map(ReserveAnswer::OverOrderMax),
+        4 => failure().prop_map(ReserveAnswer::Fail),
+    ];
+    let void = prop_oneof![
+        Just(Ok(VoidOutcome::Voided)),
+        Just(Ok(VoidOutcome::NothingReserved)),
+        Just(Ok(VoidOutcome::AlreadyVoided)),
+        Just(Ok(VoidOutcome::AlreadyClosed(ReservationState::Expired))),
+        failure().prop_map(Err),
+    ];
+    let submit = prop_oneof![2 => Just(Ok(())), 1 => failure().prop_map(Err)];
+    (auth, rate, reserve, void, submit).prop_map(|(auth, rate, reserve, void, submit)| Answers {
+        auth,
+        rate,
+        reserve,
+        void,
+        submit,
+    })
+}
+
+// ------------------------------------------------------------------- trace
+
+/// One port call the machine asked for, with the answer it was fed.
+#[derive(Debug, Clone)]
+enum Step {
+    Auth(Result<Result<Principal, AuthRejection>, Failure>),
+    Rate {
+        user: UserId,
+        cost: u32,
+        answer: Result<RateDecision, Failure>,
+    },
+    Reserve(ReserveRequest, Result<ReserveOutcome, Failure>),
+    Void(ReserveRequest, Result<VoidOutcome, Failure>),
+    Submit(OrderEvent, Result<(), Failure>),
+}
+
+#[derive(Debug)]
 struct Trace {
+    order_id: OrderId,
     steps: Vec<Step>,
     outcome: Outcome,
 }
 
-/// Picks option 0 half the time (so success paths are explored), else any.
-fn pick<T: Clone>(choice: u8, options: &[T]) -> T {
-    if choice < 128 {
-        options[0].clone()
-    } else {
-        options[usize::from(choice) % options.len()].clone()
+impl Trace {
+    fn reserve(&self) -> Option<(usize, &ReserveRequest, &Result<ReserveOutcome, Failure>)> {
+        self.steps.iter().enumerate().find_map(|(i, s)| match s {
+            Step::Reserve(req, a) => Some((i, req, a)),
+            _ => None,
+        })
+    }
+
+    fn voids(&self) -> Vec<(usize, &ReserveRequest)> {
+        self.steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                Step::Void(req, _) => Some((i, req)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn submits(&self) -> Vec<(usize, &OrderEvent, &Result<(), Failure>)> {
+        self.steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                Step::Submit(e, a) => Some((i, e, a)),
+                _ => None,
+            })
+            .collect()
     }
 }
 
-fn failure(choice: u8) -> Failure {
-    if choice.is_multiple_of(2) {
-        Failure::Error
-    } else {
-        Failure::Timeout
+/// An [`Action`] detached from the machine's borrow.
+#[derive(Debug, Clone, PartialEq)]
+enum Asked {
+    Authenticate,
+    CheckRate(UserId, u32),
+    Reserve(ReserveRequest),
+    Void(ReserveRequest),
+    Submit(OrderEvent),
+    Done(Outcome),
+}
+
+fn asked(m: &PurchaseMachine) -> Asked {
+    match m.poll_action() {
+        Action::Authenticate => Asked::Authenticate,
+        Action::CheckRate { user, cost } => Asked::CheckRate(user.clone(), cost),
+        Action::Reserve(r) => Asked::Reserve(r.clone()),
+        Action::Void(r) => Asked::Void(r.clone()),
+        Action::Submit(e) => Asked::Submit(e.clone()),
+        Action::Done(o) => Asked::Done(o.clone()),
     }
 }
 
-fn reservation_for(m: &PurchaseMachine, awaits: bool) -> Reservation {
-    let Action::Reserve(req) = m.poll_action() else {
-        unreachable!()
-    };
-    req.to_reservation(awaits.then_some(Duration::from_secs(60)))
+/// What the store reports for `answer`, given the request it answers.
+fn reserve_outcome(
+    answer: &ReserveAnswer,
+    req: &ReserveRequest,
+    hold: bool,
+) -> Result<ReserveOutcome, Failure> {
+    let own = req.to_reservation(hold.then_some(HOLD));
+    Ok(match answer {
+        ReserveAnswer::Reserved => ReserveOutcome::Reserved(own),
+        ReserveAnswer::ReservedAs(state) => ReserveOutcome::Reserved(Reservation {
+            state: *state,
+            ..own
+        }),
+        ReserveAnswer::Duplicate(diff, state) => {
+            // Another, earlier request under the same key.
+            let earlier = Timestamp::from_millis(NOW.as_millis() - 5_000);
+            let mut other = ReserveRequest {
+                order_id: OrderId::new(earlier),
+                now: earlier,
+                ..req.clone()
+            };
+            match diff {
+                Diff::Same => {}
+                Diff::User => other.user = UserId::new("mallory").unwrap(),
+                Diff::Quantity => {
+                    other.quantity = Quantity::new(i64::from(req.quantity.get()) + 1).unwrap()
+                }
+                Diff::Product => other.product = ProductId::new("other").unwrap(),
+            }
+            ReserveOutcome::Duplicate(Reservation {
+                state: *state,
+                ..other.to_reservation(hold.then_some(HOLD))
+            })
+        }
+        ReserveAnswer::SoldOut => ReserveOutcome::SoldOut,
+        ReserveAnswer::LimitExceeded => ReserveOutcome::LimitExceeded,
+        ReserveAnswer::NotOnSale => ReserveOutcome::NotOnSale,
+        ReserveAnswer::UnknownProduct => ReserveOutcome::UnknownProduct,
+        ReserveAnswer::OverOrderMax(max) => ReserveOutcome::OverOrderMax { max: *max },
+        ReserveAnswer::Fail(f) => return Err(*f),
+    })
 }
 
-/// Drives a machine to the end, answering each action from `choices`.
-fn drive(hold: bool, quantity: u32, open: bool, choices: &[u8]) -> Trace {
-    let product = ProductId::new("p").unwrap();
-    let mut sale = Sale::builder(product.clone(), 100).per_order_max(5);
-    if hold {
-        sale = sale.hold(Duration::from_secs(60));
+/// The `handle_*` methods, by name, for feeding wrong answers.
+const HANDLERS: [&str; 5] = [
+    "authentication",
+    "rate check",
+    "reservation",
+    "void",
+    "submission",
+];
+
+/// Feeds the answer of kind `which` (a harmless value); returns what the
+/// machine said.
+fn feed_any(m: &mut PurchaseMachine, which: &str) -> Result<(), StepError> {
+    match which {
+        "authentication" => m.handle_authenticated(Err(Failure::Error)),
+        "rate check" => m.handle_rate_checked(Err(Failure::Error)),
+        "reservation" => m.handle_reserved(Err(Failure::Timeout)),
+        "void" => m.handle_voided(Err(Failure::Error)),
+        "submission" => m.handle_submitted(Err(Failure::Timeout)),
+        _ => unreachable!(),
     }
-    if !open {
-        sale = sale.starts_at(NOW.saturating_add(Duration::from_secs(1)));
+}
+
+fn expected_handler(a: &Asked) -> &'static str {
+    match a {
+        Asked::Authenticate => "authentication",
+        Asked::CheckRate(..) => "rate check",
+        Asked::Reserve(_) => "reservation",
+        Asked::Void(_) => "void",
+        Asked::Submit(_) => "submission",
+        Asked::Done(_) => "nothing (done)",
     }
-    let sale = sale.build().unwrap();
-    let req = PurchaseRequest::new(product, Quantity::new(quantity.into()).unwrap());
+}
+
+/// Drives a machine to the end, answering every action from `answers`, and
+/// checks at every step that answers of the wrong kind are refused without
+/// changing anything.
+fn drive(s: &Scenario, answers: &Answers) -> Trace {
+    let order_id = OrderId::new(NOW);
+    let sale = s.sale();
     let mut m = PurchaseMachine::new(
-        req,
-        Some(&sale),
-        OrderId::new(NOW),
+        s.request(),
+        s.known.then_some(&sale),
+        order_id,
         NOW,
-        MachineConfig::default(),
+        s.config(),
     );
     let mut steps = Vec::new();
-    let mut choices = choices.iter().copied().chain(std::iter::repeat(0));
-    for _ in 0..16 {
-        let c = choices.next().unwrap();
-        if let Some(o) = m.outcome() {
-            return Trace {
-                steps,
-                outcome: o.clone(),
-            };
+    // Generous: a correct machine needs at most four calls.
+    for _ in 0..12 {
+        let now_asked = asked(&m);
+        for which in HANDLERS {
+            if which == expected_handler(&now_asked) {
+                continue;
+            }
+            let err = feed_any(&mut m, which).expect_err("a wrong answer was accepted");
+            assert_eq!(err.expected, expected_handler(&now_asked));
+            assert_eq!(err.got, which);
+            assert_eq!(asked(&m), now_asked, "a refused answer changed the machine");
         }
-        let before = format!("{:?}", m.poll_action());
-        // A wrong answer is refused and changes nothing.
-        let wrong = if matches!(m.poll_action(), Action::Submit(_)) {
-            m.handle_rate_checked(Ok(RateDecision::Allowed))
-        } else {
-            m.handle_submitted(Err(Failure::Error))
-        };
-        assert!(wrong.is_err(), "a wrong answer was accepted at {before}");
-        assert_eq!(format!("{:?}", m.poll_action()), before);
-
-        match m.poll_action() {
-            Action::Authenticate => {
-                let ok = pick(c, &[0u8, 1, 2]) == 0;
-                let r = match pick(c, &[0u8, 1, 2]) {
-                    0 => Ok(Ok(Principal::user(UserId::new("u").unwrap()))),
-                    1 => Ok(Err(AuthRejection::BadSignature)),
-                    _ => Err(failure(c)),
+        assert_eq!(m.is_done(), matches!(now_asked, Asked::Done(_)));
+        match now_asked {
+            Asked::Done(outcome) => {
+                assert_eq!(m.outcome(), Some(&outcome));
+                assert_eq!(m.clone().into_outcome(), Some(outcome.clone()));
+                return Trace {
+                    order_id,
+                    steps,
+                    outcome,
                 };
-                steps.push(Step::Auth(ok));
-                m.handle_authenticated(r).unwrap();
             }
-            Action::CheckRate { .. } => {
-                let r = match pick(c, &[0u8, 1, 2]) {
-                    0 => Ok(RateDecision::Allowed),
-                    1 => Ok(RateDecision::Limited {
-                        retry_after: Duration::from_millis(u64::from(c) * 7),
-                    }),
-                    _ => Err(failure(c)),
+            Asked::Authenticate => {
+                let a = match &answers.auth {
+                    AuthAnswer::Ok => Ok(Ok(Principal::user(alice()))),
+                    AuthAnswer::Rejected(r) => Ok(Err(r.clone())),
+                    AuthAnswer::Fail(f) => Err(*f),
                 };
-                steps.push(Step::Rate(matches!(r, Ok(RateDecision::Allowed))));
-                m.handle_rate_checked(r).unwrap();
+                m.handle_authenticated(a.clone()).unwrap();
+                steps.push(Step::Auth(a));
             }
-            Action::Reserve(_) => {
-                let held = reservation_for(&m, hold);
-                let (answer, r) = match pick(c, &[0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9]) {
-                    0 => (ReserveAnswer::Reserved, Ok(ReserveOutcome::Reserved(held))),
-                    1 => (ReserveAnswer::Refused, Ok(ReserveOutcome::SoldOut)),
-                    2 => (ReserveAnswer::Refused, Ok(ReserveOutcome::LimitExceeded)),
-                    3 => (ReserveAnswer::Refused, Ok(ReserveOutcome::NotOnSale)),
-                    4 => (ReserveAnswer::Refused, Ok(ReserveOutcome::UnknownProduct)),
-                    5 => (
-                        ReserveAnswer::Refused,
-                        Ok(ReserveOutcome::OverOrderMax { max: 1 }),
-                    ),
-                    6 => (
-                        ReserveAnswer::Duplicate,
-                        Ok(ReserveOutcome::Duplicate(Reservation {
-                            state: ReservationState::Committed,
-                            ..held
-                        })),
-                    ),
-                    7 => (
-                        ReserveAnswer::Duplicate,
-                        Ok(ReserveOutcome::Duplicate(Reservation {
-                            quantity: Quantity::new(9).unwrap(),
-                            ..held
-                        })),
-                    ),
-                    8 => (
-                        ReserveAnswer::DuplicateHeld,
-                        Ok(ReserveOutcome::Duplicate(held)),
-                    ),
-                    _ => (ReserveAnswer::Failed, Err(failure(c))),
-                };
-                steps.push(Step::Reserve(answer));
-                m.handle_reserved(r).unwrap();
+            Asked::CheckRate(user, cost) => {
+                m.handle_rate_checked(answers.rate).unwrap();
+                steps.push(Step::Rate {
+                    user,
+                    cost,
+                    answer: answers.rate,
+                });
             }
-            Action::Submit(order) => {
-                let r = match pick(c, &[0u8, 1]) {
-                    0 => Ok(Receipt {
-                        order_id: order.order_id,
-                        location: "t".into(),
-                    }),
-                    _ => Err(failure(c)),
-                };
-                steps.push(Step::Submit(r.is_ok()));
-                m.handle_submitted(r).unwrap();
+            Asked::Reserve(req) => {
+                let a = reserve_outcome(&answers.reserve, &req, s.hold);
+                m.handle_reserved(a.clone()).unwrap();
+                steps.push(Step::Reserve(req, a));
             }
-            Action::Commit { .. } => {
-                let r = pick(
-                    c,
-                    &[
-                        Ok(CommitOutcome::Committed),
-                        Ok(CommitOutcome::AlreadyCommitted),
-                        Ok(CommitOutcome::NotHeld(ReservationState::Expired)),
-                        Ok(CommitOutcome::NotHeld(ReservationState::Cancelled)),
-                        Ok(CommitOutcome::Unknown),
-                        Err(Failure::Error),
-                        Err(Failure::Timeout),
-                    ],
-                );
-                steps.push(Step::Commit(r.ok()));
-                m.handle_committed(r).unwrap();
+            Asked::Void(req) => {
+                m.handle_voided(answers.void).unwrap();
+                steps.push(Step::Void(req, answers.void));
             }
-            Action::Release { .. } => {
-                let r = pick(
-                    c,
-                    &[
-                        Ok(ReleaseOutcome::Released),
-                        Ok(ReleaseOutcome::AlreadyReleased(ReservationState::Expired)),
-                        Ok(ReleaseOutcome::AlreadyCommitted),
-                        Ok(ReleaseOutcome::Unknown),
-                        Err(Failure::Error),
-                        Err(Failure::Timeout),
-                    ],
-                );
-                steps.push(Step::Release(r.ok()));
-                m.handle_released(r).unwrap();
+            Asked::Submit(event) => {
+                m.handle_submitted(answers.submit).unwrap();
+                steps.push(Step::Submit(event, answers.submit));
             }
-            Action::Done(_) => unreachable!(),
         }
     }
-    panic!("the machine did not finish within 16 actions: {steps:?}");
+    panic!("the machine did not finish within 12 port calls: {steps:#?}");
 }
 
-fn position(steps: &[Step], f: impl Fn(&Step) -> bool) -> Option<usize> {
-    steps.iter().position(f)
+fn unavailable() -> Outcome {
+    Outcome::Unavailable {
+        retry_after: RETRY_AFTER,
+    }
 }
 
-fn replayed(steps: &[Step]) -> bool {
-    steps.contains(&Step::Reserve(ReserveAnswer::DuplicateHeld))
+fn summary_of(r: &Reservation) -> PurchaseSummary {
+    PurchaseSummary {
+        order: r.to_order(),
+        status: OrderStatus::of(r),
+    }
 }
+
+/// Whether `r` (named by the key) is this same request: same buyer,
+/// product and quantity.
+fn same_request(r: &Reservation, req: &ReserveRequest) -> bool {
+    r.user == req.user && r.product == req.product && r.quantity == req.quantity
+}
+
+// -------------------------------------------------------------- properties
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2_000))]
+    #![proptest_config(ProptestConfig::with_cases(3_000))]
 
+    /// Authenticate, CheckRate, Reserve, then at most one of Void or
+    /// Submit: never more than four port calls, each kind at most once.
     #[test]
-    fn always_terminates_within_six_port_calls(
-        hold in any::<bool>(), q in 1u32..=7, open in any::<bool>(),
-        choices in prop::collection::vec(any::<u8>(), 0..8),
-    ) {
-        let t = drive(hold, q, open, &choices);
-        prop_assert!(t.steps.len() <= 6, "{:?}", t.steps);
+    fn terminates_within_four_port_calls(s in scenario(), a in answers()) {
+        let t = drive(&s, &a);
+        prop_assert!(t.steps.len() <= 4, "{:#?}", t.steps);
+        let kinds: Vec<_> = t.steps.iter().map(std::mem::discriminant).collect();
+        for (i, k) in kinds.iter().enumerate() {
+            prop_assert!(!kinds[..i].contains(k), "a port was asked twice: {:#?}", t.steps);
+        }
+        prop_assert!(t.voids().is_empty() || t.submits().is_empty(), "{:#?}", t.steps);
     }
 
+    /// A reserve whose answer was lost (error or timeout) is followed by a
+    /// Void of that very request, and nothing else: the attempt ends
+    /// Unavailable whatever the void answered (a failed void is the
+    /// driver's to retry in the background).
     #[test]
-    fn submits_only_a_reservation_held_for_this_request(
-        hold in any::<bool>(), q in 1u32..=5,
-        choices in prop::collection::vec(any::<u8>(), 0..8),
-    ) {
-        let t = drive(hold, q, true, &choices);
-        if let Some(i) = position(&t.steps, |s| matches!(s, Step::Submit(_))) {
-            prop_assert!(i > 0);
-            prop_assert!(matches!(&t.steps[i - 1],
-                Step::Reserve(ReserveAnswer::Reserved | ReserveAnswer::DuplicateHeld)), "{:?}", t.steps);
-        }
-    }
-
-    #[test]
-    fn releases_its_own_reservation_right_after_a_failure_and_never_anothers(
-        hold in any::<bool>(), q in 1u32..=5,
-        choices in prop::collection::vec(any::<u8>(), 0..8),
-    ) {
-        let t = drive(hold, q, true, &choices);
-        let released = t.steps.iter().any(|s| matches!(s, Step::Release(_)));
-        if replayed(&t.steps) {
-            prop_assert!(!released, "a replay released the first request's hold: {:?}", t.steps);
-        }
-        for (i, s) in t.steps.iter().enumerate() {
-            let own_failure = matches!(s, Step::Reserve(ReserveAnswer::Failed))
-                || (matches!(s, Step::Submit(false)) && !replayed(&t.steps));
-            if own_failure {
-                prop_assert!(matches!(t.steps.get(i + 1), Some(Step::Release(_))), "{:?}", t.steps);
-            }
-            if matches!(s, Step::Submit(false) | Step::Reserve(ReserveAnswer::Failed)) {
-                prop_assert_eq!(t.outcome.code(), "unavailable");
-            }
-        }
-        // Nothing is released unless something went wrong after reserving.
-        if released {
-            prop_assert!(t.steps.iter().any(|s| matches!(s,
-                Step::Reserve(ReserveAnswer::Failed) | Step::Submit(false) | Step::Commit(None))));
-        }
-    }
-
-    #[test]
-    fn never_commits_a_released_hold_and_commits_only_after_submit(
-        hold in any::<bool>(), q in 1u32..=5,
-        choices in prop::collection::vec(any::<u8>(), 0..8),
-    ) {
-        let t = drive(hold, q, true, &choices);
-        if let Some(c) = position(&t.steps, |s| matches!(s, Step::Commit(_))) {
-            prop_assert!(!hold, "hold sales are confirmed by the buyer, not committed");
-            prop_assert_eq!(&t.steps[c - 1], &Step::Submit(true));
-            let released = position(&t.steps, |s| matches!(s, Step::Release(_)));
-            prop_assert!(released.is_none_or(|r| r > c), "{:?}", t.steps);
-        }
-    }
-
-    #[test]
-    fn a_200_means_the_sink_acknowledged(
-        hold in any::<bool>(), q in 1u32..=5,
-        choices in prop::collection::vec(any::<u8>(), 0..8),
-    ) {
-        let t = drive(hold, q, true, &choices);
-        if let Some(p) = t.outcome.purchase() {
-            let already_committed = matches!(t.steps.last(), Some(Step::Reserve(ReserveAnswer::Duplicate)));
-            if !already_committed {
-                prop_assert!(t.steps.contains(&Step::Submit(true)), "{:?}", t.steps);
-                if hold {
-                    prop_assert!(matches!(p.status, OrderStatus::Held { .. }), "{:?}", p.status);
-                } else {
-                    prop_assert_eq!(p.status, OrderStatus::Confirmed);
-                    let committed = t.steps.iter().any(|s| matches!(s,
-                        Step::Commit(Some(CommitOutcome::Committed | CommitOutcome::AlreadyCommitted))
-                        | Step::Release(Some(ReleaseOutcome::AlreadyCommitted))));
-                    prop_assert!(committed, "{:?}", t.steps);
+    fn a_failed_reserve_is_voided_next_then_unavailable(s in scenario(), a in answers()) {
+        let t = drive(&s, &a);
+        if let Some((i, req, Err(_))) = t.reserve() {
+            match t.steps.get(i + 1) {
+                Some(Step::Void(voided, answer)) => {
+                    prop_assert_eq!(voided, req);
+                    prop_assert_eq!(&t.outcome, &unavailable(), "the void answered {:?}", answer);
                 }
+                other => prop_assert!(false, "after a failed reserve came {:?}", other),
+            }
+            prop_assert_eq!(t.steps.len(), i + 2, "{:#?}", t.steps);
+        }
+    }
+
+    /// A Void is only ever sent right after this request's reserve failed:
+    /// never after a successful reserve, never of another request's
+    /// reservation (a replayed original, a store-level retry's answer).
+    #[test]
+    fn never_voids_after_a_successful_reserve(s in scenario(), a in answers()) {
+        let t = drive(&s, &a);
+        for (i, voided) in t.voids() {
+            prop_assert!(i > 0);
+            match &t.steps[i - 1] {
+                Step::Reserve(req, Err(_)) => {
+                    prop_assert_eq!(voided, req);
+                    prop_assert_eq!(voided.order_id, t.order_id, "voided someone else's order");
+                }
+                other => prop_assert!(false, "a void after {:?}", other),
+            }
+        }
+        if let Some((_, _, Ok(_))) = t.reserve() {
+            prop_assert!(t.voids().is_empty(), "{:#?}", t.steps);
+        }
+    }
+
+    /// Every Purchased or Accepted names this request's own reservation as
+    /// the store reported it owning units (or, after a replay under
+    /// AwaitSink, the original that owns them); every Replayed names the
+    /// original the key points to, a same request that was not voided.
+    #[test]
+    fn every_success_names_a_reservation_that_owns_units(s in scenario(), a in answers()) {
+        let t = drive(&s, &a);
+        let Some(summary) = t.outcome.purchase() else { return Ok(()) };
+        let Some((_, req, Ok(reported))) = t.reserve() else {
+            return Err(TestCaseError::fail(format!("success without a reserve: {:#?}", t)));
+        };
+        match (&t.outcome, reported) {
+            (Outcome::Purchased(_) | Outcome::Accepted(_), ReserveOutcome::Reserved(r)) => {
+                prop_assert!(r.state.owns_units(), "{:?}", r);
+                prop_assert_eq!(r.order_id, req.order_id);
+                prop_assert_eq!(summary, &summary_of(r));
+            }
+            // A replay that went through the sink again, which failed.
+            (Outcome::Accepted(_), ReserveOutcome::Duplicate(r)) => {
+                prop_assert!(s.await_sink);
+                prop_assert!(r.state.owns_units(), "{:?}", r);
+                prop_assert!(same_request(r, req));
+                prop_assert_eq!(summary, &summary_of(r));
+            }
+            (Outcome::Replayed(_), ReserveOutcome::Duplicate(r)) => {
+                prop_assert!(same_request(r, req), "replayed a different request: {:?}", r);
+                prop_assert_ne!(r.state, ReservationState::Voided);
+                prop_assert_ne!(r.order_id, req.order_id);
+                prop_assert_eq!(summary, &summary_of(r));
+            }
+            (o, r) => prop_assert!(false, "{:?} after the store reported {:?}", o, r),
+        }
+    }
+
+    /// A store-level retry answers `Reserved` with this request's own order
+    /// id: it is this request's success (or, if a racing void already left
+    /// its tombstone, a 503), never a replay.
+    #[test]
+    fn a_store_level_retry_is_never_a_replay(s in scenario(), a in answers()) {
+        let t = drive(&s, &a);
+        if let Some((_, _, Ok(ReserveOutcome::Reserved(r)))) = t.reserve() {
+            prop_assert!(!matches!(t.outcome, Outcome::Replayed(_)), "{:?}", t.outcome);
+            if !r.state.owns_units() {
+                prop_assert_eq!(&t.outcome, &unavailable());
+                prop_assert!(t.voids().is_empty() && t.submits().is_empty());
             }
         }
     }
 
+    /// Submit happens only under AwaitSink, right after the store reported
+    /// a reservation owning units, and carries exactly that reservation's
+    /// `placed` event; its answer decides 200 (acked) or 202 (not), and
+    /// the 202 still names the order. Under AwaitSink every purchase (and
+    /// every replay of an order that owns units) goes through the sink.
     #[test]
-    fn each_path_maps_to_its_documented_outcome(
-        hold in any::<bool>(), q in 1u32..=7, open in any::<bool>(),
-        choices in prop::collection::vec(any::<u8>(), 0..8),
-    ) {
-        let t = drive(hold, q, open, &choices);
-        let code = t.outcome.code();
-        let success = if replayed(&t.steps) { "replayed" } else { "purchased" };
-        if q > 5 {
-            prop_assert_eq!(code, "invalid_request");
-            prop_assert!(t.steps.is_empty(), "validation happens before any I/O");
-        } else if !open {
-            prop_assert_eq!(code, "sale_not_active");
-            prop_assert!(t.steps.is_empty());
+    fn submits_only_under_await_sink_the_reported_placed_event(s in scenario(), a in answers()) {
+        let t = drive(&s, &a);
+        for (i, event, answer) in t.submits() {
+            prop_assert!(s.await_sink, "submitted under HandOff::Outbox");
+            let r = match &t.steps[i - 1] {
+                Step::Reserve(_, Ok(ReserveOutcome::Reserved(r) | ReserveOutcome::Duplicate(r))) => r,
+                other => return Err(TestCaseError::fail(format!("submit after {other:?}"))),
+            };
+            prop_assert!(r.state.owns_units());
+            prop_assert_eq!(event, &OrderEvent::placed(r));
+            prop_assert_eq!(i + 1, t.steps.len());
+            let summary = t.outcome.purchase().expect("a submit ends in a success");
+            prop_assert_eq!(&summary.order, &event.order);
+            match (answer, &t.outcome) {
+                (Ok(()), Outcome::Purchased(_)) => {
+                    prop_assert!(matches!(t.reserve(), Some((_, _, Ok(ReserveOutcome::Reserved(_))))))
+                }
+                (Ok(()), Outcome::Replayed(_)) => {
+                    prop_assert!(matches!(t.reserve(), Some((_, _, Ok(ReserveOutcome::Duplicate(_))))))
+                }
+                (Err(_), Outcome::Accepted(_)) => {}
+                (answer, o) => prop_assert!(false, "submit answered {:?}, outcome {:?}", answer, o),
+            }
         }
-        match t.steps.last() {
-            None => prop_assert!(matches!(code, "invalid_request" | "sale_not_active")),
-            Some(Step::Auth(false)) => prop_assert!(matches!(code, "unauthenticated" | "unavailable")),
-            Some(Step::Rate(false)) => prop_assert!(matches!(code, "rate_limited" | "unavailable")),
-            Some(Step::Reserve(ReserveAnswer::Refused)) => prop_assert!(matches!(code,
-                "sold_out" | "limit_exceeded" | "sale_not_active" | "unknown_product" | "invalid_request")),
-            Some(Step::Reserve(ReserveAnswer::Duplicate)) => prop_assert!(matches!(code,
-                "replayed" | "idempotency_conflict")),
-            Some(Step::Submit(true)) => {
-                prop_assert!(hold);
-                prop_assert_eq!(code, success);
+        if s.await_sink {
+            if let Some((_, req, Ok(ReserveOutcome::Reserved(r) | ReserveOutcome::Duplicate(r)))) = t.reserve()
+                && r.state.owns_units()
+                && same_request(r, req)
+            {
+                prop_assert_eq!(t.submits().len(), 1, "{:#?}", t.steps);
             }
-            Some(Step::Submit(false)) => prop_assert_eq!(code, "unavailable"),
-            Some(Step::Commit(Some(CommitOutcome::Committed | CommitOutcome::AlreadyCommitted))) => {
-                prop_assert_eq!(code, success)
-            }
-            Some(Step::Commit(_)) => prop_assert_eq!(code, "unavailable"),
-            Some(Step::Release(Some(ReleaseOutcome::AlreadyCommitted)))
-                if t.steps.iter().any(|s| matches!(s, Step::Commit(None))) => {
-                prop_assert_eq!(code, "purchased")
-            }
-            Some(Step::Release(_)) => prop_assert_eq!(code, "unavailable"),
-            Some(other) => prop_assert!(false, "ended right after {:?}", other),
+        } else {
+            prop_assert!(t.submits().is_empty());
+            prop_assert!(!matches!(t.outcome, Outcome::Accepted(_)));
         }
     }
+
+    /// A request with an idempotency key reaches the store whenever auth
+    /// and rate allow, even if the sale window is closed or the quantity is
+    /// above the per-order maximum as the driver knows them: its key may
+    /// name a finished purchase whose answer must win.
+    #[test]
+    fn a_keyed_request_reaches_reserve_when_auth_and_rate_allow(
+        s in scenario().prop_map(|s| Scenario { key: true, known: true, ..s }),
+        a in answers(),
+    ) {
+        let t = drive(&s, &a);
+        if matches!(a.auth, AuthAnswer::Ok) && a.rate == Ok(RateDecision::Allowed) {
+            let (_, req, _) = t.reserve().expect("a keyed request never reached the store");
+            prop_assert_eq!(req.idempotency_key.as_ref(), Some(&key()));
+        }
+    }
+
+    /// Without a key, quantity and window are checked before any port is
+    /// called; an unknown product ends before any I/O, key or not.
+    #[test]
+    fn unkeyed_validation_happens_before_any_port_call(s in scenario(), a in answers()) {
+        let t = drive(&s, &a);
+        if !s.known {
+            prop_assert_eq!(&t.outcome, &Outcome::UnknownProduct);
+            prop_assert!(t.steps.is_empty());
+        } else if !s.key && s.quantity > s.per_order_max {
+            prop_assert_eq!(t.outcome.code(), "invalid_request");
+            prop_assert!(t.steps.is_empty());
+        } else if !s.key && s.window != Window::Open {
+            prop_assert_eq!(&t.outcome, &Outcome::NotOnSale);
+            prop_assert!(t.steps.is_empty());
+        } else {
+            prop_assert!(matches!(t.steps.first(), Some(Step::Auth(_))), "{:#?}", t.steps);
+        }
+    }
+
+    /// The rate check charges the authenticated buyer the configured cost,
+    /// and the reserve asks for exactly the request, for that buyer, under
+    /// the order id and time the machine was created with.
+    #[test]
+    fn the_reserve_is_the_authenticated_buyers_request(s in scenario(), a in answers()) {
+        let t = drive(&s, &a);
+        for step in &t.steps {
+            match step {
+                Step::Rate { user, cost, .. } => {
+                    prop_assert_eq!(user, &alice());
+                    prop_assert_eq!(*cost, RATE_COST);
+                }
+                Step::Reserve(req, _) => {
+                    prop_assert_eq!(req, &ReserveRequest {
+                        order_id: t.order_id,
+                        product: product(),
+                        user: alice(),
+                        quantity: Quantity::new(s.quantity.into()).unwrap(),
+                        idempotency_key: s.key.then(key),
+                        now: NOW,
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Every path ends in the outcome design.md's table documents for it.
+    #[test]
+    fn each_path_maps_to_its_documented_outcome(s in scenario(), a in answers()) {
+        let t = drive(&s, &a);
+        let o = &t.outcome;
+        match t.steps.last() {
+            None => prop_assert!(
+                matches!(o, Outcome::UnknownProduct | Outcome::NotOnSale | Outcome::Invalid(_)),
+                "{:?}", o
+            ),
+            Some(Step::Auth(Ok(Err(r)))) => prop_assert_eq!(o, &Outcome::Unauthenticated(r.clone())),
+            Some(Step::Auth(Err(_))) => prop_assert_eq!(o, &unavailable()),
+            Some(Step::Auth(Ok(Ok(_)))) => prop_assert!(false, "ended right after authenticating"),
+            Some(Step::Rate { answer: Ok(RateDecision::Limited { retry_after }), .. }) => {
+                prop_assert_eq!(o, &Outcome::RateLimited { retry_after: *retry_after })
+            }
+            Some(Step::Rate { answer: Err(_), .. }) => prop_assert_eq!(o, &unavailable()),
+            Some(Step::Rate { .. }) => prop_assert!(false, "ended right after an admitted rate check"),
+            Some(Step::Reserve(req, Ok(answer))) => match answer {
+                ReserveOutcome::SoldOut => prop_assert_eq!(o, &Outcome::SoldOut),
+                ReserveOutcome::LimitExceeded => prop_assert_eq!(o, &Outcome::LimitExceeded),
+                ReserveOutcome::NotOnSale => prop_assert_eq!(o, &Outcome::NotOnSale),
+                ReserveOutcome::UnknownProduct => prop_assert_eq!(o, &Outcome::UnknownProduct),
+                ReserveOutcome::OverOrderMax { .. } => match o {
+                    Outcome::Invalid(e) => prop_assert_eq!(e.field, "quantity"),
+                    o => prop_assert!(false, "{:?}", o),
+                },
+                ReserveOutcome::Reserved(r) if r.state.owns_units() => {
+                    prop_assert!(!s.await_sink);
+                    prop_assert_eq!(o, &Outcome::Purchased(summary_of(r)));
+                }
+                ReserveOutcome::Reserved(_) => prop_assert_eq!(o, &unavailable()),
+                ReserveOutcome::Duplicate(r) if !same_request(r, req) => {
+                    prop_assert_eq!(o, &Outcome::IdempotencyConflict)
+                }
+                // The original was voided (its key freed): this attempt
+                // owns nothing and may retry.
+                ReserveOutcome::Duplicate(r) if r.state == ReservationState::Voided => {
+                    prop_assert_eq!(o, &unavailable())
+                }
+                ReserveOutcome::Duplicate(r) => {
+                    prop_assert!(!s.await_sink || !r.state.owns_units());
+                    prop_assert_eq!(o, &Outcome::Replayed(summary_of(r)));
+                }
+            },
+            Some(Step::Reserve(_, Err(_))) => prop_assert!(false, "a failed reserve ended without a void"),
+            Some(Step::Void(..)) => prop_assert_eq!(o, &unavailable()),
+            Some(Step::Submit(..)) => prop_assert!(
+                matches!(o, Outcome::Purchased(_) | Outcome::Accepted(_) | Outcome::Replayed(_)),
+                "{:?}", o
+            ),
+        }
+        // The HTTP mapping of what can come out of a purchase.
+        let status = o.http_status();
+        prop_assert!([200, 202, 400, 401, 404, 409, 429, 503].contains(&status), "{}", status);
+        prop_assert_eq!(status == 202, matches!(o, Outcome::Accepted(_)));
+    }
+}
+
+// ------------------------------------------------------ worked examples
+
+fn machine(s: &Scenario) -> PurchaseMachine {
+    PurchaseMachine::new(
+        s.request(),
+        Some(&s.sale()),
+        OrderId::new(NOW),
+        NOW,
+        s.config(),
+    )
+}
+
+fn open_scenario(key: bool, await_sink: bool) -> Scenario {
+    Scenario {
+        await_sink,
+        known: true,
+        hold: false,
+        window: Window::Open,
+        per_order_max: 4,
+        quantity: 2,
+        key,
+    }
+}
+
+fn reserve_request(m: &PurchaseMachine) -> ReserveRequest {
+    match m.poll_action() {
+        Action::Reserve(r) => r.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn to_reserve(m: &mut PurchaseMachine) -> ReserveRequest {
+    m.handle_authenticated(Ok(Ok(Principal::user(alice()))))
+        .unwrap();
+    m.handle_rate_checked(Ok(RateDecision::Allowed)).unwrap();
+    reserve_request(m)
+}
+
+#[test]
+fn a_cluster_retry_answer_of_its_own_order_is_a_purchase_not_a_replay() {
+    // The store ran the reserve twice (a dropped connection, re-sent below
+    // the port); the second run found the first's reservation by order id.
+    let mut m = machine(&open_scenario(true, false));
+    let req = to_reserve(&mut m);
+    let own = req.to_reservation(None);
+    m.handle_reserved(Ok(ReserveOutcome::Reserved(own.clone())))
+        .unwrap();
+    assert_eq!(m.outcome(), Some(&Outcome::Purchased(summary_of(&own))));
+    let http = flashsale::http::ApiResponse::from_outcome(m.outcome().unwrap());
+    assert_eq!(http.status, 200);
+    assert_eq!(http.header("idempotent-replayed"), None);
+}
+
+#[test]
+fn a_lost_reserve_answer_is_voided_then_unavailable_even_if_the_void_fails() {
+    for void in [
+        Ok(VoidOutcome::Voided),
+        Err(Failure::Timeout),
+        Err(Failure::Error),
+    ] {
+        let mut m = machine(&open_scenario(true, true));
+        let req = to_reserve(&mut m);
+        m.handle_reserved(Err(Failure::Timeout)).unwrap();
+        assert_eq!(m.poll_action(), Action::Void(&req));
+        m.handle_voided(void).unwrap();
+        assert_eq!(m.outcome(), Some(&unavailable()));
+        let http = flashsale::http::ApiResponse::from_outcome(m.outcome().unwrap());
+        assert_eq!(http.status, 503);
+        assert_eq!(http.header("retry-after"), Some("3"));
+    }
+}
+
+#[test]
+fn await_sink_answers_202_with_the_order_when_the_sink_fails() {
+    let mut m = machine(&open_scenario(false, true));
+    let req = to_reserve(&mut m);
+    let own = req.to_reservation(None);
+    m.handle_reserved(Ok(ReserveOutcome::Reserved(own.clone())))
+        .unwrap();
+    assert_eq!(m.poll_action(), Action::Submit(&OrderEvent::placed(&own)));
+    m.handle_submitted(Err(Failure::Timeout)).unwrap();
+    assert_eq!(m.outcome(), Some(&Outcome::Accepted(summary_of(&own))));
+    let http = flashsale::http::ApiResponse::from_outcome(m.outcome().unwrap());
+    assert_eq!(http.status, 202);
+}
+
+#[test]
+fn a_keyed_replay_wins_over_a_closed_window_and_a_lowered_per_order_max() {
+    let s = Scenario {
+        window: Window::Ended,
+        per_order_max: 1,
+        quantity: 3,
+        ..open_scenario(true, false)
+    };
+    let mut m = machine(&s);
+    let req = to_reserve(&mut m);
+    let earlier = Timestamp::from_millis(NOW.as_millis() - 60_000);
+    let original = ReserveRequest {
+        order_id: OrderId::new(earlier),
+        now: earlier,
+        ..req
+    }
+    .to_reservation(None);
+    m.handle_reserved(Ok(ReserveOutcome::Duplicate(original.clone())))
+        .unwrap();
+    assert_eq!(m.outcome(), Some(&Outcome::Replayed(summary_of(&original))));
+    let http = flashsale::http::ApiResponse::from_outcome(m.outcome().unwrap());
+    assert_eq!(http.header("idempotent-replayed"), Some("true"));
 }
