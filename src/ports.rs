@@ -78,7 +78,12 @@ pub enum ReserveOutcome {
     /// was retried below the store's API. The state is as it stands now.
     Reserved(Reservation),
     /// The idempotency key already names another request's reservation;
-    /// here it is, unchanged. Nothing new was reserved.
+    /// here it is, unchanged. Nothing new was reserved. If it owns units and
+    /// this is the same request (same quantity), the store remembers this
+    /// request as one that may answer with it: a void of the first request
+    /// then keeps the order ([`VoidOutcome::Kept`]) until this request
+    /// voids too, and a void of this request (its order id names no
+    /// reservation) releases that claim.
     Duplicate(Reservation),
     /// Fewer units available than asked for.
     SoldOut,
@@ -135,6 +140,11 @@ pub enum VoidOutcome {
     NothingReserved,
     /// It was already voided (void is idempotent).
     AlreadyVoided,
+    /// Kept for now: a replay (same idempotency key, same request) was
+    /// handed this order and may have answered its buyer 2xx with it. It is
+    /// undone later if that replay's answer is lost too (the replay then
+    /// voids its own request), and stands otherwise.
+    Kept,
     /// The hold had already ended: cancelled or expired (the buyer owns
     /// nothing), or confirmed by its buyer (`Committed`: a purchase that was
     /// answered and confirmed is not undone). Unchanged.
@@ -174,7 +184,9 @@ pub enum SaleWrite {
 ///   expired even before the sweeper has run.
 /// * [`void`](StockStore::void) undoes a reserve whose answer was lost: the
 ///   units come back and a `voided` event follows the `placed` one; if the
-///   reserve never ran, a tombstone makes a late one reserve nothing.
+///   reserve never ran, a tombstone makes a late one reserve nothing. An
+///   order a replay was handed stands until every request that may answer
+///   with it has voided (see [`ReserveOutcome::Duplicate`]).
 /// * At every moment, for every product,
 ///   `total == available + held + committed` (see [`StockLevels`]), and a
 ///   buyer's held + committed units never exceed the per-user cap.

@@ -1760,7 +1760,6 @@ proptest! {
     /// voided. Confirms and cancels here also target replayed orders, and
     /// the invariants above are checked too.
     #[test]
-    #[ignore = "known defect (issue 7 note): a replay while the first attempt's void is pending answers 2xx for an order the void then undoes"]
     fn every_2xx_names_an_order_that_stands(case in case()) {
         let world = run_case(&case, Targets::Any2xx);
         world.check_successes_stand()?;
@@ -1776,7 +1775,6 @@ proptest! {
 /// undoes A. The buyer holds a 200 for an order that was voided and whose
 /// units are back on sale.
 #[tokio::test(start_paused = true)]
-#[ignore = "known defect (issue 7 note): a replay while the first attempt's void is pending answers 2xx for an order the void then undoes"]
 async fn a_replay_while_the_original_is_being_voided_answers_200_for_a_voided_order() {
     let inner = store_with_sale(5).await;
     let script = Arc::new(Script::default());
@@ -1820,7 +1818,6 @@ async fn a_replay_while_the_original_is_being_voided_answers_200_for_a_voided_or
 /// finds the first order under the key and the retry answers 200 Replayed
 /// for it. Then the background void lands and undoes that order.
 #[tokio::test(start_paused = true)]
-#[ignore = "known defect (issue 7 note): a replay while the first attempt's void is pending answers 2xx for an order the void then undoes"]
 async fn a_retry_after_a_503_whose_void_is_still_pending_gets_200_for_an_order_then_voided() {
     let inner = store_with_sale(5).await;
     let script = Arc::new(Script::default());

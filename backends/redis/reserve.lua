@@ -29,7 +29,8 @@
 -- Returns {"reserved", record} (made now, or found under the same order id:
 --         a retry of the same request, whatever its state, even a voided
 --         tombstone)
---       | {"duplicate", record} (the idempotency key names another order)
+--       | {"duplicate", record} (the idempotency key names another order;
+--         a same-request replay of a live order is noted in its `rp`)
 --       | {"sold_out"} | {"limit_exceeded"} | {"not_on_sale"}
 --       | {"over_order_max", max} | {"unknown_product"}
 -- (holds.lua is prepended: append_event, schedule_purge, ...)
@@ -52,6 +53,17 @@ if ifield ~= '' then
   if prior then
     local rec = redis.call('HGET', res, prior)
     if rec then
+      -- The same request replayed (same quantity) will answer 2xx with this
+      -- order: note it under `rp`, so that a void of the first request
+      -- keeps the order until this replay voids too (void.lua).
+      local r = cjson.decode(rec)
+      if (r.s == 'held' or r.s == 'committed') and r.q == ARGV[3] then
+        local list = r.rp or ''
+        if not string.find(',' .. list .. ',', ',' .. oid .. ',', 1, true) then
+          if list == '' then r.rp = oid else r.rp = list .. ',' .. oid end
+          redis.call('HSET', res, prior, cjson.encode(r))
+        end
+      end
       return {'duplicate', rec}
     end
   end

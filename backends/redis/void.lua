@@ -24,13 +24,37 @@
 -- ARGV[6] now (ms, stamps the event)    ARGV[7] record retention (ms)
 -- ARGV[8] order-index ttl (ms)          ARGV[9] product id
 --
--- Returns {"voided"} | {"nothing_reserved"} | {"already_voided"}
---       | {"already_closed", state}
+-- Returns {"voided"} | {"nothing_reserved"} | {"nothing_reserved", "voided_claimed"}
+--       (this request was the last replay holding a claim on the order its
+--       key names, whose first request's void was waiting: that order was
+--       voided now) | {"already_voided"} | {"already_closed", state}
+--       | {"kept"} (a replay may have answered with this order; see rp/vw)
 -- (holds.lua is prepended.)
 local sale, users, res, idem, exp, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local outbox, events = KEYS[7], KEYS[8]
 local oid = ARGV[1]
 local retention = tonumber(ARGV[7])
+
+-- Undoes live order `id` (record `r`): units back, key freed if it names
+-- it, record `voided`, `voided` event appended.
+local function void_order(id, r)
+  return_units(sale, users, exp, id, r)
+  if r.k then
+    local field = idem_field(r)
+    if redis.call('HGET', idem, field) == id then
+      redis.call('HDEL', idem, field)
+    end
+  end
+  r.rp, r.vw = nil, nil
+  local done_enc = finish(res, done, id, r, 'voided', retention)
+  append_event(outbox, events, KEYS[10], ARGV[9], id, '2', 'voided', ARGV[6], done_enc)
+end
+
+-- Still this request's to undo: held, or sold by a sale without holds (a
+-- confirmed hold was answered by its buyer's confirm).
+local function live(r)
+  return r.s == 'held' or (r.s == 'committed' and r.w ~= '1')
+end
 
 local enc = redis.call('HGET', res, oid)
 if not enc then
@@ -43,6 +67,28 @@ if not enc then
   if KEYS[9] then
     redis.call('SET', KEYS[9], ARGV[9], 'PX', ARGV[8])
   end
+  -- Was this request a replay of the order its key names? Then it no
+  -- longer answers with it; if the first request's void is waiting and no
+  -- other replay may hold it, the order is undone now.
+  if ARGV[4] ~= '' then
+    local prior = redis.call('HGET', idem, idem_field(rec))
+    local penc = prior and redis.call('HGET', res, prior)
+    if penc then
+      local p = cjson.decode(penc)
+      local list = ',' .. (p.rp or '') .. ','
+      local needle = ',' .. oid .. ','
+      local at = string.find(list, needle, 1, true)
+      if at then
+        list = string.sub(list, 1, at) .. string.sub(list, at + string.len(needle))
+        p.rp = string.sub(list, 2, -2)
+        if p.rp == '' and p.vw == '1' and live(p) then
+          void_order(prior, p)
+          return {'nothing_reserved', 'voided_claimed'}
+        end
+        redis.call('HSET', res, prior, cjson.encode(p))
+      end
+    end
+  end
   return {'nothing_reserved'}
 end
 local r = cjson.decode(enc)
@@ -50,16 +96,15 @@ if r.s == 'voided' then
   return {'already_voided'}
 end
 -- A confirmed hold is closed too: its `confirmed` event already took seq 2.
-if (r.s ~= 'held' and r.s ~= 'committed') or (r.s == 'committed' and r.w == '1') then
+if not live(r) then
   return {'already_closed', r.s}
 end
-return_units(sale, users, exp, oid, r)
-if r.k then
-  local field = idem_field(r)
-  if redis.call('HGET', idem, field) == oid then
-    redis.call('HDEL', idem, field)
-  end
+-- A replay was handed this order and may have answered 2xx with it: keep
+-- it until that replay voids too.
+if r.rp and r.rp ~= '' then
+  r.vw = '1'
+  redis.call('HSET', res, oid, cjson.encode(r))
+  return {'kept'}
 end
-enc = finish(res, done, oid, r, 'voided', retention)
-append_event(outbox, events, KEYS[10], ARGV[9], oid, '2', 'voided', ARGV[6], enc)
+void_order(oid, r)
 return {'voided'}

@@ -12,7 +12,7 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use crate::error::Result;
-use crate::fast_hash::{HashMap, RandomState};
+use crate::fast_hash::{HashMap, HashSet, RandomState};
 use crate::model::{
     EventId, EventType, IdempotencyKey, OrderEvent, OrderId, ProductId, Reservation,
     ReservationState, Sale, StockLevels, Timestamp, UserId,
@@ -48,6 +48,23 @@ struct ProductState {
     expiry: BTreeSet<(Timestamp, OrderId)>,
     /// Events not yet acknowledged, in event-id order (order id, then seq).
     outbox: BTreeMap<EventId, Pending>,
+    /// Orders that a replay (same key, same request) was handed: who else
+    /// may hold a 2xx naming them. See [`Claims`].
+    claims: HashMap<OrderId, Claims>,
+}
+
+/// Who may have been answered with an order besides the request that made
+/// it: the replays the store answered `Duplicate` with it. A void of the
+/// order's own request undoes it only if no replay may still hold a 2xx
+/// for it; a replay whose own answer was lost voids its request, which
+/// takes it off the list (and undoes the order if the first request's void
+/// is already waiting).
+#[derive(Debug, Default)]
+struct Claims {
+    /// Replays (by their own order id) not known to have failed.
+    replays: HashSet<OrderId>,
+    /// The order's own request asked for a void.
+    void_waiting: bool,
 }
 
 #[derive(Debug)]
@@ -77,6 +94,7 @@ impl ProductState {
             keys: HashMap::default(),
             expiry: BTreeSet::new(),
             outbox: BTreeMap::new(),
+            claims: HashMap::default(),
         }
     }
 
@@ -104,10 +122,14 @@ impl ProductState {
             .as_ref()
             .and_then(|key| self.keys.get(&req.user)?.get(key))
         {
-            return (
-                ReserveOutcome::Duplicate(self.reservations[id].clone()),
-                false,
-            );
+            let existing = self.reservations[id].clone();
+            if existing.state.owns_units() && existing.quantity == req.quantity {
+                // This replay will answer 2xx with the order: it must stand
+                // unless this replay's answer is lost too.
+                let claims = self.claims.entry(existing.order_id).or_default();
+                claims.replays.insert(req.order_id);
+            }
+            return (ReserveOutcome::Duplicate(existing), false);
         }
         if !self.sale.is_open(req.now) {
             return (ReserveOutcome::NotOnSale, false);
@@ -229,10 +251,12 @@ impl ProductState {
 
     fn void(&mut self, req: &ReserveRequest, now: Timestamp) -> Step<VoidOutcome> {
         let Some(r) = self.reservations.get(&req.order_id) else {
-            // The reserve never ran (or has not yet): a tombstone makes a
-            // late one find this request voided and reserve nothing.
+            // The reserve never ran (or has not yet), or it was a replay:
+            // a tombstone makes a late one find this request voided and
+            // reserve nothing.
             self.reservations.insert(req.order_id, req.to_tombstone());
-            return (VoidOutcome::NothingReserved, false);
+            let first = self.replay_failed(req, now);
+            return (VoidOutcome::NothingReserved, first);
         };
         match r.state {
             ReservationState::Voided => (VoidOutcome::AlreadyVoided, false),
@@ -246,21 +270,59 @@ impl ProductState {
                 false,
             ),
             ReservationState::Held | ReservationState::Committed => {
-                let state = ReservationState::Voided;
-                let (r, first) = self.return_units(&req.order_id, state, EventType::Voided, now);
-                // A retry with the same key starts afresh.
-                if let (Some(key), Some(user_keys)) =
-                    (&r.idempotency_key, self.keys.get_mut(&r.user))
+                if let Some(claims) = self.claims.get_mut(&req.order_id)
+                    && !claims.replays.is_empty()
                 {
-                    if user_keys.get(key) == Some(&r.order_id) {
-                        user_keys.remove(key);
-                    }
-                    if user_keys.is_empty() {
-                        self.keys.remove(&r.user);
-                    }
+                    claims.void_waiting = true;
+                    return (VoidOutcome::Kept, false);
                 }
-                (VoidOutcome::Voided, first)
+                (VoidOutcome::Voided, self.void_order(&req.order_id, now))
             }
+        }
+    }
+
+    /// Undoes a live order: units back, key freed, `voided` appended.
+    fn void_order(&mut self, order: &OrderId, now: Timestamp) -> bool {
+        self.claims.remove(order);
+        let state = ReservationState::Voided;
+        let (r, first) = self.return_units(order, state, EventType::Voided, now);
+        // A retry with the same key starts afresh.
+        if let (Some(key), Some(user_keys)) = (&r.idempotency_key, self.keys.get_mut(&r.user)) {
+            if user_keys.get(key) == Some(&r.order_id) {
+                user_keys.remove(key);
+            }
+            if user_keys.is_empty() {
+                self.keys.remove(&r.user);
+            }
+        }
+        first
+    }
+
+    /// `req` was a replay whose answer was lost: it no longer holds the
+    /// order its key names, which is undone if nobody else may hold it.
+    fn replay_failed(&mut self, req: &ReserveRequest, now: Timestamp) -> bool {
+        let Some(&order) = req
+            .idempotency_key
+            .as_ref()
+            .and_then(|key| self.keys.get(&req.user)?.get(key))
+        else {
+            return false;
+        };
+        let Some(claims) = self.claims.get_mut(&order) else {
+            return false;
+        };
+        if !claims.replays.remove(&req.order_id) || !claims.replays.is_empty() {
+            return false;
+        }
+        let r = &self.reservations[&order];
+        // Still this request's to undo: held, or sold by a sale without
+        // holds (a confirmed hold was answered by its buyer's confirm).
+        let live = r.state == ReservationState::Held
+            || (r.state == ReservationState::Committed && !r.awaits_confirmation);
+        if claims.void_waiting && live {
+            self.void_order(&order, now)
+        } else {
+            false
         }
     }
 

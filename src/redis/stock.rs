@@ -715,9 +715,13 @@ impl StockStore for RedisStockStore {
             Some("nothing_reserved") => {
                 if self.is_cluster() {
                     self.write_index(OP, &req.order_id, &req.product).await?;
+                    if reply.get(1).is_some_and(|s| s == "voided_claimed") {
+                        self.mark_pending(&req.product).await;
+                    }
                 }
                 Ok(VoidOutcome::NothingReserved)
             }
+            Some("kept") => Ok(VoidOutcome::Kept),
             Some("already_voided") => Ok(VoidOutcome::AlreadyVoided),
             Some("already_closed") => {
                 Ok(VoidOutcome::AlreadyClosed(parse_state(OP, reply.get(1))?))

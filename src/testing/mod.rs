@@ -63,6 +63,7 @@ macro_rules! stock_store_conformance {
             void_before_reserve_leaves_tombstone,
             void_of_closed_hold_changes_nothing,
             void_of_confirmed_hold_changes_nothing,
+            a_replayed_order_is_kept_until_its_replays_void,
             sold_out_is_exact,
             per_user_cap,
             per_order_max,

@@ -807,6 +807,125 @@ where
     }
 }
 
+/// A replay (same key, same request) may answer its buyer 2xx with the
+/// order the key names, so the first request's void must not undo that
+/// order behind the replay's back: it is `Kept`, and undone only when the
+/// replay's own answer is lost too (the replay voids its request). In the
+/// other order (the replay voids first) the first request's void undoes it
+/// at once. A replay that was answered keeps the order for good, and a
+/// request for another quantity (a conflict, answered 409) claims nothing.
+pub async fn a_replayed_order_is_kept_until_its_replays_void<F, Fut, S>(make: &F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+    S: StockStore,
+{
+    let store = fresh(make).await;
+    let plain = sale(&*store, "replay-void", 5).await;
+    let held = hold_sale(&*store, "replay-void-hold", 5, HOLD).await;
+    for p in [&plain, &held] {
+        let owned = |r: &Reservation| {
+            if r.awaits_confirmation {
+                lv(5, 3, 2, 0)
+            } else {
+                lv(5, 3, 0, 2)
+            }
+        };
+        // First request's void arrives before the replay's.
+        let k = key("k-a");
+        let first = keyed(p, &user(1), 2, T0, &k);
+        let r = reserved(&*store, &first).await;
+        let replay = keyed(p, &user(1), 2, at(ms(10)), &k);
+        assert_eq!(
+            store.reserve(&replay).await.unwrap(),
+            ReserveOutcome::Duplicate(r.clone())
+        );
+        let conflict = keyed(p, &user(1), 1, at(ms(20)), &k);
+        assert!(matches!(
+            store.reserve(&conflict).await.unwrap(),
+            ReserveOutcome::Duplicate(_)
+        ));
+        assert_eq!(
+            store.void(&first, at(ms(30))).await.unwrap(),
+            VoidOutcome::Kept
+        );
+        assert_eq!(levels(&*store, p).await, owned(&r), "kept for the replay");
+        // The conflicting request claimed nothing: its void changes nothing.
+        assert_eq!(
+            store.void(&conflict, at(ms(40))).await.unwrap(),
+            VoidOutcome::NothingReserved
+        );
+        assert_eq!(levels(&*store, p).await, owned(&r));
+        // The replay's answer was lost too: now nobody holds the order.
+        assert_eq!(
+            store.void(&replay, at(ms(50))).await.unwrap(),
+            VoidOutcome::NothingReserved
+        );
+        assert_eq!(levels(&*store, p).await, lv(5, 5, 0, 0));
+        let found = store.reservation(&r.order_id).await.unwrap().unwrap();
+        assert_eq!(found.state, ReservationState::Voided);
+        assert_eq!(
+            drained(&*store, at(ms(60))).await,
+            vec![
+                (r.order_id, EventType::Placed),
+                (r.order_id, EventType::Voided)
+            ]
+        );
+        assert_eq!(
+            store.void(&first, at(ms(70))).await.unwrap(),
+            VoidOutcome::AlreadyVoided
+        );
+        // The key is free again: a retry is a fresh purchase.
+        let again = keyed(p, &user(1), 2, at(ms(80)), &k);
+        let fresh_order = reserved(&*store, &again).await;
+        assert_ne!(fresh_order.order_id, r.order_id);
+        assert_eq!(
+            store.void(&again, at(ms(90))).await.unwrap(),
+            VoidOutcome::Voided
+        );
+        drained(&*store, at(ms(95))).await;
+
+        // The replay's void arrives first: the first request's void then
+        // undoes the order at once.
+        let k = key("k-b");
+        let first = keyed(p, &user(2), 2, at(secs(1)), &k);
+        let r = reserved(&*store, &first).await;
+        let replay = keyed(p, &user(2), 2, at(secs(2)), &k);
+        store.reserve(&replay).await.unwrap();
+        assert_eq!(
+            store.void(&replay, at(secs(3))).await.unwrap(),
+            VoidOutcome::NothingReserved
+        );
+        assert_eq!(levels(&*store, p).await, owned(&r));
+        assert_eq!(
+            store.void(&first, at(secs(4))).await.unwrap(),
+            VoidOutcome::Voided
+        );
+        assert_eq!(levels(&*store, p).await, lv(5, 5, 0, 0));
+        drained(&*store, at(secs(5))).await;
+
+        // A replay that was answered (it never voids) keeps the order.
+        let k = key("k-c");
+        let first = keyed(p, &user(3), 2, at(secs(6)), &k);
+        let r = reserved(&*store, &first).await;
+        store
+            .reserve(&keyed(p, &user(3), 2, at(secs(7)), &k))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.void(&first, at(secs(8))).await.unwrap(),
+            VoidOutcome::Kept
+        );
+        assert_eq!(levels(&*store, p).await, owned(&r));
+        let found = store.reservation(&r.order_id).await.unwrap().unwrap();
+        assert!(found.state.owns_units(), "{found:?}");
+        assert_eq!(
+            drained(&*store, at(secs(9))).await,
+            vec![(r.order_id, EventType::Placed)]
+        );
+    }
+}
+
 /// Voiding a hold that already ended (cancelled, expired by the sweeper,
 /// or found expired by a late confirm) answers `AlreadyClosed` with its
 /// state and changes nothing: no units move, no `voided` event.
