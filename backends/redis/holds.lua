@@ -47,16 +47,21 @@ local function idem_field(r)
   return string.len(r.u) .. ':' .. r.u .. r.k
 end
 
--- Deletes the reservation record and its idempotency key (if the key still
--- names this reservation).
-local function forget(res, idem, oid, r)
-  redis.call('HDEL', res, oid)
+-- Deletes the record's idempotency key, if it still names order `oid`.
+local function free_key(idem, oid, r)
   if r.k then
     local field = idem_field(r)
     if redis.call('HGET', idem, field) == oid then
       redis.call('HDEL', idem, field)
     end
   end
+end
+
+-- Deletes the reservation record and its idempotency key (if the key still
+-- names this reservation).
+local function forget(res, idem, oid, r)
+  redis.call('HDEL', res, oid)
+  free_key(idem, oid, r)
 end
 
 -- Appends event `<oid>.<seq>` to the product's outbox: the zset `outbox`

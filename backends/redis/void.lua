@@ -39,12 +39,7 @@ local retention = tonumber(ARGV[7])
 -- it, record `voided`, `voided` event appended.
 local function void_order(id, r)
   return_units(sale, users, exp, id, r)
-  if r.k then
-    local field = idem_field(r)
-    if redis.call('HGET', idem, field) == id then
-      redis.call('HDEL', idem, field)
-    end
-  end
+  free_key(idem, id, r)
   r.rp, r.vw = nil, nil
   local done_enc = finish(res, done, id, r, 'voided', retention)
   append_event(outbox, events, KEYS[10], ARGV[9], id, '2', 'voided', ARGV[6], done_enc)

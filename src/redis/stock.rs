@@ -221,6 +221,32 @@ impl RedisStockStore {
     /// Standalone Redis: adds the set of products with pending events as
     /// the script's last key, so the script marks the product itself. On a
     /// cluster that set lives in another slot; see [`Self::mark_pending`].
+    /// Runs confirm.lua or cancel.lua (same keys, same arguments) on one
+    /// hold.
+    async fn run_hold_script(
+        &self,
+        script: &Script,
+        operation: &'static str,
+        product: &ProductId,
+        order: &OrderId,
+        now: Timestamp,
+    ) -> Result<Vec<String>> {
+        let k = self.keys(product);
+        let mut inv = script.key(&k.sale);
+        inv.key(&k.users)
+            .key(&k.res)
+            .key(&k.exp)
+            .key(&k.done)
+            .key(&k.outbox)
+            .key(&k.events);
+        self.pending_key_in_script(&mut inv);
+        inv.arg(order.to_string())
+            .arg(now.as_millis())
+            .arg(self.record_ttl_ms)
+            .arg(product.as_str());
+        self.conn.script(&inv).await.map_err(backend_err(operation))
+    }
+
     fn pending_key_in_script(&self, inv: &mut ScriptInvocation<'_>) {
         if !self.is_cluster() {
             inv.key(self.pending_key());
@@ -609,20 +635,9 @@ impl StockStore for RedisStockStore {
         now: Timestamp,
     ) -> Result<ConfirmOutcome> {
         const OP: &str = "confirm";
-        let k = self.keys(product);
-        let mut inv = CONFIRM.key(&k.sale);
-        inv.key(&k.users)
-            .key(&k.res)
-            .key(&k.exp)
-            .key(&k.done)
-            .key(&k.outbox)
-            .key(&k.events);
-        self.pending_key_in_script(&mut inv);
-        inv.arg(order.to_string())
-            .arg(now.as_millis())
-            .arg(self.record_ttl_ms)
-            .arg(product.as_str());
-        let reply: Vec<String> = self.conn.script(&inv).await.map_err(backend_err(OP))?;
+        let reply = self
+            .run_hold_script(&CONFIRM, OP, product, order, now)
+            .await?;
         let outcome = match reply.first().map(String::as_str) {
             Some("confirmed") => ConfirmOutcome::Confirmed,
             Some("already_confirmed") => ConfirmOutcome::AlreadyConfirmed,
@@ -648,20 +663,9 @@ impl StockStore for RedisStockStore {
         now: Timestamp,
     ) -> Result<CancelOutcome> {
         const OP: &str = "cancel";
-        let k = self.keys(product);
-        let mut inv = CANCEL.key(&k.sale);
-        inv.key(&k.users)
-            .key(&k.res)
-            .key(&k.exp)
-            .key(&k.done)
-            .key(&k.outbox)
-            .key(&k.events);
-        self.pending_key_in_script(&mut inv);
-        inv.arg(order.to_string())
-            .arg(now.as_millis())
-            .arg(self.record_ttl_ms)
-            .arg(product.as_str());
-        let reply: Vec<String> = self.conn.script(&inv).await.map_err(backend_err(OP))?;
+        let reply = self
+            .run_hold_script(&CANCEL, OP, product, order, now)
+            .await?;
         let outcome = match reply.first().map(String::as_str) {
             Some("cancelled") => CancelOutcome::Cancelled,
             Some("already_cancelled") => CancelOutcome::AlreadyCancelled,
