@@ -668,12 +668,17 @@ async fn redis_killed_mid_rush_loses_and_doubles_no_order() {
     let mut last = String::new();
     let (levels, standing, by_order) = loop {
         if engines[0].drain_outbox().await.is_ok() {
+            // Levels first, then the outbox: an engine's background void
+            // may land at any moment, but it appends its event in the same
+            // step as it returns the units, so an empty outbox read AFTER
+            // the levels means the sink has every event those levels saw.
+            let levels = probe.snapshot(&p).await;
             let left: Option<u64> = redis::cmd("ZCARD")
                 .arg(&outbox_key)
                 .query_async(&mut raw)
                 .await
                 .ok();
-            if let (Some(left), Ok(Some(l))) = (left, probe.snapshot(&p).await) {
+            if let (Some(left), Ok(Some(l))) = (left, levels) {
                 let (standing, by_order) = standing_orders(&sink);
                 if left == 0 {
                     assert_eq!(
