@@ -10,6 +10,9 @@
 //! * `contended/*`: 1,024 purchases per iteration spread over 64 tasks, on a
 //!   multi-thread runtime with 1 and then 2 workers, either on one hot
 //!   product or on 64 products (one per task).
+//! * `bot/*`: a bot cycling a million random product ids, without and with
+//!   valid credentials (the latter interleaved with purchases of one hot
+//!   sale).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,14 +42,9 @@ fn machine_pass(c: &mut Criterion) {
     let order_id = OrderId::new(NOW);
     c.bench_function("machine/full_pass", |b| {
         b.iter(|| {
-            let mut m = PurchaseMachine::new(
-                req.clone(),
-                Some(&sale),
-                order_id,
-                NOW,
-                MachineConfig::default(),
-            );
+            let mut m = PurchaseMachine::new(req.clone(), order_id, NOW, MachineConfig::default());
             m.handle_authenticated(Ok(Ok(principal.clone()))).unwrap();
+            m.handle_sale(Ok(Some(&sale))).unwrap();
             m.handle_rate_checked(Ok(RateDecision::Allowed)).unwrap();
             let Action::Reserve(r) = m.poll_action() else {
                 unreachable!()
@@ -219,5 +217,46 @@ fn contended(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, machine_pass, single_task, contended);
+/// A bot cycling random product ids: without valid credentials (answered
+/// before any store lookup), and with them (each id a sale lookup, cached
+/// as unknown), interleaved with a buyer of one hot sale whose cached
+/// terms must survive the flood.
+fn bot(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (auth, creds) = tokens();
+    let (engine, _sink) = engine(auth);
+    let hot = rt.block_on(big_sale(&engine, "hot"));
+    let bad = Credentials::bearer("no-such-token");
+    let ids: Vec<ProductId> = (0..1_000_000)
+        .map(|i| ProductId::new(format!("bot-{i}")).unwrap())
+        .collect();
+    let mut g = c.benchmark_group("bot");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0usize;
+    g.bench_function("unknown_ids_unauthenticated", |b| {
+        b.iter(|| {
+            i += 1;
+            let req = PurchaseRequest::new(ids[i % ids.len()].clone(), Quantity::ONE);
+            black_box(rt.block_on(engine.purchase(&bad, req)))
+        })
+    });
+    g.bench_function("unknown_ids_authenticated_with_hot_buyer", |b| {
+        b.iter(|| {
+            i += 1;
+            let id = if i.is_multiple_of(16) {
+                &hot
+            } else {
+                &ids[i % ids.len()]
+            };
+            let req = PurchaseRequest::new(id.clone(), Quantity::ONE);
+            black_box(rt.block_on(engine.purchase(&creds[i % USERS], req)))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, machine_pass, single_task, contended, bot);
 criterion_main!(benches);

@@ -341,6 +341,57 @@ struct Levels {
     sold: u64,
 }
 
+/// Checks the stock after a run against the stock before it and the `ok`
+/// answers 200 for `quantity` unit(s) each: the OK line, or every problem.
+///
+/// Three independent checks: the levels add up; the units on sale before
+/// the run (plus any restock during it) cover what the 200s promised,
+/// which is what overselling means and needs nothing but the count of 200s
+/// and the levels before the run; and the units taken during the run are
+/// exactly what the 200s promised (none taken without an answer, none
+/// promised without being taken).
+fn stock_check(
+    before: &Levels,
+    after: &Levels,
+    ok: u64,
+    quantity: u32,
+) -> Result<String, Vec<String>> {
+    let taken_before = before.held + before.sold;
+    let taken_after = after.held + after.sold;
+    let promised = ok * u64::from(quantity);
+    let on_sale = before.available + after.total.saturating_sub(before.total);
+    let mut problems = Vec::new();
+    if after.available + after.held + after.sold != after.total {
+        problems.push(format!(
+            "available + held + sold = {} but total = {}",
+            after.available + after.held + after.sold,
+            after.total
+        ));
+    }
+    if promised > on_sale {
+        problems.push(format!(
+            "OVERSOLD: {ok} responses 200 x quantity {quantity} = {promised} units, but only \
+             {on_sale} were on sale (available before the run, plus any restock)"
+        ));
+    }
+    let delta = taken_after as i128 - taken_before as i128;
+    if delta != i128::from(promised) {
+        problems.push(format!(
+            "units held + sold during the run = {delta}, but {ok} responses were 200 \
+             x quantity {quantity} = {promised}"
+        ));
+    }
+    if problems.is_empty() {
+        Ok(format!(
+            "{delta} units taken during the run = {ok} responses 200 x {quantity} unit(s) \
+             <= {on_sale} on sale; held + sold {taken_after} <= total {}",
+            after.total
+        ))
+    } else {
+        Err(problems)
+    }
+}
+
 async fn levels(client: &Client, base: &Url, product: &ProductId) -> Result<Levels, String> {
     let url = product_url(base, "products", product);
     let resp = client
@@ -655,42 +706,15 @@ async fn main() -> ExitCode {
                     after.held,
                     after.sold
                 );
-                let taken_before = before.held + before.sold;
-                let taken_after = after.held + after.sold;
-                let expected_units = ok * u64::from(a.quantity);
-                let mut problems = Vec::new();
-                if after.available + after.held + after.sold != after.total {
-                    problems.push(format!(
-                        "available + held + sold = {} but total = {}",
-                        after.available + after.held + after.sold,
-                        after.total
-                    ));
-                }
-                if taken_after > after.total {
-                    problems.push(format!(
-                        "OVERSOLD: held + sold = {taken_after} > total {}",
-                        after.total
-                    ));
-                }
-                let delta = taken_after as i128 - taken_before as i128;
-                if delta != i128::from(expected_units) {
-                    problems.push(format!(
-                        "units held + sold during the run = {delta}, but {ok} responses were 200 \
-                         x quantity {} = {expected_units}",
-                        a.quantity
-                    ));
-                }
-                if problems.is_empty() {
-                    let _ = writeln!(
-                        out,
-                        "oversell    OK: {delta} units taken during the run = {ok} responses \
-                         200 x {} unit(s); held + sold {taken_after} <= total {}",
-                        a.quantity, after.total
-                    );
-                } else {
-                    failed = true;
-                    for p in problems {
-                        let _ = writeln!(out, "oversell    FAIL: {p}");
+                match stock_check(&before, &after, ok, a.quantity) {
+                    Ok(line) => {
+                        let _ = writeln!(out, "oversell    OK: {line}");
+                    }
+                    Err(problems) => {
+                        failed = true;
+                        for p in problems {
+                            let _ = writeln!(out, "oversell    FAIL: {p}");
+                        }
                     }
                 }
             }
@@ -710,5 +734,53 @@ async fn main() -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn levels(total: u64, available: u64, held: u64, sold: u64) -> Levels {
+        Levels {
+            total,
+            available,
+            held,
+            sold,
+        }
+    }
+
+    #[test]
+    fn a_clean_run_passes() {
+        let before = levels(100, 100, 0, 0);
+        assert!(stock_check(&before, &levels(100, 0, 0, 100), 50, 2).is_ok());
+        assert!(stock_check(&before, &levels(100, 40, 10, 50), 30, 2).is_ok());
+    }
+
+    /// More 200s than units on sale is an oversell even when the server's
+    /// levels after the run add up (and claim fewer units taken): the
+    /// check that says OVERSOLD must catch it on its own.
+    #[test]
+    fn more_200s_than_units_on_sale_is_oversold() {
+        let before = levels(100, 10, 0, 90);
+        let after = levels(100, 0, 0, 100);
+        let problems = stock_check(&before, &after, 11, 1).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.starts_with("OVERSOLD")),
+            "{problems:?}"
+        );
+        // A restock during the run puts more units on sale.
+        let restocked = levels(110, 0, 0, 110);
+        assert!(stock_check(&before, &restocked, 20, 1).is_ok());
+    }
+
+    #[test]
+    fn levels_that_do_not_add_up_or_units_taken_without_a_200_fail() {
+        let before = levels(100, 100, 0, 0);
+        let problems = stock_check(&before, &levels(100, 5, 0, 100), 100, 1).unwrap_err();
+        assert!(problems[0].contains("total"), "{problems:?}");
+        let problems = stock_check(&before, &levels(100, 90, 0, 10), 9, 1).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("during the run"), "{problems:?}");
     }
 }

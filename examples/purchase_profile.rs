@@ -1,6 +1,7 @@
 //! A fixed workload for instruction-count profiling of the in-memory
 //! purchase path: `N` successful purchases by 4,096 buyers of one product,
-//! on a current-thread runtime, nothing else.
+//! on a current-thread runtime, with the outbox relayed to the sink every
+//! 256 purchases (as the relay does, one batch at a time), nothing else.
 //!
 //! callgrind counts repeat exactly on a noisy machine; run it twice with
 //! different `N` and divide the difference to get instructions per
@@ -64,6 +65,9 @@ fn main() {
         engine.create_sale(&sale).await.unwrap();
         let mut ok = 0usize;
         for i in 0..n {
+            if i % 256 == 255 {
+                engine.drain_outbox().await.unwrap();
+            }
             let req = PurchaseRequest::new(p.clone(), Quantity::ONE);
             if matches!(
                 engine.purchase(&creds[i % USERS], req).await,

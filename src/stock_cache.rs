@@ -73,8 +73,10 @@ struct Entry {
     /// may be a re-sent reserve, which the store must answer with its own
     /// reservation (or its void's tombstone).
     since: Timestamp,
-    /// Until when (exclusive).
-    until: Timestamp,
+    /// Until when (exclusive), on the clock's monotonic time
+    /// ([`Clock::monotonic`]): a wall clock stepping backwards must not
+    /// make a sell-out hide a restock for longer than the TTL.
+    until: Duration,
 }
 
 impl<S: StockStore> std::fmt::Debug for SoldOutCache<S> {
@@ -97,7 +99,10 @@ impl<S: StockStore> SoldOutCache<S> {
     }
 
     /// Wraps `inner`, believing a sell-out for `ttl`, timed by `clock` (use a
-    /// [`ManualClock`](crate::ManualClock) in tests).
+    /// [`ManualClock`](crate::ManualClock) in tests). The TTL is measured on
+    /// the clock's [monotonic](Clock::monotonic) time, so a step of the wall
+    /// clock never lengthens it; the wall clock ([`Clock::now`]) only tells
+    /// which requests were made before the sell-out was seen.
     pub fn with_clock(inner: S, ttl: Duration, clock: Arc<dyn Clock>) -> Self {
         Self {
             inner,
@@ -131,7 +136,8 @@ impl<S: StockStore> SoldOutCache<S> {
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
-    fn refuses(&self, req: &ReserveRequest, now: Timestamp) -> bool {
+    /// Whether `req` is answered locally, at monotonic time `now`.
+    fn refuses(&self, req: &ReserveRequest, now: Duration) -> bool {
         let mut entries = self.entries.lock();
         match entries.get(&req.product) {
             Some(e) if now < e.until => req.now >= e.since && req.quantity.get() >= e.min_refused,
@@ -144,7 +150,8 @@ impl<S: StockStore> SoldOutCache<S> {
     }
 
     fn remember(&self, req: &ReserveRequest, epoch: u64) {
-        let now = self.clock.now();
+        let since = self.clock.now();
+        let now = self.clock.monotonic();
         let mut entries = self.entries.lock();
         if self.epoch.load(Ordering::Acquire) != epoch {
             // Units came back while the store was answering: its "sold
@@ -160,13 +167,13 @@ impl<S: StockStore> SoldOutCache<S> {
                     e.min_refused = e.min_refused.min(q);
                 } else {
                     e.min_refused = q;
-                    e.since = now;
+                    e.since = since;
                 }
                 e.until = until;
             })
             .or_insert(Entry {
                 min_refused: q,
-                since: now,
+                since,
                 until,
             });
     }
@@ -186,7 +193,7 @@ impl<S: StockStore> StockStore for SoldOutCache<S> {
 
     async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveOutcome> {
         let cacheable = req.idempotency_key.is_none();
-        if cacheable && self.refuses(req, self.clock.now()) {
+        if cacheable && self.refuses(req, self.clock.monotonic()) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(ReserveOutcome::SoldOut);
         }
@@ -426,6 +433,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_backwards_wall_clock_step_does_not_lengthen_the_hiding() {
+        let f = fixture(1).await;
+        reserve(&f, "a", 1).await;
+        assert_eq!(reserve(&f, "b", 1).await, ReserveOutcome::SoldOut);
+        // The wall clock steps back 100 ms (an NTP correction), then more
+        // than the TTL passes; meanwhile another instance restocks.
+        f.clock.set(Timestamp::from_millis(T0.as_millis() - 100));
+        f.clock.advance(TTL + Duration::from_millis(50));
+        let more = Sale::builder(f.product.clone(), 5).build().unwrap();
+        f.other.create_sale(&more).await.unwrap();
+        // A request made now (after the sell-out by the wall clock, less
+        // than one TTL after it by the stepped wall clock) sees the
+        // restock: the TTL is over in real time.
+        let mut late = req(&f.product, "b", 1);
+        late.now = f.clock.now();
+        assert!(late.now >= T0 && late.now < T0.saturating_add(TTL));
+        assert!(matches!(
+            f.cache.reserve(&late).await.unwrap(),
+            ReserveOutcome::Reserved(_)
+        ));
+    }
+
+    #[tokio::test]
     async fn a_cancel_elsewhere_is_hidden_for_at_most_the_ttl() {
         let f = hold_fixture(1).await;
         let ReserveOutcome::Reserved(r) = reserve(&f, "a", 1).await else {
@@ -556,8 +586,8 @@ mod tests {
         let epoch = f.cache.epoch.load(Ordering::Acquire);
         f.cache.invalidate(&f.product);
         f.cache.remember(&r, epoch);
-        assert!(!f.cache.refuses(&r, f.clock.now()));
+        assert!(!f.cache.refuses(&r, f.clock.monotonic()));
         f.cache.remember(&r, f.cache.epoch.load(Ordering::Acquire));
-        assert!(f.cache.refuses(&r, f.clock.now()));
+        assert!(f.cache.refuses(&r, f.clock.monotonic()));
     }
 }

@@ -11,13 +11,15 @@
 //! every moment; a slow or dead sink never costs a buyer the units, and the
 //! relay delivers every event once the sink is back.
 //!
-//! Three tests here fail on purpose until a defect of the core is fixed: a
-//! retry with the Idempotency-Key of an attempt whose reserve ran but whose
-//! answer was lost is answered 200/202 for that attempt's order while its
-//! void is still pending, and the void then undoes the order
+//! Three tests guard a defect found here and fixed in the stores: a retry
+//! with the Idempotency-Key of an attempt whose reserve ran but whose answer
+//! was lost used to be answered 200/202 for that attempt's order while its
+//! void was still pending, and the void then undid the order. The store now
+//! keeps a replayed order until the replays that were handed it void too
 //! (`every_2xx_names_an_order_that_stands`,
 //! `a_replay_while_the_original_is_being_voided_answers_200_for_a_voided_order`,
-//! `a_retry_after_a_503_whose_void_is_still_pending_gets_200_for_an_order_then_voided`).
+//! `a_retry_after_a_503_whose_void_is_still_pending_gets_200_for_an_order_then_voided`:
+//! their names describe the race they reproduce).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
@@ -118,6 +120,10 @@ enum Fault {
     /// Answers (and applies) after this many ms, unless the caller gave up
     /// first, in which case it never applies.
     Slow(u64),
+    /// A store that is slow but alive: the call takes this many ms, then
+    /// applies and answers, whether or not the caller is still waiting
+    /// (the request is on the wire; the server works through it).
+    SlowAlive(u64),
 }
 
 /// Per-operation queues of faults; an empty queue means [`Fault::Pass`].
@@ -183,6 +189,13 @@ impl Script {
             Fault::Slow(ms) => {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 call.await
+            }
+            Fault::SlowAlive(ms) => {
+                let server = tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    call.await
+                });
+                server.await.expect("the store's task panicked")
             }
         }
     }
@@ -868,6 +881,112 @@ async fn a_reserve_that_lands_after_its_void_reserves_nothing() {
     assert_eq!(retry.code(), "purchased");
 }
 
+/// How long the slow-but-alive store takes: well past the port timeout.
+const SLOW: u64 = 3 * PORT_TIMEOUT.as_millis() as u64;
+
+/// A store that is slow but alive on reserve: the sale lookup answers at
+/// once, the reserve is applied and answered only after the port timeout.
+/// The engine times out on the reserve itself, voids it (the void is slow
+/// too, or fast and landing first), answers 503, and once everything has
+/// landed the buyer owns nothing and the order, if it was ever placed, is
+/// followed by `voided`.
+#[tokio::test(start_paused = true)]
+async fn a_slow_but_alive_store_times_out_on_the_reserve_and_the_buyer_owns_nothing() {
+    for void in [Fault::SlowAlive(SLOW), Fault::Pass] {
+        let inner = store_with_sale(5).await;
+        let script = Arc::new(Script::default());
+        let store = Arc::new(ScriptedStore::new(inner.clone(), script.clone()));
+        let sink = Arc::new(MemoryOrderSink::new());
+        let engine = engine_over(store.clone(), sink.clone(), HandOff::Outbox);
+        script.set("reserve", [Fault::SlowAlive(SLOW)]);
+        script.set("void", [void]);
+
+        let started = tokio::time::Instant::now();
+        let out = engine
+            .purchase(&creds(), buy(2).with_idempotency_key(key("slow")))
+            .await;
+        assert_eq!(out, unavailable(), "{void:?}");
+        assert_eq!(script.calls("sale"), 1, "the sale lookup answered");
+        assert_eq!(script.calls("reserve"), 1);
+        let expected = if void == Fault::Pass {
+            PORT_TIMEOUT
+        } else {
+            PORT_TIMEOUT * 2
+        };
+        assert_eq!(
+            started.elapsed(),
+            expected,
+            "{void:?}: timed out on the reserve (and the void), not on the lookup"
+        );
+
+        // Let the slow calls land, and the background void retries finish.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let l = levels(&inner).await;
+        assert!(l.is_consistent(), "{l:?}");
+        assert_eq!(l, full(5), "{void:?}: the buyer owns nothing");
+        let id = store.reserve_requests()[0].order_id;
+        assert_eq!(
+            inner.reservation(&id).await.unwrap().map(|r| r.state),
+            Some(ReservationState::Voided),
+            "{void:?}"
+        );
+        engine.drain_outbox().await.unwrap();
+        let events = kinds(&sink.events());
+        assert!(
+            events.is_empty() || events == set([(EventType::Placed, id), (EventType::Voided, id)]),
+            "{void:?}: {events:?}"
+        );
+        // The key is free: a retry against a store that is fast again buys.
+        let retry = engine
+            .purchase(&creds(), buy(2).with_idempotency_key(key("slow")))
+            .await;
+        assert_eq!(retry.code(), "purchased", "{void:?}");
+        assert_eq!(levels(&inner).await.committed, 2);
+    }
+}
+
+/// A store that is slow but alive on confirm: the engine times out on the
+/// confirm itself and answers 503; the confirm lands anyway, so the hold is
+/// sold with its `confirmed` event, and confirming again answers the
+/// confirmed order. Nothing is held without a live reservation.
+#[tokio::test(start_paused = true)]
+async fn a_slow_but_alive_store_times_out_on_the_confirm_which_lands_later() {
+    let sale = Sale::builder(product(), 5)
+        .hold(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let inner = memory_store(sale).await;
+    let script = Arc::new(Script::default());
+    let store = Arc::new(ScriptedStore::new(inner.clone(), script.clone()));
+    let sink = Arc::new(MemoryOrderSink::new());
+    let engine = engine_over(store.clone(), sink.clone(), HandOff::Outbox);
+    let bought = engine.purchase(&creds(), buy(1)).await;
+    assert_eq!(bought.code(), "purchased");
+    let id = ordered(&bought);
+    assert_eq!(levels(&inner).await.held, 1);
+
+    script.set("confirm", [Fault::SlowAlive(SLOW)]);
+    let started = tokio::time::Instant::now();
+    assert_eq!(engine.confirm(&creds(), &id).await, unavailable());
+    assert_eq!(started.elapsed(), PORT_TIMEOUT, "timed out on the confirm");
+    assert_eq!(script.calls("confirm"), 1);
+    // Still held until the slow confirm lands.
+    assert_eq!(levels(&inner).await.held, 1);
+    tokio::time::sleep(Duration::from_millis(SLOW)).await;
+    let l = levels(&inner).await;
+    assert_eq!((l.available, l.held, l.committed), (4, 0, 1), "{l:?}");
+    let again = engine.confirm(&creds(), &id).await;
+    match &again {
+        Outcome::OrderUpdated(s) => assert_eq!(s.status, OrderStatus::Confirmed),
+        other => panic!("{other:?}"),
+    }
+    engine.drain_outbox().await.unwrap();
+    assert_eq!(
+        kinds(&sink.events()),
+        set([(EventType::Placed, id), (EventType::Confirmed, id)])
+    );
+}
+
 // ---------------------------------------------------- sink down or slow
 
 /// Buys `n` units one by one as `u0` (no cap), returning the outcomes.
@@ -1133,6 +1252,31 @@ async fn a_hanging_sink_times_the_relay_out_and_a_second_relay_delivers_after_th
     assert_eq!(b.drain_outbox().await.unwrap(), 3);
     assert_eq!(placed_ids(&healthy), bought);
     assert!(outbox(&b, &store).await.is_empty());
+}
+
+/// A relay keeps a batch its sink refused and resends it while it still
+/// holds the lease; once the lease lapsed, another relay may have delivered
+/// those events (and later ones of the same orders), so the kept batch is
+/// dropped and the relay claims afresh: no event reaches the sink twice and
+/// none out of order.
+#[tokio::test(start_paused = true)]
+async fn a_kept_batch_is_not_resent_after_its_lease_lapsed() {
+    let store = store_with_sale(50).await;
+    let sink = Arc::new(SwitchSink::default());
+    let a = engine_over(store.clone(), sink.clone(), HandOff::Outbox);
+    let b = engine_over(store.clone(), sink.clone(), HandOff::Outbox);
+    let bought: BTreeSet<_> = buy_n(&a, 3).await.iter().map(ordered).collect();
+    sink.set(SwitchSink::FAILING);
+    assert!(a.relay_once().await.is_err(), "the sink refused the batch");
+    sink.set(SwitchSink::UP);
+    tokio::time::sleep(LEASE).await;
+    // The lease lapsed: another relay delivers the batch.
+    assert_eq!(b.drain_outbox().await.unwrap(), 3);
+    assert_eq!(placed_ids(&sink.inner), bought);
+    // The first relay does not resend its stale batch.
+    assert_eq!(a.drain_outbox().await.unwrap(), 0);
+    assert_eq!(sink.inner.duplicates(), 0, "nothing delivered twice");
+    assert_eq!(sink.inner.len(), 3);
 }
 
 // ------------------------------------------- cluster retry, client gone

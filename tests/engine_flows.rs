@@ -600,7 +600,7 @@ async fn the_spawned_relay_delivers_each_purchase_promptly() {
 }
 
 #[tokio::test]
-async fn validation_happens_before_any_port_is_called() {
+async fn validation_happens_after_authentication_before_rate_or_store() {
     let s = shop("1/1h");
     let sale = Sale::builder(pid("p"), 10)
         .per_order_max(2)
@@ -774,4 +774,160 @@ async fn a_retry_after_a_crash_replays_the_orphaned_order_once() {
         vec![(EventType::Placed, orphan.order_id)]
     );
     assert_eq!(s.sink.orders(), vec![orphan.to_order()]);
+}
+
+/// A memory store that counts `sale` lookups per product.
+struct CountingLookups {
+    inner: MemoryStockStore,
+    lookups: parking_lot::Mutex<std::collections::HashMap<ProductId, usize>>,
+}
+
+impl CountingLookups {
+    fn lookups_of(&self, p: &str) -> usize {
+        self.lookups.lock().get(&pid(p)).copied().unwrap_or(0)
+    }
+    fn total_lookups(&self) -> usize {
+        self.lookups.lock().values().sum()
+    }
+}
+
+#[async_trait::async_trait]
+impl StockStore for CountingLookups {
+    async fn create_sale(&self, sale: &Sale) -> flashsale::Result<SaleWrite> {
+        self.inner.create_sale(sale).await
+    }
+    async fn sale(&self, p: &ProductId) -> flashsale::Result<Option<Sale>> {
+        *self.lookups.lock().entry(p.clone()).or_default() += 1;
+        self.inner.sale(p).await
+    }
+    async fn reserve(&self, r: &ReserveRequest) -> flashsale::Result<ReserveOutcome> {
+        self.inner.reserve(r).await
+    }
+    async fn confirm(
+        &self,
+        p: &ProductId,
+        o: &OrderId,
+        now: Timestamp,
+    ) -> flashsale::Result<flashsale::ports::ConfirmOutcome> {
+        self.inner.confirm(p, o, now).await
+    }
+    async fn cancel(
+        &self,
+        p: &ProductId,
+        o: &OrderId,
+        now: Timestamp,
+    ) -> flashsale::Result<flashsale::ports::CancelOutcome> {
+        self.inner.cancel(p, o, now).await
+    }
+    async fn void(
+        &self,
+        r: &ReserveRequest,
+        now: Timestamp,
+    ) -> flashsale::Result<flashsale::ports::VoidOutcome> {
+        self.inner.void(r, now).await
+    }
+    async fn reservation(
+        &self,
+        o: &OrderId,
+    ) -> flashsale::Result<Option<flashsale::model::Reservation>> {
+        self.inner.reservation(o).await
+    }
+    async fn expire(
+        &self,
+        now: Timestamp,
+        max: usize,
+    ) -> flashsale::Result<Vec<flashsale::model::Reservation>> {
+        self.inner.expire(now, max).await
+    }
+    async fn snapshot(&self, p: &ProductId) -> flashsale::Result<Option<StockLevels>> {
+        self.inner.snapshot(p).await
+    }
+    async fn claim(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+    ) -> flashsale::Result<Vec<OrderEvent>> {
+        self.inner.claim(now, max, lease).await
+    }
+    async fn ack(&self, events: &[OrderEvent]) -> flashsale::Result<()> {
+        self.inner.ack(events).await
+    }
+}
+
+/// A bot cycling random product ids: without valid credentials it is
+/// answered 401 before any store call; with them, each new id costs one
+/// lookup (cached as unknown), and however many ids it sends, the hot
+/// sale's cached terms are not evicted: its buyers cost no lookup.
+#[tokio::test]
+async fn a_bot_cycling_random_ids_costs_no_lookup_unauthenticated_and_evicts_no_hot_sale() {
+    const CAPACITY: usize = 1_000;
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(CountingLookups {
+        inner: MemoryStockStore::new(),
+        lookups: Default::default(),
+    });
+    let engine = Engine::builder()
+        .stock_store(store.clone())
+        .rate_limiter(Arc::new(MemoryRateLimiter::with_clock(
+            "100000/1s".parse().unwrap(),
+            Arc::new(clock.clone()),
+        )))
+        .order_sink(Arc::new(MemoryOrderSink::new()))
+        .authenticator(Arc::new(auth()))
+        .clock(Arc::new(clock.clone()))
+        .sale_cache_ttl(Duration::from_secs(60))
+        .sale_cache_capacity(CAPACITY)
+        .build()
+        .unwrap();
+    engine
+        .create_sale(&Sale::builder(pid("hot"), 10_000).build().unwrap())
+        .await
+        .unwrap();
+
+    // Unauthenticated: no token, or a bad one. Not one lookup.
+    for i in 0..(CAPACITY * 5) {
+        let creds = if i % 2 == 0 {
+            Credentials::none()
+        } else {
+            as_("forged")
+        };
+        let out = engine.purchase(&creds, buy(&format!("bot-{i}"), 1)).await;
+        assert_eq!(out.code(), "unauthenticated", "{out:?}");
+    }
+    assert_eq!(
+        store.total_lookups(),
+        0,
+        "an unauthenticated bot cost lookups"
+    );
+
+    // Authenticated, 20 times the cache's capacity of fresh ids, with a
+    // buyer of the hot sale in between.
+    let mut bought = 0;
+    for i in 0..(CAPACITY * 20) {
+        if i % 50 == 0 {
+            let out = engine.purchase(&as_("bob"), buy("hot", 1)).await;
+            assert_eq!(out.code(), "purchased", "{out:?}");
+            bought += 1;
+        }
+        let out = engine
+            .purchase(&as_("alice"), buy(&format!("rnd-{i}"), 1))
+            .await;
+        assert_eq!(out, Outcome::UnknownProduct);
+    }
+    assert_eq!(
+        store.lookups_of("hot"),
+        0,
+        "the hot sale was evicted by the bot's ids and fetched again"
+    );
+    assert_eq!(
+        store.total_lookups(),
+        CAPACITY * 20,
+        "one lookup per new id"
+    );
+    assert_eq!(levels_of(&engine, "hot").await.committed, bought);
+}
+
+async fn levels_of(engine: &Engine, p: &str) -> StockLevels {
+    engine.snapshot(&pid(p)).await.unwrap().unwrap()
 }

@@ -20,7 +20,16 @@ impl Client for Axum {
         for (name, value) in &req.headers {
             builder = builder.header(*name, HeaderValue::from_bytes(value.as_bytes()).unwrap());
         }
-        let request = builder.body(Body::from(req.body)).unwrap();
+        let body = if req.chunked {
+            // A stream of small chunks with no size hint: the adapter only
+            // learns the size by reading.
+            let chunks: Vec<Result<Vec<u8>, std::convert::Infallible>> =
+                req.body.chunks(512).map(|c| Ok(c.to_vec())).collect();
+            Body::from_stream(futures::stream::iter(chunks))
+        } else {
+            Body::from(req.body)
+        };
+        let request = builder.body(body).unwrap();
         let response = self.0.clone().oneshot(request).await.unwrap();
         let status = response.status().as_u16();
         let headers = response

@@ -162,6 +162,8 @@ enum ReserveAnswer {
 #[derive(Debug, Clone)]
 struct Answers {
     auth: AuthAnswer,
+    /// The sale lookup: `Ok` answers the scenario's sale (or its absence).
+    sale: Result<(), Failure>,
     rate: Result<RateDecision, Failure>,
     reserve: ReserveAnswer,
     void: Result<VoidOutcome, Failure>,
@@ -225,13 +227,17 @@ fn answers() -> impl Strategy<Value = Answers> {
         failure().prop_map(Err),
     ];
     let submit = prop_oneof![2 => Just(Ok(())), 1 => failure().prop_map(Err)];
-    (auth, rate, reserve, void, submit).prop_map(|(auth, rate, reserve, void, submit)| Answers {
-        auth,
-        rate,
-        reserve,
-        void,
-        submit,
-    })
+    let sale = prop_oneof![8 => Just(Ok(())), 1 => failure().prop_map(Err)];
+    (auth, sale, rate, reserve, void, submit).prop_map(
+        |(auth, sale, rate, reserve, void, submit)| Answers {
+            auth,
+            sale,
+            rate,
+            reserve,
+            void,
+            submit,
+        },
+    )
 }
 
 // ------------------------------------------------------------------- trace
@@ -240,6 +246,9 @@ fn answers() -> impl Strategy<Value = Answers> {
 #[derive(Debug, Clone)]
 enum Step {
     Auth(Result<Result<Principal, AuthRejection>, Failure>),
+    /// The sale lookup for this product: whether a sale was found, or how
+    /// the lookup failed.
+    Sale(Result<bool, Failure>),
     Rate {
         user: UserId,
         cost: u32,
@@ -292,6 +301,7 @@ impl Trace {
 #[derive(Debug, Clone, PartialEq)]
 enum Asked {
     Authenticate,
+    LoadSale(ProductId),
     CheckRate(UserId, u32),
     Reserve(ReserveRequest),
     Void(ReserveRequest),
@@ -302,6 +312,7 @@ enum Asked {
 fn asked(m: &PurchaseMachine) -> Asked {
     match m.poll_action() {
         Action::Authenticate => Asked::Authenticate,
+        Action::LoadSale { product } => Asked::LoadSale(product.clone()),
         Action::CheckRate { user, cost } => Asked::CheckRate(user.clone(), cost),
         Action::Reserve(r) => Asked::Reserve(r.clone()),
         Action::Void(r) => Asked::Void(r.clone()),
@@ -354,8 +365,9 @@ fn reserve_outcome(
 }
 
 /// The `handle_*` methods, by name, for feeding wrong answers.
-const HANDLERS: [&str; 5] = [
+const HANDLERS: [&str; 6] = [
     "authentication",
+    "sale",
     "rate check",
     "reservation",
     "void",
@@ -367,6 +379,7 @@ const HANDLERS: [&str; 5] = [
 fn feed_any(m: &mut PurchaseMachine, which: &str) -> Result<(), StepError> {
     match which {
         "authentication" => m.handle_authenticated(Err(Failure::Error)),
+        "sale" => m.handle_sale(Err(Failure::Error)),
         "rate check" => m.handle_rate_checked(Err(Failure::Error)),
         "reservation" => m.handle_reserved(Err(Failure::Timeout)),
         "void" => m.handle_voided(Err(Failure::Error)),
@@ -378,6 +391,7 @@ fn feed_any(m: &mut PurchaseMachine, which: &str) -> Result<(), StepError> {
 fn expected_handler(a: &Asked) -> &'static str {
     match a {
         Asked::Authenticate => "authentication",
+        Asked::LoadSale(_) => "sale",
         Asked::CheckRate(..) => "rate check",
         Asked::Reserve(_) => "reservation",
         Asked::Void(_) => "void",
@@ -392,15 +406,9 @@ fn expected_handler(a: &Asked) -> &'static str {
 fn drive(s: &Scenario, answers: &Answers) -> Trace {
     let order_id = OrderId::new(NOW);
     let sale = s.sale();
-    let mut m = PurchaseMachine::new(
-        s.request(),
-        s.known.then_some(&sale),
-        order_id,
-        NOW,
-        s.config(),
-    );
+    let mut m = PurchaseMachine::new(s.request(), order_id, NOW, s.config());
     let mut steps = Vec::new();
-    // Generous: a correct machine needs at most four calls.
+    // Generous: a correct machine needs at most five calls.
     for _ in 0..12 {
         let now_asked = asked(&m);
         for which in HANDLERS {
@@ -431,6 +439,12 @@ fn drive(s: &Scenario, answers: &Answers) -> Trace {
                 };
                 m.handle_authenticated(a.clone()).unwrap();
                 steps.push(Step::Auth(a));
+            }
+            Asked::LoadSale(p) => {
+                assert_eq!(p, product(), "looked up another product");
+                let a = answers.sale.map(|()| s.known.then_some(&sale));
+                m.handle_sale(a).unwrap();
+                steps.push(Step::Sale(answers.sale.map(|()| s.known)));
             }
             Asked::CheckRate(user, cost) => {
                 m.handle_rate_checked(answers.rate).unwrap();
@@ -482,12 +496,13 @@ fn same_request(r: &Reservation, req: &ReserveRequest) -> bool {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(3_000))]
 
-    /// Authenticate, CheckRate, Reserve, then at most one of Void or
-    /// Submit: never more than four port calls, each kind at most once.
+    /// Authenticate, LoadSale, CheckRate, Reserve, then at most one of
+    /// Void or Submit: never more than five port calls, each kind at most
+    /// once.
     #[test]
-    fn terminates_within_four_port_calls(s in scenario(), a in answers()) {
+    fn terminates_within_five_port_calls(s in scenario(), a in answers()) {
         let t = drive(&s, &a);
-        prop_assert!(t.steps.len() <= 4, "{:#?}", t.steps);
+        prop_assert!(t.steps.len() <= 5, "{:#?}", t.steps);
         let kinds: Vec<_> = t.steps.iter().map(std::mem::discriminant).collect();
         for (i, k) in kinds.iter().enumerate() {
             prop_assert!(!kinds[..i].contains(k), "a port was asked twice: {:#?}", t.steps);
@@ -637,28 +652,47 @@ proptest! {
         a in answers(),
     ) {
         let t = drive(&s, &a);
-        if matches!(a.auth, AuthAnswer::Ok) && a.rate == Ok(RateDecision::Allowed) {
+        if matches!(a.auth, AuthAnswer::Ok) && a.sale.is_ok() && a.rate == Ok(RateDecision::Allowed) {
             let (_, req, _) = t.reserve().expect("a keyed request never reached the store");
             prop_assert_eq!(req.idempotency_key.as_ref(), Some(&key()));
         }
     }
 
-    /// Without a key, quantity and window are checked before any port is
-    /// called; an unknown product ends before any I/O, key or not.
+    /// Credentials come first, always: the sale is looked up only for an
+    /// authenticated buyer, right after authenticating. Then, without a
+    /// key, quantity and window are checked before the rate limiter or the
+    /// store is called; an unknown product (key or not) or a failed lookup
+    /// ends right there.
     #[test]
-    fn unkeyed_validation_happens_before_any_port_call(s in scenario(), a in answers()) {
+    fn credentials_first_then_validation_before_rate_or_store(s in scenario(), a in answers()) {
         let t = drive(&s, &a);
-        if !s.known {
+        prop_assert!(matches!(t.steps.first(), Some(Step::Auth(_))), "{:#?}", t.steps);
+        let authenticated = matches!(a.auth, AuthAnswer::Ok);
+        let lookups: Vec<usize> = t.steps.iter().enumerate()
+            .filter(|(_, st)| matches!(st, Step::Sale(_)))
+            .map(|(i, _)| i)
+            .collect();
+        if !authenticated {
+            prop_assert!(lookups.is_empty(), "the sale was looked up before authentication");
+            prop_assert_eq!(t.steps.len(), 1, "{:#?}", t.steps);
+            return Ok(());
+        }
+        prop_assert_eq!(lookups, vec![1], "{:#?}", t.steps);
+        let validated_out = |t: &Trace| t.steps.len() == 2;
+        if a.sale.is_err() {
+            prop_assert_eq!(&t.outcome, &unavailable());
+            prop_assert!(validated_out(&t));
+        } else if !s.known {
             prop_assert_eq!(&t.outcome, &Outcome::UnknownProduct);
-            prop_assert!(t.steps.is_empty());
+            prop_assert!(validated_out(&t));
         } else if !s.key && s.quantity > s.per_order_max {
             prop_assert_eq!(t.outcome.code(), "invalid_request");
-            prop_assert!(t.steps.is_empty());
+            prop_assert!(validated_out(&t));
         } else if !s.key && s.window != Window::Open {
             prop_assert_eq!(&t.outcome, &Outcome::NotOnSale);
-            prop_assert!(t.steps.is_empty());
+            prop_assert!(validated_out(&t));
         } else {
-            prop_assert!(matches!(t.steps.first(), Some(Step::Auth(_))), "{:#?}", t.steps);
+            prop_assert!(matches!(t.steps.get(2), Some(Step::Rate { .. })), "{:#?}", t.steps);
         }
     }
 
@@ -695,13 +729,16 @@ proptest! {
         let t = drive(&s, &a);
         let o = &t.outcome;
         match t.steps.last() {
-            None => prop_assert!(
-                matches!(o, Outcome::UnknownProduct | Outcome::NotOnSale | Outcome::Invalid(_)),
-                "{:?}", o
-            ),
+            None => prop_assert!(false, "ended without authenticating: {:?}", o),
             Some(Step::Auth(Ok(Err(r)))) => prop_assert_eq!(o, &Outcome::Unauthenticated(r.clone())),
             Some(Step::Auth(Err(_))) => prop_assert_eq!(o, &unavailable()),
             Some(Step::Auth(Ok(Ok(_)))) => prop_assert!(false, "ended right after authenticating"),
+            Some(Step::Sale(Err(_))) => prop_assert_eq!(o, &unavailable()),
+            Some(Step::Sale(Ok(false))) => prop_assert_eq!(o, &Outcome::UnknownProduct),
+            Some(Step::Sale(Ok(true))) => prop_assert!(
+                matches!(o, Outcome::NotOnSale | Outcome::Invalid(_)),
+                "{:?}", o
+            ),
             Some(Step::Rate { answer: Ok(RateDecision::Limited { retry_after }), .. }) => {
                 prop_assert_eq!(o, &Outcome::RateLimited { retry_after: *retry_after })
             }
@@ -751,13 +788,7 @@ proptest! {
 // ------------------------------------------------------ worked examples
 
 fn machine(s: &Scenario) -> PurchaseMachine {
-    PurchaseMachine::new(
-        s.request(),
-        Some(&s.sale()),
-        OrderId::new(NOW),
-        NOW,
-        s.config(),
-    )
+    PurchaseMachine::new(s.request(), OrderId::new(NOW), NOW, s.config())
 }
 
 fn open_scenario(key: bool, await_sink: bool) -> Scenario {
@@ -779,9 +810,11 @@ fn reserve_request(m: &PurchaseMachine) -> ReserveRequest {
     }
 }
 
-fn to_reserve(m: &mut PurchaseMachine) -> ReserveRequest {
+/// Authenticates alice, feeds `s`'s sale and passes the rate check.
+fn to_reserve(m: &mut PurchaseMachine, s: &Scenario) -> ReserveRequest {
     m.handle_authenticated(Ok(Ok(Principal::user(alice()))))
         .unwrap();
+    m.handle_sale(Ok(Some(&s.sale()))).unwrap();
     m.handle_rate_checked(Ok(RateDecision::Allowed)).unwrap();
     reserve_request(m)
 }
@@ -790,8 +823,9 @@ fn to_reserve(m: &mut PurchaseMachine) -> ReserveRequest {
 fn a_cluster_retry_answer_of_its_own_order_is_a_purchase_not_a_replay() {
     // The store ran the reserve twice (a dropped connection, re-sent below
     // the port); the second run found the first's reservation by order id.
-    let mut m = machine(&open_scenario(true, false));
-    let req = to_reserve(&mut m);
+    let s = open_scenario(true, false);
+    let mut m = machine(&s);
+    let req = to_reserve(&mut m, &s);
     let own = req.to_reservation(None);
     m.handle_reserved(Ok(ReserveOutcome::Reserved(own.clone())))
         .unwrap();
@@ -808,8 +842,9 @@ fn a_lost_reserve_answer_is_voided_then_unavailable_even_if_the_void_fails() {
         Err(Failure::Timeout),
         Err(Failure::Error),
     ] {
-        let mut m = machine(&open_scenario(true, true));
-        let req = to_reserve(&mut m);
+        let s = open_scenario(true, true);
+        let mut m = machine(&s);
+        let req = to_reserve(&mut m, &s);
         m.handle_reserved(Err(Failure::Timeout)).unwrap();
         assert_eq!(m.poll_action(), Action::Void(&req));
         m.handle_voided(void).unwrap();
@@ -822,8 +857,9 @@ fn a_lost_reserve_answer_is_voided_then_unavailable_even_if_the_void_fails() {
 
 #[test]
 fn await_sink_answers_202_with_the_order_when_the_sink_fails() {
-    let mut m = machine(&open_scenario(false, true));
-    let req = to_reserve(&mut m);
+    let s = open_scenario(false, true);
+    let mut m = machine(&s);
+    let req = to_reserve(&mut m, &s);
     let own = req.to_reservation(None);
     m.handle_reserved(Ok(ReserveOutcome::Reserved(own.clone())))
         .unwrap();
@@ -843,7 +879,7 @@ fn a_keyed_replay_wins_over_a_closed_window_and_a_lowered_per_order_max() {
         ..open_scenario(true, false)
     };
     let mut m = machine(&s);
-    let req = to_reserve(&mut m);
+    let req = to_reserve(&mut m, &s);
     let earlier = Timestamp::from_millis(NOW.as_millis() - 60_000);
     let original = ReserveRequest {
         order_id: OrderId::new(earlier),

@@ -67,7 +67,17 @@ async fn raw() -> redis::cluster_async::ClusterConnection {
         .unwrap()
 }
 
-flashsale::stock_store_conformance!(store);
+/// `n` app servers: independent cluster connections on one fresh prefix.
+async fn app_servers(n: usize) -> Vec<RedisStockStore> {
+    let prefix = prefix();
+    let mut stores = Vec::with_capacity(n);
+    for _ in 0..n {
+        stores.push(store_on(&prefix).await);
+    }
+    stores
+}
+
+flashsale::stock_store_conformance!(store, app_servers: app_servers);
 
 mod rate {
     flashsale::rate_limiter_conformance!(super::limiter);

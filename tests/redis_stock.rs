@@ -1,11 +1,10 @@
 //! `RedisStockStore` against a real Redis at `FLASHSALE_REDIS_URL` (default
 //! `redis://127.0.0.1:6379`): the whole stock conformance suite, the same
-//! suite through the sold-out cache, four app servers (four independent
-//! connections) selling one product, and the standalone-only bookkeeping
-//! of the outbox. Run through
+//! suite through the sold-out cache (each with four app servers, four
+//! independent connections, selling one product), and the standalone-only
+//! bookkeeping of the outbox. Run through
 //! `backends/redis/with-redis.sh cargo test --all-features`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flashsale::model::EventType;
@@ -39,22 +38,20 @@ async fn store() -> RedisStockStore {
     store_with(RedisOptions::single(redis_url()).prefix(prefix())).await
 }
 
-flashsale::stock_store_conformance!(store);
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn four_app_servers_share_one_redis() {
-    let first = store().await;
-    let prefix = first.prefix().to_owned();
-    let mut stores: Vec<Arc<dyn StockStore>> = vec![Arc::new(first)];
-    for _ in 0..3 {
-        // Independent connections, as four processes would have.
-        let s = RedisStockStore::connect(&redis_url(), &prefix)
-            .await
-            .unwrap();
-        stores.push(Arc::new(s));
+/// `n` app servers: independent connections (as `n` processes would have)
+/// on one fresh prefix.
+async fn app_servers(n: usize) -> Vec<RedisStockStore> {
+    let prefix = prefix();
+    let mut stores = Vec::with_capacity(n);
+    for _ in 0..n {
+        stores.push(store_with(RedisOptions::single(redis_url()).prefix(prefix.clone())).await);
     }
-    flashsale::testing::engine::concurrent_buyers(stores).await;
+    stores
 }
+
+// Its `engine_concurrent_buyers` race runs four engines on four
+// connections: four app servers sharing one Redis.
+flashsale::stock_store_conformance!(store, app_servers: app_servers);
 
 /// The sold-out cache in front of Redis keeps every contract.
 mod through_sold_out_cache {
@@ -64,7 +61,16 @@ mod through_sold_out_cache {
         SoldOutCache::new(super::store().await)
     }
 
-    flashsale::stock_store_conformance!(cached);
+    /// App servers with a sold-out cache each, over their own connection.
+    async fn cached_app_servers(n: usize) -> Vec<SoldOutCache<flashsale::redis::RedisStockStore>> {
+        super::app_servers(n)
+            .await
+            .into_iter()
+            .map(SoldOutCache::new)
+            .collect()
+    }
+
+    flashsale::stock_store_conformance!(cached, app_servers: cached_app_servers);
 }
 
 /// 2026-01-01T00:00:00Z.

@@ -19,6 +19,11 @@ pub struct EngineConfig {
     pub port_timeout: Duration,
     /// How long fetched sale terms are reused for validation.
     pub sale_cache_ttl: Duration,
+    /// About how many products' terms the sale cache holds (answers that a
+    /// product does not exist included). Eviction is scan-resistant: ids
+    /// asked for once (a bot cycling random ids) do not push out the sales
+    /// buyers keep asking for.
+    pub sale_cache_capacity: usize,
     /// The purchase flow's own tunables.
     pub machine: MachineConfig,
     /// Most holds the sweeper expires per store call.
@@ -36,6 +41,7 @@ impl Default for EngineConfig {
         Self {
             port_timeout: Duration::from_secs(2),
             sale_cache_ttl: Duration::from_secs(1),
+            sale_cache_capacity: 10_000,
             machine: MachineConfig::default(),
             sweep_batch: 1_000,
             relay: RelayConfig::default(),
@@ -131,6 +137,12 @@ impl EngineBuilder {
         self.config.sale_cache_ttl = d;
         self
     }
+    /// About how many products' terms the sale cache holds (default
+    /// 10,000).
+    pub fn sale_cache_capacity(mut self, n: usize) -> Self {
+        self.config.sale_cache_capacity = n;
+        self
+    }
 
     /// Checks the settings and builds the engine.
     pub fn build(self) -> Result<Engine> {
@@ -159,9 +171,14 @@ impl EngineBuilder {
                 c.relay.submit_timeout + c.port_timeout
             )));
         }
-        if c.machine.rate_cost == 0 || c.sweep_batch == 0 || c.relay.batch == 0 {
+        if c.machine.rate_cost == 0
+            || c.sweep_batch == 0
+            || c.relay.batch == 0
+            || c.sale_cache_capacity == 0
+        {
             return Err(Error::Config(
-                "rate_cost, sweep_batch and relay.batch must be at least 1".into(),
+                "rate_cost, sweep_batch, relay.batch and sale_cache_capacity must be at least 1"
+                    .into(),
             ));
         }
         Ok(Engine {
@@ -171,7 +188,7 @@ impl EngineBuilder {
                 sink: self.sink.ok_or_else(|| missing("order sink"))?,
                 auth: self.auth.ok_or_else(|| missing("authenticator"))?,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-                sales: SaleCache::new(self.config.sale_cache_ttl),
+                sales: SaleCache::new(self.config.sale_cache_ttl, self.config.sale_cache_capacity),
                 config: self.config,
                 relay_wake: tokio::sync::Notify::new(),
                 relay_retry: parking_lot::Mutex::new(None),

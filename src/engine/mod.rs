@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::machine::{Action, Failure, PurchaseMachine};
 use crate::model::{
     AuthRejection, Credentials, OrderEvent, OrderId, OrderStatus, Outcome, Principal, ProductId,
-    PurchaseRequest, PurchaseSummary, Reservation, ReservationState, Sale, StockLevels, Timestamp,
+    PurchaseRequest, PurchaseSummary, Reservation, ReservationState, Sale, StockLevels,
 };
 use crate::ports::{
     Authenticator, CancelOutcome, ConfirmOutcome, OrderSink, RateLimiter, ReserveRequest,
@@ -53,7 +53,7 @@ struct Inner {
     /// without waiting for its next tick.
     relay_wake: tokio::sync::Notify,
     /// A claimed batch the relay failed to deliver, retried first.
-    relay_retry: parking_lot::Mutex<Option<Vec<OrderEvent>>>,
+    relay_retry: parking_lot::Mutex<Option<(Vec<OrderEvent>, crate::model::Timestamp)>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -67,6 +67,7 @@ impl std::fmt::Debug for Engine {
 /// One answered port call, detached from the machine's borrow.
 enum Fed {
     Auth(std::result::Result<std::result::Result<Principal, AuthRejection>, Failure>),
+    Sale(std::result::Result<Option<Arc<Sale>>, Failure>),
     Rate(std::result::Result<crate::ports::RateDecision, Failure>),
     Reserve(std::result::Result<crate::ports::ReserveOutcome, Failure>),
     Void(std::result::Result<crate::ports::VoidOutcome, Failure>),
@@ -103,11 +104,17 @@ impl Engine {
         &self.inner.clock
     }
 
-    /// Tries to buy: authenticate, check the buyer's rate, reserve (which
-    /// writes the order to the store's outbox in the same atomic step) and,
+    /// Tries to buy: authenticate, find the sale's terms (from the engine's
+    /// sale cache, or the store) and validate the request against them,
+    /// check the buyer's rate, reserve (which writes the order to the
+    /// store's outbox in the same atomic step) and,
     /// under [`HandOff::AwaitSink`], hand the order to the sink. Never
     /// returns an error: every ending, including a failed backend, is an
     /// [`Outcome`].
+    ///
+    /// Credentials are verified before anything else: a request without
+    /// valid ones answers `Unauthenticated` without any store call, whatever
+    /// product it names.
     ///
     /// Dropping the future part-way leaves the store consistent (either
     /// nothing was reserved, or the order stands with its `placed` event),
@@ -135,21 +142,8 @@ impl Engine {
     ) -> Outcome {
         let inner = &*self.inner;
         let now = inner.clock.now();
-        let sale = match self.cached_sale(&request.product, now).await {
-            Ok(sale) => sale,
-            Err(_) => {
-                return Outcome::Unavailable {
-                    retry_after: inner.config.machine.unavailable_retry_after,
-                };
-            }
-        };
-        let mut machine = PurchaseMachine::new(
-            request,
-            sale.as_deref(),
-            OrderId::new(now),
-            now,
-            inner.config.machine,
-        );
+        let mut machine =
+            PurchaseMachine::new(request, OrderId::new(now), now, inner.config.machine);
         let mut delivered: Option<OrderEvent> = None;
         loop {
             let fed = match machine.poll_action() {
@@ -157,6 +151,9 @@ impl Engine {
                     self.call("authenticate", inner.auth.authenticate(credentials))
                         .await,
                 ),
+                Action::LoadSale { product } => {
+                    Fed::Sale(self.cached_sale(product).await.map_err(|_| Failure::Error))
+                }
                 Action::CheckRate { user, cost } => {
                     if !span.is_disabled() {
                         span.record("user", user.as_str());
@@ -203,6 +200,9 @@ impl Engine {
             };
             let step = match fed {
                 Fed::Auth(r) => machine.handle_authenticated(r),
+                Fed::Sale(r) => {
+                    machine.handle_sale(r.as_ref().map(Option::as_deref).map_err(|f| *f))
+                }
                 Fed::Rate(r) => machine.handle_rate_checked(r),
                 Fed::Reserve(r) => machine.handle_reserved(r),
                 Fed::Void(r) => machine.handle_voided(r),
@@ -353,7 +353,10 @@ impl Engine {
             .unwrap_or(Err(Error::Timeout { operation, after }))
     }
 
-    async fn cached_sale(&self, product: &ProductId, now: Timestamp) -> Result<Option<Arc<Sale>>> {
+    /// The sale's terms from the engine's cache, or from the store (and
+    /// then cached, unknown products included).
+    async fn cached_sale(&self, product: &ProductId) -> Result<Option<Arc<Sale>>> {
+        let now = self.inner.clock.monotonic();
         if let Some(hit) = self.inner.sales.get(product, now) {
             return Ok(hit);
         }
@@ -490,7 +493,7 @@ impl Engine {
             self.inner.sales.put(
                 sale.product().clone(),
                 Some(Arc::new(sale.clone())),
-                self.inner.clock.now(),
+                self.inner.clock.monotonic(),
             );
         }
         Ok(written)

@@ -23,17 +23,24 @@ impl Engine {
     /// lapses.
     ///
     /// A batch whose submit or ack failed is kept and retried first by the
-    /// next pass of this engine, without waiting for its lease to lapse.
+    /// next pass of this engine, without waiting for its lease to lapse
+    /// (but not after: then it is claimed afresh, by whichever relay).
     pub async fn relay_once(&self) -> Result<usize> {
         let inner = &*self.inner;
         let cfg = inner.config.relay;
+        let now = inner.clock.now();
+        // A kept batch is resent only while this relay still holds its
+        // lease: once it lapsed, another relay may have claimed those events
+        // and delivered later ones of the same orders after them, so a
+        // resend would put an order's events out of order in the sink.
         let retry = inner.relay_retry.lock().take();
-        let events = match retry {
-            Some(events) => events,
-            None => {
-                let now = inner.clock.now();
-                self.call_err("claim", inner.stock.claim(now, cfg.batch, cfg.lease))
-                    .await?
+        let (events, lease_until) = match retry {
+            Some((events, until)) if now < until => (events, until),
+            _ => {
+                let events = self
+                    .call_err("claim", inner.stock.claim(now, cfg.batch, cfg.lease))
+                    .await?;
+                (events, now.saturating_add(cfg.lease))
             }
         };
         if events.is_empty() {
@@ -47,7 +54,7 @@ impl Engine {
         if let Err(error) = delivered.await {
             // Keep the batch: the next pass resends it at once (the sink
             // may have stored part of it; consumers dedupe by event id).
-            *inner.relay_retry.lock() = Some(events);
+            *inner.relay_retry.lock() = Some((events, lease_until));
             return Err(error);
         }
         debug!(count = events.len(), "order events relayed");

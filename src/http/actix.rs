@@ -91,9 +91,13 @@ pub fn configure(api: Api) -> impl FnOnce(&mut web::ServiceConfig) {
     }
 }
 
-/// Reads the whole body, stopping at `limit` bytes.
+/// Reads the whole body, stopping at `limit` bytes: a body over the limit
+/// is `413 payload_too_large` whether it declares its size or not.
 ///
-/// A declared `Content-Length` over the limit is refused before reading.
+/// A declared `Content-Length` over the limit is refused before reading; a
+/// body without one (`Transfer-Encoding: chunked`) is read up to the limit
+/// and refused as soon as it goes over. A body that cannot be read (the
+/// connection broke, bad chunk framing) is `400` naming `body`.
 pub async fn read_body(
     req: &HttpRequest,
     payload: web::Payload,
@@ -107,13 +111,16 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiResponse::payload_too_large(limit));
     }
+    // The outer result is the limit, the inner one the stream.
     match payload.to_bytes_limited(limit).await {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(_)) => Err(ApiResponse::payload_too_large(limit)),
-        Err(e) => Err(ApiResponse::bad_request(&BadRequest::new(
+        Ok(Err(e)) => Err(ApiResponse::bad_request(&BadRequest::new(
             "body",
             format!("the request body could not be read: {e}"),
         ))),
+        Err(actix_web::body::BodyLimitExceeded { .. }) => {
+            Err(ApiResponse::payload_too_large(limit))
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::model::{OrderEvent, Outcome, UserId};
+use crate::model::{OrderEvent, Outcome, ProductId, UserId};
 use crate::ports::ReserveRequest;
 
 /// The next thing the driver must do.
@@ -12,6 +12,14 @@ pub enum Action<'a> {
     /// with the request's credentials; feed
     /// [`PurchaseMachine::handle_authenticated`](super::PurchaseMachine::handle_authenticated).
     Authenticate,
+    /// The buyer is authenticated: find the sale's terms of `product`
+    /// ([`StockStore::sale`](crate::ports::StockStore), or a cache of its
+    /// answers); feed
+    /// [`PurchaseMachine::handle_sale`](super::PurchaseMachine::handle_sale).
+    LoadSale {
+        /// The product the request names.
+        product: &'a ProductId,
+    },
     /// Call [`RateLimiter::check`](crate::ports::RateLimiter) for the buyer;
     /// feed `handle_rate_checked`.
     CheckRate {

@@ -1,19 +1,26 @@
 //! The purchase state machine: pure, deterministic, sans-IO.
 //!
-//! A [`PurchaseMachine`] is created with the request, the sale's terms (if
-//! known), a fresh order id and `now`. The driver then loops: it asks
-//! [`PurchaseMachine::poll_action`] what to do, does it against a port, and
-//! feeds the result back with the matching `handle_*` method, until the
-//! action is [`Action::Done`]. The machine never awaits, never reads a
-//! clock and never touches a backend, so every path is testable without a
-//! runtime.
+//! A [`PurchaseMachine`] is created with the request, a fresh order id and
+//! `now`. The driver then loops: it asks [`PurchaseMachine::poll_action`]
+//! what to do, does it against a port, and feeds the result back with the
+//! matching `handle_*` method, until the action is [`Action::Done`]. The
+//! machine never awaits, never reads a clock and never touches a backend,
+//! so every path is testable without a runtime.
 //!
 //! ```text
-//! validate ─▶ Authenticate ─▶ CheckRate ─▶ Reserve ──────────▶ Done
-//!    │             │              │           │   └─▶ Submit ─▶ Done   (HandOff::AwaitSink)
-//!    ▼             ▼              ▼           ▼ (lost answer)
-//!  Done          Done           Done        Void ─────────────▶ Done (Unavailable)
+//! Authenticate ─▶ LoadSale ─▶ validate ─▶ CheckRate ─▶ Reserve ──────────▶ Done
+//!      │              │           │           │          │   └─▶ Submit ─▶ Done   (HandOff::AwaitSink)
+//!      ▼              ▼           ▼           ▼          ▼ (lost answer)
+//!    Done           Done        Done        Done       Void ─────────────▶ Done (Unavailable)
 //! ```
+//!
+//! Credentials come first: nothing about the product is looked up (in the
+//! driver's cache or the store) for a client that is not authenticated, so
+//! a bot sending random product ids without a valid token costs no store
+//! round trip. Validation against the sale's terms (product known, quantity
+//! within the per-order maximum, sale window) is pure and happens right
+//! after the lookup, before the rate limiter or the store's reserve is
+//! asked anything.
 //!
 //! A reservation the store accepted IS the order: the store wrote its
 //! `placed` event to its outbox in the same atomic step, and a relay hands
@@ -22,7 +29,9 @@
 //! units, and never doubles an order.
 //!
 //! Guarantees (checked by property tests over arbitrary port results):
-//! it reaches `Done` within four port calls; every `Purchased`, `Accepted`
+//! it reaches `Done` within five port calls, the sale lookup counted (the
+//! driver may answer it from a cache), and never looks the sale up for an
+//! unauthenticated request; every `Purchased`, `Accepted`
 //! or `Replayed` names a reservation the store reported as owning its units
 //! (or, for a replay, the original as it stands); an `Unavailable` after a
 //! reserve was sent is always preceded by a `Void` of that very request; it

@@ -18,6 +18,9 @@ pub struct PurchaseMachine {
 #[derive(Debug, Clone)]
 enum State {
     Authenticating(Box<Pending>),
+    /// Authenticated: the request as it will be reserved, waiting for the
+    /// sale's terms.
+    LoadingSale(ReserveRequest),
     CheckingRate(ReserveRequest),
     Reserving(ReserveRequest),
     Voiding(ReserveRequest),
@@ -29,7 +32,7 @@ enum State {
     Done(Outcome),
 }
 
-/// A validated request waiting for its buyer to be authenticated.
+/// A request waiting for its buyer to be authenticated.
 #[derive(Debug, Clone)]
 struct Pending {
     request: PurchaseRequest,
@@ -38,38 +41,24 @@ struct Pending {
 }
 
 impl PurchaseMachine {
-    /// Starts a purchase of `request` at `now`.
+    /// Starts a purchase of `request` at `now`, under `order_id`.
     ///
-    /// `sale` is the sale's terms as the driver knows them (`None`: no such
-    /// sale). Validation against them is pure and happens here, before any
-    /// I/O: a quantity above the per-order maximum ends in
-    /// [`Outcome::Invalid`], a closed sale in [`Outcome::NotOnSale`]. The
-    /// store re-checks both atomically, so stale terms cannot oversell.
-    ///
-    /// A request with an idempotency key skips the window and per-order
-    /// checks here: its key may name a finished purchase, whose original
-    /// answer wins even after the sale ended or its terms changed. The store
-    /// looks the key up before it checks anything else.
+    /// The first action is always [`Action::Authenticate`]: nothing about
+    /// the product is looked at, in a cache or a store, before the buyer is
+    /// known, so a client without valid credentials costs no store round
+    /// trip whatever product id it sends. (`request` itself was validated
+    /// when it was built: well-formed product id, quantity at least 1.)
     pub fn new(
         request: PurchaseRequest,
-        sale: Option<&Sale>,
         order_id: OrderId,
         now: Timestamp,
         config: MachineConfig,
     ) -> Self {
-        let state = match sale {
-            None => State::Done(Outcome::UnknownProduct),
-            Some(_) if request.idempotency_key.is_some() => pending(request, order_id, now),
-            Some(sale) => {
-                if let Err(e) = sale.check_quantity(request.quantity) {
-                    State::Done(Outcome::Invalid(e))
-                } else if !sale.is_open(now) {
-                    State::Done(Outcome::NotOnSale)
-                } else {
-                    pending(request, order_id, now)
-                }
-            }
-        };
+        let state = State::Authenticating(Box::new(Pending {
+            request,
+            order_id,
+            now,
+        }));
         Self { config, state }
     }
 
@@ -77,6 +66,9 @@ impl PurchaseMachine {
     pub fn poll_action(&self) -> Action<'_> {
         match &self.state {
             State::Authenticating(_) => Action::Authenticate,
+            State::LoadingSale(req) => Action::LoadSale {
+                product: &req.product,
+            },
             State::CheckingRate(req) => Action::CheckRate {
                 user: &req.user,
                 cost: self.config.rate_cost,
@@ -124,7 +116,7 @@ impl PurchaseMachine {
                     order_id,
                     now,
                 } = (**pending).clone();
-                State::CheckingRate(ReserveRequest {
+                State::LoadingSale(ReserveRequest {
                     order_id,
                     product: request.product,
                     user: principal.user,
@@ -135,6 +127,42 @@ impl PurchaseMachine {
             }
             Ok(Err(rejection)) => State::Done(Outcome::Unauthenticated(rejection)),
             Err(_) => self.unavailable(),
+        };
+        Ok(())
+    }
+
+    /// Feeds the answer to [`Action::LoadSale`]: the sale's terms as the
+    /// driver knows them (from its cache or the store; `None`: no such
+    /// sale).
+    ///
+    /// Validation against them is pure and happens here, before the rate
+    /// limiter or the store is asked anything: no sale ends in
+    /// [`Outcome::UnknownProduct`], a quantity above the per-order maximum
+    /// in [`Outcome::Invalid`], a closed sale in [`Outcome::NotOnSale`].
+    /// The store re-checks the last two atomically, so stale terms cannot
+    /// oversell.
+    ///
+    /// A request with an idempotency key skips the window and per-order
+    /// checks here: its key may name a finished purchase, whose original
+    /// answer wins even after the sale ended or its terms changed. The store
+    /// looks the key up before it checks anything else.
+    pub fn handle_sale(&mut self, result: Result<Option<&Sale>, Failure>) -> Result<(), StepError> {
+        let State::LoadingSale(req) = &self.state else {
+            return Err(self.unexpected("sale"));
+        };
+        self.state = match result {
+            Err(_) => self.unavailable(),
+            Ok(None) => State::Done(Outcome::UnknownProduct),
+            Ok(Some(_)) if req.idempotency_key.is_some() => State::CheckingRate(req.clone()),
+            Ok(Some(sale)) => {
+                if let Err(e) = sale.check_quantity(req.quantity) {
+                    State::Done(Outcome::Invalid(e))
+                } else if !sale.is_open(req.now) {
+                    State::Done(Outcome::NotOnSale)
+                } else {
+                    State::CheckingRate(req.clone())
+                }
+            }
         };
         Ok(())
     }
@@ -233,6 +261,7 @@ impl PurchaseMachine {
     fn unexpected(&self, got: &'static str) -> StepError {
         let expected = match &self.state {
             State::Authenticating(_) => "authentication",
+            State::LoadingSale(_) => "sale",
             State::CheckingRate(_) => "rate check",
             State::Reserving(_) => "reservation",
             State::Voiding(_) => "void",
@@ -293,12 +322,4 @@ impl MachineConfig {
             })),
         }
     }
-}
-
-fn pending(request: PurchaseRequest, order_id: OrderId, now: Timestamp) -> State {
-    State::Authenticating(Box::new(Pending {
-        request,
-        order_id,
-        now,
-    }))
 }

@@ -34,13 +34,38 @@ fn config(hand_off: HandOff) -> MachineConfig {
     }
 }
 
-fn machine_with(req: PurchaseRequest, sale: Option<&Sale>, cfg: MachineConfig) -> PurchaseMachine {
-    PurchaseMachine::new(req, sale, OrderId::new(NOW), NOW, cfg)
+fn machine_with(req: PurchaseRequest, cfg: MachineConfig) -> PurchaseMachine {
+    PurchaseMachine::new(req, OrderId::new(NOW), NOW, cfg)
 }
 
-fn machine_for(q: u32, sale: Option<&Sale>) -> PurchaseMachine {
-    let req = PurchaseRequest::new(product(), Quantity::new(q.into()).unwrap());
-    machine_with(req, sale, MachineConfig::default())
+/// A machine that has authenticated alice and been fed `sale`.
+fn validated(req: PurchaseRequest, sale: Option<&Sale>, cfg: MachineConfig) -> PurchaseMachine {
+    let mut m = machine_with(req, cfg);
+    m.handle_authenticated(Ok(Ok(Principal::user(alice()))))
+        .unwrap();
+    assert_eq!(
+        m.poll_action(),
+        Action::LoadSale {
+            product: &product()
+        }
+    );
+    m.handle_sale(Ok(sale)).unwrap();
+    m
+}
+
+fn request_for(q: u32) -> PurchaseRequest {
+    PurchaseRequest::new(product(), Quantity::new(q.into()).unwrap())
+}
+
+/// A fresh machine for `q` units, waiting to authenticate.
+fn machine_for(q: u32) -> PurchaseMachine {
+    machine_with(request_for(q), MachineConfig::default())
+}
+
+/// A machine for `q` units that has authenticated alice and been fed
+/// `sale`.
+fn validated_for(q: u32, sale: Option<&Sale>) -> PurchaseMachine {
+    validated(request_for(q), sale, MachineConfig::default())
 }
 
 fn request_of(m: &PurchaseMachine) -> ReserveRequest {
@@ -50,19 +75,18 @@ fn request_of(m: &PurchaseMachine) -> ReserveRequest {
     }
 }
 
-/// Authenticates alice and passes the rate check.
+/// Passes the rate check of a validated machine.
 fn to_reserve(mut m: PurchaseMachine) -> PurchaseMachine {
-    m.handle_authenticated(Ok(Ok(Principal::user(alice()))))
-        .unwrap();
     m.handle_rate_checked(Ok(RateDecision::Allowed)).unwrap();
     m
 }
 
-/// A machine that has authenticated alice and passed the rate check.
+/// A machine that has authenticated alice, found the sale and passed the
+/// rate check.
 fn reserving(hand_off: HandOff) -> PurchaseMachine {
     let s = sale();
     let req = PurchaseRequest::new(product(), Quantity::ONE);
-    to_reserve(machine_with(req, Some(&s), config(hand_off)))
+    to_reserve(validated(req, Some(&s), config(hand_off)))
 }
 
 fn done(m: &PurchaseMachine) -> &Outcome {
@@ -80,22 +104,47 @@ fn unavailable() -> Outcome {
 
 #[test]
 fn starts_by_authenticating() {
-    let s = sale();
-    let m = machine_for(1, Some(&s));
+    let m = machine_for(1);
     assert_eq!(m.poll_action(), Action::Authenticate);
     assert!(!m.is_done());
 }
 
 #[test]
-fn unknown_product_ends_before_any_io() {
-    let m = machine_for(1, None);
+fn the_sale_is_looked_up_only_after_authentication() {
+    let mut m = machine_for(1);
+    // Nothing about the product may be fed before the buyer is known.
+    let s = sale();
+    let err = m.handle_sale(Ok(Some(&s))).unwrap_err();
+    assert_eq!((err.expected, err.got), ("authentication", "sale"));
+    m.handle_authenticated(Ok(Ok(Principal::user(alice()))))
+        .unwrap();
+    assert_eq!(
+        m.poll_action(),
+        Action::LoadSale {
+            product: &product()
+        }
+    );
+}
+
+#[test]
+fn unknown_product_ends_after_the_lookup_before_rate_or_store() {
+    let m = validated_for(1, None);
     assert_eq!(done(&m), &Outcome::UnknownProduct);
 }
 
 #[test]
-fn quantity_above_per_order_max_is_invalid_before_any_io() {
+fn a_failed_sale_lookup_is_unavailable() {
+    let mut m = machine_for(1);
+    m.handle_authenticated(Ok(Ok(Principal::user(alice()))))
+        .unwrap();
+    m.handle_sale(Err(Failure::Timeout)).unwrap();
+    assert_eq!(done(&m), &unavailable());
+}
+
+#[test]
+fn quantity_above_per_order_max_is_invalid_before_rate_or_store() {
     let s = sale();
-    let m = machine_for(4, Some(&s));
+    let m = validated_for(4, Some(&s));
     match done(&m) {
         Outcome::Invalid(e) => assert_eq!(e.field, "quantity"),
         other => panic!("{other:?}"),
@@ -103,12 +152,12 @@ fn quantity_above_per_order_max_is_invalid_before_any_io() {
 }
 
 #[test]
-fn closed_sale_ends_before_any_io() {
+fn closed_sale_ends_before_rate_or_store() {
     let later = Sale::builder(product(), 10)
         .starts_at(NOW.saturating_add(Duration::from_secs(1)))
         .build()
         .unwrap();
-    assert_eq!(done(&machine_for(1, Some(&later))), &Outcome::NotOnSale);
+    assert_eq!(done(&validated_for(1, Some(&later))), &Outcome::NotOnSale);
 }
 
 #[test]
@@ -121,7 +170,7 @@ fn a_keyed_request_reaches_the_store_even_when_local_checks_refuse() {
         .unwrap();
     let req = PurchaseRequest::new(product(), Quantity::new(2).unwrap())
         .with_idempotency_key(IdempotencyKey::new("k").unwrap());
-    let m = to_reserve(machine_with(req, Some(&ended), MachineConfig::default()));
+    let m = to_reserve(validated(req, Some(&ended), MachineConfig::default()));
     let r = request_of(&m);
     assert_eq!(r.idempotency_key.as_ref().unwrap().as_str(), "k");
     assert_eq!(r.quantity.get(), 2);
@@ -129,8 +178,7 @@ fn a_keyed_request_reaches_the_store_even_when_local_checks_refuse() {
 
 #[test]
 fn refused_credentials_end_unauthenticated() {
-    let s = sale();
-    let mut m = machine_for(1, Some(&s));
+    let mut m = machine_for(1);
     m.handle_authenticated(Ok(Err(AuthRejection::Expired)))
         .unwrap();
     assert_eq!(done(&m), &Outcome::Unauthenticated(AuthRejection::Expired));
@@ -139,13 +187,11 @@ fn refused_credentials_end_unauthenticated() {
 #[test]
 fn failed_authentication_or_rate_check_is_unavailable_with_nothing_to_undo() {
     let s = sale();
-    let mut m = machine_for(1, Some(&s));
+    let mut m = machine_for(1);
     m.handle_authenticated(Err(Failure::Timeout)).unwrap();
     assert_eq!(done(&m), &unavailable());
 
-    let mut m = machine_for(1, Some(&s));
-    m.handle_authenticated(Ok(Ok(Principal::user(alice()))))
-        .unwrap();
+    let mut m = validated_for(1, Some(&s));
     m.handle_rate_checked(Err(Failure::Error)).unwrap();
     assert_eq!(done(&m), &unavailable());
 }
@@ -153,9 +199,7 @@ fn failed_authentication_or_rate_check_is_unavailable_with_nothing_to_undo() {
 #[test]
 fn rate_limited_ends_with_retry_after() {
     let s = sale();
-    let mut m = machine_for(1, Some(&s));
-    m.handle_authenticated(Ok(Ok(Principal::user(alice()))))
-        .unwrap();
+    let mut m = validated_for(1, Some(&s));
     match m.poll_action() {
         Action::CheckRate { user, cost } => assert_eq!((user, cost), (&alice(), 1)),
         other => panic!("{other:?}"),
@@ -279,7 +323,7 @@ fn keyed(q: u32, hand_off: HandOff) -> PurchaseMachine {
     let s = sale();
     let req = PurchaseRequest::new(product(), Quantity::new(q.into()).unwrap())
         .with_idempotency_key(IdempotencyKey::new("k").unwrap());
-    to_reserve(machine_with(req, Some(&s), config(hand_off)))
+    to_reserve(validated(req, Some(&s), config(hand_off)))
 }
 
 /// The first request's reservation, as the store keeps it.
@@ -371,8 +415,9 @@ fn a_wrong_answer_is_refused_and_changes_nothing() {
     assert_eq!((err.expected, err.got), ("reservation", "submission"));
     assert!(m.handle_voided(Ok(VoidOutcome::Voided)).is_err());
     assert!(m.handle_authenticated(Err(Failure::Error)).is_err());
+    assert!(m.handle_sale(Ok(None)).is_err());
     assert_eq!(m.poll_action().to_owned_debug(), before);
-    let mut finished = machine_for(1, None);
+    let mut finished = validated_for(1, None);
     assert_eq!(
         finished
             .handle_reserved(Ok(ReserveOutcome::SoldOut))

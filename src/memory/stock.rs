@@ -2,8 +2,16 @@
 //! products never contend, and every operation on a product (the
 //! reservation, its stock, its outbox event) is one critical section, hence
 //! atomic.
+//!
+//! Finished reservations (sold at once, confirmed, cancelled, expired,
+//! voided, void tombstones), their idempotency keys, their entries in the
+//! order index and the replay claims on them are purged by
+//! [`expire`](StockStore::expire) once the record TTL has passed since they
+//! finished, as the Redis store does, so a long-lived process does not grow
+//! without bound. A held reservation is never purged, nor one whose events
+//! are still in the outbox.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +32,15 @@ use crate::ports::{
 
 /// In-memory stock, for a single process (tests, demos, single-node
 /// deployments). Nothing survives a restart, the outbox included.
-#[derive(Debug, Default)]
+///
+/// Finished reservations are kept for [`record_ttl`](Self::record_ttl)
+/// (default 24 h, [`DEFAULT_RECORD_TTL`](Self::DEFAULT_RECORD_TTL)) after
+/// they finish, by the times the store is given (`now` of each call): an
+/// idempotency key replays its purchase at least that long. Each
+/// [`expire`](StockStore::expire) call then purges up to
+/// [`PURGE_BATCH`](Self::PURGE_BATCH) of them per product; one whose events
+/// the relay has not yet delivered waits until it has.
+#[derive(Debug)]
 pub struct MemoryStockStore {
     products: DashMap<ProductId, Arc<Mutex<ProductState>>, RandomState>,
     /// Which product each reservation belongs to, for lookups by order id.
@@ -33,6 +49,8 @@ pub struct MemoryStockStore {
     /// follows the pending events, not the number of products. Changed only
     /// under the product's lock, together with its outbox.
     pending: DashMap<ProductId, (), RandomState>,
+    /// How long finished reservations are kept.
+    record_ttl: Duration,
 }
 
 #[derive(Debug)]
@@ -51,6 +69,20 @@ struct ProductState {
     /// Orders that a replay (same key, same request) was handed: who else
     /// may hold a 2xx naming them. See [`Claims`].
     claims: HashMap<OrderId, Claims>,
+    /// Finished reservations with their purge time (record TTL after they
+    /// finished), in the order they finished: the times the store is given
+    /// only grow (up to the skew between concurrent calls), so the front is
+    /// the next due, and a push costs O(1) on the purchase path.
+    purges: VecDeque<(Timestamp, OrderId)>,
+    /// Purges put off because the reservation's events were still pending,
+    /// in the same manner.
+    retries: VecDeque<(Timestamp, OrderId)>,
+    /// Each scheduled reservation's current purge time; a queue entry with
+    /// another time is stale (the order finished again, e.g. sold then
+    /// voided) and is skipped.
+    purge_at: HashMap<OrderId, Timestamp>,
+    /// How long finished reservations are kept.
+    record_ttl: Duration,
 }
 
 /// Who may have been answered with an order besides the request that made
@@ -78,8 +110,12 @@ struct Pending {
 /// went from empty to not empty (the caller then marks it pending).
 type Step<T> = (T, bool);
 
+/// How long a due purge waits when the reservation's events are still in
+/// the outbox.
+const PURGE_RETRY: Duration = Duration::from_secs(60);
+
 impl ProductState {
-    fn new(sale: Sale) -> Self {
+    fn new(sale: Sale, record_ttl: Duration) -> Self {
         let total = u64::from(sale.stock());
         Self {
             sale,
@@ -95,7 +131,82 @@ impl ProductState {
             expiry: BTreeSet::new(),
             outbox: BTreeMap::new(),
             claims: HashMap::default(),
+            purges: VecDeque::new(),
+            retries: VecDeque::new(),
+            purge_at: HashMap::default(),
+            record_ttl,
         }
+    }
+
+    /// `order` finished at `at`: purge it a record TTL later (replacing an
+    /// earlier schedule).
+    fn finished(&mut self, order: OrderId, at: Timestamp) {
+        let when = at.saturating_add(self.record_ttl);
+        self.purge_at.insert(order, when);
+        self.purges.push_back((when, order));
+    }
+
+    /// The next purge due at `now`, from either queue.
+    fn next_due(&mut self, now: Timestamp) -> Option<(Timestamp, OrderId)> {
+        for queue in [&mut self.purges, &mut self.retries] {
+            if queue.front().is_some_and(|&(at, _)| at <= now) {
+                return queue.pop_front();
+            }
+        }
+        None
+    }
+
+    /// Whether any event of `order` is still in the outbox.
+    fn has_pending_events(&self, order: OrderId) -> bool {
+        self.outbox
+            .range(EventId::new(order, 0)..=EventId::new(order, u16::MAX))
+            .next()
+            .is_some()
+    }
+
+    /// Purges up to `max` finished reservations due at `now`, with their
+    /// idempotency keys, replay claims and order-index entries; returns how
+    /// many. One whose events are still pending is looked at again
+    /// [`PURGE_RETRY`] later.
+    fn purge(
+        &mut self,
+        now: Timestamp,
+        max: usize,
+        index: &DashMap<OrderId, ProductId, RandomState>,
+    ) -> usize {
+        let mut purged = 0;
+        let mut waiting = Vec::new();
+        for _ in 0..max {
+            let Some((at, order)) = self.next_due(now) else {
+                break;
+            };
+            if self.purge_at.get(&order) != Some(&at) {
+                continue; // Stale: rescheduled since.
+            }
+            self.purge_at.remove(&order);
+            let Some(r) = self.reservations.get(&order) else {
+                continue;
+            };
+            if r.state == ReservationState::Held {
+                // Live again? Never scheduled while held; be safe.
+                continue;
+            }
+            if self.has_pending_events(order) {
+                waiting.push(order);
+                continue;
+            }
+            let r = self.reservations.remove(&order).expect("looked up above");
+            self.free_key(&r);
+            self.claims.remove(&order);
+            index.remove_if(&order, |_, p| p == self.sale.product());
+            purged += 1;
+        }
+        let when = now.saturating_add(PURGE_RETRY);
+        for order in waiting {
+            self.purge_at.insert(order, when);
+            self.retries.push_back((when, order));
+        }
+        purged
     }
 
     /// Appends `event`; true if the outbox was empty before.
@@ -153,6 +264,8 @@ impl ProductState {
             self.expiry.insert((reservation.expires_at, req.order_id));
         } else {
             self.levels.committed += q;
+            // Sold at once: finished.
+            self.finished(req.order_id, req.now);
         }
         *self.per_user.entry(req.user.clone()).or_insert(0) += q;
         if let Some(key) = &req.idempotency_key {
@@ -192,6 +305,7 @@ impl ProductState {
         self.levels.available += q;
         r.state = state;
         let r = r.clone();
+        self.finished(*order, at);
         if let Some(n) = self.per_user.get_mut(&r.user) {
             *n -= q;
             if *n == 0 {
@@ -223,6 +337,7 @@ impl ProductState {
                 self.levels.held -= q;
                 self.levels.committed += q;
                 self.expiry.remove(&(r.expires_at, *order));
+                self.finished(*order, now);
                 let first = self.append(OrderEvent::closing(&r, EventType::Confirmed, now));
                 (ConfirmOutcome::Confirmed, first)
             }
@@ -255,6 +370,7 @@ impl ProductState {
             // a tombstone makes a late one find this request voided and
             // reserve nothing.
             self.reservations.insert(req.order_id, req.to_tombstone());
+            self.finished(req.order_id, now);
             let first = self.replay_failed(req, now);
             return (VoidOutcome::NothingReserved, first);
         };
@@ -287,6 +403,12 @@ impl ProductState {
         let state = ReservationState::Voided;
         let (r, first) = self.return_units(order, state, EventType::Voided, now);
         // A retry with the same key starts afresh.
+        self.free_key(&r);
+        first
+    }
+
+    /// Deletes `r`'s idempotency key, if it still names `r`.
+    fn free_key(&mut self, r: &Reservation) {
         if let (Some(key), Some(user_keys)) = (&r.idempotency_key, self.keys.get_mut(&r.user)) {
             if user_keys.get(key) == Some(&r.order_id) {
                 user_keys.remove(key);
@@ -295,7 +417,6 @@ impl ProductState {
                 self.keys.remove(&r.user);
             }
         }
-        first
     }
 
     /// `req` was a replay whose answer was lost: it no longer holds the
@@ -347,10 +468,39 @@ impl ProductState {
     }
 }
 
+impl Default for MemoryStockStore {
+    fn default() -> Self {
+        Self {
+            products: DashMap::default(),
+            orders: DashMap::default(),
+            pending: DashMap::default(),
+            record_ttl: Self::DEFAULT_RECORD_TTL,
+        }
+    }
+}
+
 impl MemoryStockStore {
+    /// The default retention of finished reservations and their
+    /// idempotency keys: 24 hours, as the Redis store's.
+    pub const DEFAULT_RECORD_TTL: Duration = Duration::from_secs(24 * 3600);
+
+    /// Most finished reservations purged per product per
+    /// [`expire`](StockStore::expire) call.
+    pub const PURGE_BATCH: usize = 1_000;
+
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keeps finished reservations (and their idempotency keys) for `ttl`
+    /// after they finish, instead of [`DEFAULT_RECORD_TTL`](Self::DEFAULT_RECORD_TTL).
+    /// Set it before the first sale is created: each sale keeps the TTL it
+    /// was created with.
+    #[must_use]
+    pub fn record_ttl(mut self, ttl: Duration) -> Self {
+        self.record_ttl = ttl;
+        self
     }
 
     fn product(&self, id: &ProductId) -> Option<Arc<Mutex<ProductState>>> {
@@ -380,7 +530,10 @@ impl StockStore for MemoryStockStore {
         let entry = self.products.entry(sale.product().clone());
         match entry {
             dashmap::Entry::Vacant(v) => {
-                v.insert(Arc::new(Mutex::new(ProductState::new(sale.clone()))));
+                v.insert(Arc::new(Mutex::new(ProductState::new(
+                    sale.clone(),
+                    self.record_ttl,
+                ))));
                 Ok(SaleWrite::Created)
             }
             dashmap::Entry::Occupied(o) => {
@@ -405,13 +558,16 @@ impl StockStore for MemoryStockStore {
     }
 
     async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveOutcome> {
-        let Some(outcome) = self.with_product(&req.product, |p| p.reserve(req)) else {
-            return Ok(ReserveOutcome::UnknownProduct);
-        };
-        if let ReserveOutcome::Reserved(r) = &outcome {
-            self.orders.insert(r.order_id, r.product.clone());
-        }
-        Ok(outcome)
+        let reserved = self.with_product(&req.product, |p| {
+            let step = p.reserve(req);
+            if let ReserveOutcome::Reserved(r) = &step.0 {
+                // Under the product's lock, so a purge cannot run between
+                // the reservation and its index entry.
+                self.orders.insert(r.order_id, r.product.clone());
+            }
+            step
+        });
+        Ok(reserved.unwrap_or(ReserveOutcome::UnknownProduct))
     }
 
     async fn confirm(
@@ -437,12 +593,13 @@ impl StockStore for MemoryStockStore {
     }
 
     async fn void(&self, req: &ReserveRequest, now: Timestamp) -> Result<VoidOutcome> {
-        let Some(outcome) = self.with_product(&req.product, |p| p.void(req, now)) else {
-            // No such sale: nothing was, or ever will be, reserved.
-            return Ok(VoidOutcome::NothingReserved);
-        };
-        self.orders.insert(req.order_id, req.product.clone());
-        Ok(outcome)
+        let voided = self.with_product(&req.product, |p| {
+            let step = p.void(req, now);
+            self.orders.insert(req.order_id, req.product.clone());
+            step
+        });
+        // No such sale: nothing was, or ever will be, reserved.
+        Ok(voided.unwrap_or(VoidOutcome::NothingReserved))
     }
 
     async fn reservation(&self, order: &OrderId) -> Result<Option<Reservation>> {
@@ -463,6 +620,7 @@ impl StockStore for MemoryStockStore {
         let mut expired = Vec::new();
         for (id, product) in products {
             let mut p = product.lock();
+            p.purge(now, Self::PURGE_BATCH, &self.orders);
             while expired.len() < max {
                 let Some(&(at, order)) = p.expiry.first() else {
                     break;
@@ -517,5 +675,167 @@ impl StockStore for MemoryStockStore {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Quantity;
+
+    const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
+    const TTL: Duration = Duration::from_secs(3600);
+
+    fn at(after: Duration) -> Timestamp {
+        T0.saturating_add(after)
+    }
+
+    fn pid() -> ProductId {
+        ProductId::new("p").unwrap()
+    }
+
+    fn req(user: &str, key: Option<&str>, now: Timestamp) -> ReserveRequest {
+        ReserveRequest {
+            order_id: OrderId::new(now),
+            product: pid(),
+            user: UserId::new(user).unwrap(),
+            quantity: Quantity::ONE,
+            idempotency_key: key.map(|k| IdempotencyKey::new(k).unwrap()),
+            now,
+        }
+    }
+
+    async fn store_with(sale: crate::model::SaleBuilder) -> MemoryStockStore {
+        let store = MemoryStockStore::new().record_ttl(TTL);
+        store.create_sale(&sale.build().unwrap()).await.unwrap();
+        store
+    }
+
+    /// Delivers (claims and acknowledges) every pending event.
+    async fn relay(store: &MemoryStockStore, now: Timestamp) {
+        let events = store
+            .claim(now, 10_000, Duration::from_secs(30))
+            .await
+            .unwrap();
+        store.ack(&events).await.unwrap();
+    }
+
+    /// How many records of each kind the product and the store keep.
+    fn sizes(store: &MemoryStockStore) -> (usize, usize, usize, usize, usize) {
+        let p = store.product(&pid()).unwrap();
+        let p = p.lock();
+        (
+            p.reservations.len(),
+            p.keys.values().map(HashMap::len).sum(),
+            p.claims.len(),
+            store.orders.len(),
+            p.purges.len().max(p.retries.len()).max(p.purge_at.len()),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_sold_order_is_purged_a_record_ttl_later_once_delivered() {
+        let store = store_with(Sale::builder(pid(), 10)).await;
+        let first = req("alice", Some("k"), T0);
+        let ReserveOutcome::Reserved(r) = store.reserve(&first).await.unwrap() else {
+            panic!("not reserved");
+        };
+        assert_eq!(sizes(&store), (1, 1, 0, 1, 1));
+        // Before the TTL: kept.
+        store
+            .expire(at(TTL - Duration::from_millis(1)), 100)
+            .await
+            .unwrap();
+        assert!(store.reservation(&r.order_id).await.unwrap().is_some());
+        // Due, but its `placed` event was never delivered: kept.
+        store.expire(at(TTL), 100).await.unwrap();
+        assert!(store.reservation(&r.order_id).await.unwrap().is_some());
+        relay(&store, at(TTL)).await;
+        // Looked at again a minute later, delivered by then: purged.
+        store.expire(at(TTL + PURGE_RETRY), 100).await.unwrap();
+        assert_eq!(store.reservation(&r.order_id).await.unwrap(), None);
+        assert_eq!(sizes(&store), (0, 0, 0, 0, 0), "something was kept");
+        // The units stay sold; the key is free for a new purchase.
+        let l = store.snapshot(&pid()).await.unwrap().unwrap();
+        assert_eq!((l.available, l.committed), (9, 1));
+        let again = req("alice", Some("k"), at(TTL + PURGE_RETRY));
+        assert!(matches!(
+            store.reserve(&again).await.unwrap(),
+            ReserveOutcome::Reserved(n) if n.order_id == again.order_id
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_hold_is_never_purged_while_held_and_is_after_it_ends() {
+        let hold = Duration::from_secs(2 * 3600);
+        let store = store_with(Sale::builder(pid(), 10).hold(hold)).await;
+        let first = req("alice", None, T0);
+        store.reserve(&first).await.unwrap();
+        relay(&store, T0).await;
+        // Past the record TTL, still held: kept.
+        store.expire(at(TTL + TTL / 2), 100).await.unwrap();
+        let r = store.reservation(&first.order_id).await.unwrap().unwrap();
+        assert_eq!(r.state, ReservationState::Held);
+        // Expired at 2 h; its `expired` event delivered; purged a TTL later.
+        assert_eq!(store.expire(at(hold), 100).await.unwrap().len(), 1);
+        relay(&store, at(hold)).await;
+        store
+            .expire(at(hold + TTL - Duration::from_millis(1)), 100)
+            .await
+            .unwrap();
+        assert!(store.reservation(&first.order_id).await.unwrap().is_some());
+        store.expire(at(hold + TTL), 100).await.unwrap();
+        assert_eq!(store.reservation(&first.order_id).await.unwrap(), None);
+        assert_eq!(sizes(&store), (0, 0, 0, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn replay_claims_and_void_tombstones_are_purged_too() {
+        let store = store_with(Sale::builder(pid(), 10)).await;
+        let first = req("alice", Some("k"), T0);
+        store.reserve(&first).await.unwrap();
+        // A replay of the same request: the order is claimed by it.
+        let replay = req("alice", Some("k"), at(Duration::from_secs(1)));
+        assert!(matches!(
+            store.reserve(&replay).await.unwrap(),
+            ReserveOutcome::Duplicate(_)
+        ));
+        // A void of a reserve that never ran: a tombstone.
+        let lost = req("bob", None, at(Duration::from_secs(2)));
+        assert_eq!(
+            store.void(&lost, lost.now).await.unwrap(),
+            VoidOutcome::NothingReserved
+        );
+        assert_eq!(sizes(&store), (2, 1, 1, 2, 2));
+        relay(&store, lost.now).await;
+        store
+            .expire(at(TTL + Duration::from_secs(2)), 100)
+            .await
+            .unwrap();
+        assert_eq!(sizes(&store), (0, 0, 0, 0, 0), "something was kept");
+        // A late reserve of the tombstoned request now finds nothing: it
+        // is a record TTL late, like on Redis.
+        let l = store.snapshot(&pid()).await.unwrap().unwrap();
+        assert!(l.is_consistent(), "{l:?}");
+    }
+
+    #[tokio::test]
+    async fn a_purge_is_bounded_per_call() {
+        let store = store_with(Sale::builder(pid(), 5_000)).await;
+        let n = MemoryStockStore::PURGE_BATCH * 2 + 500;
+        for i in 0..n {
+            let now = at(Duration::from_millis(i as u64));
+            store
+                .reserve(&req(&format!("u{i}"), None, now))
+                .await
+                .unwrap();
+        }
+        relay(&store, T0).await;
+        let late = at(TTL + Duration::from_secs(60));
+        store.expire(late, 100).await.unwrap();
+        assert_eq!(sizes(&store).0, n - MemoryStockStore::PURGE_BATCH);
+        store.expire(late, 100).await.unwrap();
+        store.expire(late, 100).await.unwrap();
+        assert_eq!(sizes(&store), (0, 0, 0, 0, 0));
     }
 }

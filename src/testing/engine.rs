@@ -38,8 +38,10 @@ fn answer(b: usize, p: &ProductId, outcome: Outcome) -> Answer {
 }
 
 /// 1,000 buyers, three attempts each, race for 100 units through one engine
-/// per store handle (pass several handles to one backend to play several
-/// app servers). A purchase may answer `SoldOut`, or `Unavailable` (503)
+/// per store handle. To play several app servers, pass independent clients
+/// of one backend (own connections, own caches), as
+/// [`stock_store_conformance!`](crate::stock_store_conformance)'s
+/// `app_servers:` form does; clones of one handle are one client. A purchase may answer `SoldOut`, or `Unavailable` (503)
 /// if a backend call failed, in which case the buyer must own nothing from
 /// that attempt. After the race, fresh buyers buy until `SoldOut`, so the
 /// end state is exact by construction whatever the race left over.

@@ -43,11 +43,66 @@ pub fn user(n: usize) -> UserId {
 }
 
 /// Runs every [`stock`] and [`outbox`] case, and the whole-engine race of
-/// [`engine::concurrent_buyers`] (four engines on one store), against the
-/// store made by `$make`, an expression callable as `$make()` returning a
-/// future of a type that implements [`StockStore`](crate::StockStore).
+/// [`engine::concurrent_buyers`] (four engines), against the store made by
+/// `$make`, an expression callable as `$make()` returning a future of a
+/// type that implements [`StockStore`](crate::StockStore).
+///
+/// Two forms:
+///
+/// * `stock_store_conformance!(make)`: the four engines of the race share
+///   ONE store handle made by `make` (for a backend that lives in the test
+///   process, such as the in-memory store, where one handle is all there
+///   is).
+/// * `stock_store_conformance!(make, app_servers: clients)`: the race plays
+///   four app servers: `clients` is callable as `clients(n: usize)` and
+///   returns a future of a `Vec` of `n` independent clients (own
+///   connections, own caches) of ONE fresh, isolated backend namespace,
+///   and each engine gets its own. Use it for every backend reached over a
+///   network, so the race covers what separate processes do.
+///
+/// ```ignore
+/// async fn clients(n: usize) -> Vec<MyStore> {
+///     let namespace = fresh_namespace();
+///     let mut v = Vec::new();
+///     for _ in 0..n {
+///         v.push(MyStore::connect(&namespace).await);
+///     }
+///     v
+/// }
+/// flashsale::stock_store_conformance!(|| async { MyStore::connect(&fresh_namespace()).await },
+///     app_servers: clients);
+/// ```
 #[macro_export]
 macro_rules! stock_store_conformance {
+    ($make:expr $(,)?) => {
+        $crate::__stock_store_cases!($make);
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn engine_concurrent_buyers() {
+            let store: ::std::sync::Arc<dyn $crate::StockStore> =
+                ::std::sync::Arc::new(($make)().await);
+            // Four engines sharing one store handle (one client).
+            $crate::testing::engine::concurrent_buyers(vec![store; 4]).await;
+        }
+    };
+    ($make:expr, app_servers: $clients:expr $(,)?) => {
+        $crate::__stock_store_cases!($make);
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn engine_concurrent_buyers() {
+            // Four app servers: four independent clients of one backend.
+            let clients = ($clients)(4).await;
+            assert_eq!(clients.len(), 4, "app_servers(4) must make four clients");
+            let stores: ::std::vec::Vec<::std::sync::Arc<dyn $crate::StockStore>> = clients
+                .into_iter()
+                .map(|c| ::std::sync::Arc::new(c) as ::std::sync::Arc<dyn $crate::StockStore>)
+                .collect();
+            $crate::testing::engine::concurrent_buyers(stores).await;
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __stock_store_cases {
     ($make:expr) => {
         $crate::__conformance_cases!(stock, $make;
             create_sale_and_snapshot,
@@ -84,13 +139,6 @@ macro_rules! stock_store_conformance {
             claim_returns_seq_order,
             two_relays_racing_one_dies,
         );
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn engine_concurrent_buyers() {
-            let store: ::std::sync::Arc<dyn $crate::StockStore> =
-                ::std::sync::Arc::new(($make)().await);
-            // Four engines (four app servers) on one store.
-            $crate::testing::engine::concurrent_buyers(vec![store; 4]).await;
-        }
     };
 }
 

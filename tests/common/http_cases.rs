@@ -48,6 +48,10 @@ pub struct Req {
     pub headers: Vec<(&'static str, String)>,
     /// Body bytes.
     pub body: Vec<u8>,
+    /// Send the body without `Content-Length`, as a stream of chunks
+    /// (`Transfer-Encoding: chunked` on the wire), so that its size is only
+    /// known once it has been read.
+    pub chunked: bool,
 }
 
 impl Req {
@@ -57,6 +61,7 @@ impl Req {
             path: path.into(),
             headers: Vec::new(),
             body: Vec::new(),
+            chunked: false,
         }
     }
     pub fn get(path: impl Into<String>) -> Self {
@@ -77,6 +82,11 @@ impl Req {
     }
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();
+        self
+    }
+    /// Sends the body as a stream of chunks, without `Content-Length`.
+    pub fn chunked(mut self) -> Self {
+        self.chunked = true;
         self
     }
     pub fn json(self, v: Value) -> Self {
@@ -594,11 +604,27 @@ pub async fn bad_bodies_are_400_or_413_and_change_nothing<C: Client>(c: &C, f: &
     );
     let r = c.send(buy(WIDGET).body(vec![b' '; 4097])).await;
     assert_eq!(r.status, 413);
+    // The same without a declared size (chunked): 413 too, not 400.
+    for body in [big.clone().into_bytes(), vec![b' '; 4097]] {
+        let r = c.send(buy(WIDGET).bearer(&t).body(body).chunked()).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (413, "payload_too_large"),
+            "chunked: {:?}",
+            r.body
+        );
+    }
+    unchanged(f, WIDGET, before, 0, "oversized bodies").await;
+    // A small chunked body buys as usual.
+    let r = c
+        .send(buy(WIDGET).bearer(&t).body("{\"quantity\": 1}").chunked())
+        .await;
+    assert_eq!(r.status, 200, "chunked: {:?}", r.body);
     // Exactly at the limit is fine (whitespace is an empty body).
     let r = c.send(buy(WIDGET).bearer(&t).body(vec![b' '; 4096])).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let after = f.levels(WIDGET).await;
-    assert_eq!(after.committed, before.committed + 1);
+    assert_eq!(after.committed, before.committed + 2);
 }
 
 pub async fn bad_product_ids<C: Client>(c: &C, f: &Fixture) {
