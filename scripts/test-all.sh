@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the crate: unit, property, conformance, HTTP and the
 # real-server backend tests. Starts the services those need (Redis, a Redis
-# Cluster) when they are not already running, and stops what it started.
+# Cluster, MariaDB) when they are not already running, and stops what it started.
 #
 #   scripts/test-all.sh            # everything
 #   scripts/test-all.sh redis      # extra args go to `cargo test` (a filter)
@@ -12,6 +12,10 @@ cd "$(dirname "$0")/.."
 export CI="${CI:-}"
 
 cmd=(cargo test --all-features --locked "$@")
+# MariaDB for the MySQL backend's tests (innermost: started last, stopped first).
+if [[ -x backends/mysql/with-mysql.sh ]]; then
+  cmd=(backends/mysql/with-mysql.sh "${cmd[@]}")
+fi
 if [[ -x backends/redis/with-redis.sh ]]; then
   exec backends/redis/with-redis.sh "${cmd[@]}"
 else

@@ -61,6 +61,8 @@ pub mod machine;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod model;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 pub mod ports;
 #[cfg(feature = "redis")]
 pub mod redis;

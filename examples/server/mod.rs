@@ -27,7 +27,7 @@ pub fn help(framework: &str, example: &str) -> String {
 flashsale {framework} server: the HTTP contract of design.md on {framework}.
 
 USAGE:
-    cargo run --release --example {example} [--features redis] [-- --help]
+    cargo run --release --example {example} [--features redis,mysql] [-- --help]
 
 ROUTES:
     POST /buy/{{productId}}               bearer JWT; body {{\"quantity\": n}} (optional, default 1);
@@ -50,8 +50,11 @@ ENVIRONMENT:
                              (needs --features redis); servers sharing one Redis and
                              one prefix sell the same stock as one shop
     FLASHSALE_REDIS_PREFIX   key prefix in Redis [default: flashsale]
-    FLASHSALE_DATABASE_URL   MySQL for sales and reservations [default: in memory]
-                             (needs --features mysql)
+    FLASHSALE_DATABASE_URL   MySQL/MariaDB for sales, reservations and the outbox, e.g.
+                             mysql://root@127.0.0.1:3306/test [default: in memory]
+                             (needs --features mysql); tables flashsale_*, created or
+                             upgraded at start; with FLASHSALE_REDIS_URL too, Redis
+                             holds only the rate limits
     FLASHSALE_KAFKA_BROKERS  Kafka bootstrap servers for the order sink [default: in memory]
                              (needs --features kafka)
     FLASHSALE_KAFKA_TOPIC    Kafka topic for orders [default: orders]
@@ -180,7 +183,7 @@ pub struct App {
 /// set (and compiled in), JWT HS256, the demo seed when all is in memory,
 /// the hold sweeper (once a second) and the outbox relay (on every new
 /// order, and every 200 ms). Must run inside a tokio runtime.
-// `mysql` and `kafka` are features of other backends still being added.
+// `kafka` is a feature of a backend still being added.
 #[allow(unexpected_cfgs)]
 pub async fn build(config: Config, example: &str) -> Result<App, String> {
     // Fail fast and clearly for backends this build cannot serve.
@@ -193,16 +196,47 @@ pub async fn build(config: Config, example: &str) -> Result<App, String> {
     if config.kafka_brokers.is_some() && !cfg!(feature = "kafka") {
         return Err(missing_feature("FLASHSALE_KAFKA_BROKERS", "kafka", example));
     }
-    if config.database_url.is_some() || config.kafka_brokers.is_some() {
+    if config.kafka_brokers.is_some() {
         return Err(
-            "FLASHSALE_DATABASE_URL / FLASHSALE_KAFKA_BROKERS: these backends are \
-                    compiled in but this example does not wire them yet; unset them"
+            "FLASHSALE_KAFKA_BROKERS: this backend is compiled in but this example \
+                    does not wire it yet; unset it"
                 .into(),
         );
     }
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (stock, limiter): (Arc<dyn StockStore>, Arc<dyn RateLimiter>) = match &config.redis_url {
+        // MySQL holds the stock (its tables are created or upgraded here);
+        // the rate limiter is Redis's when FLASHSALE_REDIS_URL is set too.
+        #[cfg(feature = "mysql")]
+        _ if config.database_url.is_some() => {
+            let url = config.database_url.as_deref().unwrap_or_default();
+            let stock = flashsale::mysql::MySqlStockStore::connect(
+                url,
+                flashsale::mysql::MySqlOptions::DEFAULT_PREFIX,
+            )
+            .await
+            .map_err(|e| format!("FLASHSALE_DATABASE_URL: {e}"))?;
+            stock
+                .migrate()
+                .await
+                .map_err(|e| format!("FLASHSALE_DATABASE_URL: migrations failed: {e}"))?;
+            let stock = flashsale::SoldOutCache::new(stock);
+            let limiter: Arc<dyn RateLimiter> = match &config.redis_url {
+                #[cfg(feature = "redis")]
+                Some(redis) => Arc::new(
+                    flashsale::redis::RedisRateLimiter::connect(
+                        redis,
+                        &config.redis_prefix,
+                        config.rate,
+                    )
+                    .await
+                    .map_err(|e| format!("FLASHSALE_REDIS_URL: {e}"))?,
+                ),
+                _ => Arc::new(MemoryRateLimiter::with_clock(config.rate, clock.clone())),
+            };
+            (Arc::new(stock), limiter)
+        }
         #[cfg(feature = "redis")]
         Some(url) => {
             let prefix = &config.redis_prefix;
@@ -304,7 +338,9 @@ impl App {
         let _ = writeln!(
             b,
             " backends: stock={} rate_limit={} orders=memory   rate limit per user: {}",
-            if self.config.redis_url.is_some() {
+            if self.config.database_url.is_some() {
+                "mysql"
+            } else if self.config.redis_url.is_some() {
                 "redis"
             } else {
                 "memory"
