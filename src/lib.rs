@@ -57,6 +57,8 @@ mod fast_hash;
 pub mod http;
 #[cfg(feature = "jwt")]
 pub mod jwt;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod machine;
 #[cfg(feature = "memory")]
 pub mod memory;

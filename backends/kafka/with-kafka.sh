@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Runs a command with a Kafka-protocol broker available, then stops the
+# broker if this script started it (on success, failure or interrupt), and
+# exits with the command's status.
+#
+#   backends/kafka/with-kafka.sh cargo test --features kafka,test-util
+#
+# * Uses FLASHSALE_KAFKA_BROKERS if set (an existing cluster; topics must
+#   exist). Otherwise starts `tansu` 0.6 (a Kafka-API broker from crates.io;
+#   Apache Kafka is not installable on these machines) on a spare port of
+#   127.0.0.1, with its SQLite storage engine in a fresh directory, so a
+#   restart of that broker keeps every message.
+# * Installs tansu on first use with `cargo install --locked` into
+#   $FLASHSALE_TOOLS_DIR (default ~/.cache/flashsale); later runs reuse it.
+#   A cold install compiles about 600 crates: roughly 10 minutes on 2 cores.
+# * Creates $FLASHSALE_KAFKA_TOPIC (default flashsale.orders) and its
+#   dead-letter topic `<topic>.dlq` with $FLASHSALE_KAFKA_PARTITIONS (default
+#   3) partitions, and exports for CMD:
+#     FLASHSALE_KAFKA_BROKERS   127.0.0.1:<port>
+#     FLASHSALE_TANSU_BIN       the broker binary (tests may start their own)
+# * Under CI=true a broker that cannot be installed or started is an error;
+#   elsewhere too, since the Kafka tests would fail.
+set -euo pipefail
+
+if [[ $# -eq 0 ]]; then
+  echo "usage: $0 CMD [ARGS...]" >&2
+  exit 2
+fi
+
+log() { echo "with-kafka: $*" >&2; }
+
+TANSU_VERSION=0.6.0
+TOOLS_DIR="${FLASHSALE_TOOLS_DIR:-$HOME/.cache/flashsale}"
+TANSU_ROOT="$TOOLS_DIR/tansu-$TANSU_VERSION"
+TANSU="$TANSU_ROOT/bin/tansu"
+TOPIC="${FLASHSALE_KAFKA_TOPIC:-flashsale.orders}"
+PARTITIONS="${FLASHSALE_KAFKA_PARTITIONS:-3}"
+
+BROKER_PID=
+DATA_DIR=
+
+cleanup() {
+  local status=$?
+  set +e
+  if [[ -n $BROKER_PID ]]; then
+    kill "$BROKER_PID" 2>/dev/null
+    for _ in $(seq 50); do
+      kill -0 "$BROKER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$BROKER_PID" 2>/dev/null
+    wait "$BROKER_PID" 2>/dev/null
+    log "stopped the tansu broker it had started"
+  fi
+  if [[ -n $DATA_DIR ]]; then
+    if [[ $status -ne 0 && -s $DATA_DIR/broker.log ]]; then
+      log "last lines of the broker's log:"
+      tail -n 20 "$DATA_DIR/broker.log" >&2
+    fi
+    rm -rf "$DATA_DIR"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+install_tansu() {
+  [[ -x $TANSU ]] && return 0
+  mkdir -p "$TOOLS_DIR"
+  # One install at a time, even when several scripts start at once.
+  exec 9>"$TOOLS_DIR/.tansu-install.lock"
+  flock 9
+  if [[ ! -x $TANSU ]]; then
+    log "installing tansu $TANSU_VERSION into $TANSU_ROOT (first use only;"
+    log "  about 10 minutes on 2 cores; log: $TOOLS_DIR/tansu-install.log)"
+    local started=$SECONDS
+    if ! cargo install tansu --version "$TANSU_VERSION" --locked \
+        --no-default-features --features libsql \
+        --root "$TANSU_ROOT" >"$TOOLS_DIR/tansu-install.log" 2>&1; then
+      tail -n 30 "$TOOLS_DIR/tansu-install.log" >&2
+      log "could not install tansu; see $TOOLS_DIR/tansu-install.log"
+      return 1
+    fi
+    log "installed tansu in $((SECONDS - started)) s"
+  fi
+  flock -u 9
+}
+
+spare_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+port_answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+start_broker() {
+  DATA_DIR=$(mktemp -d "${TMPDIR:-/tmp}/flashsale-kafka.XXXXXX")
+  local port
+  port=$(spare_port)
+  log "starting tansu on 127.0.0.1:$port (storage: $DATA_DIR/tansu.db)"
+  "$TANSU" broker \
+    --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine "sqlite://$DATA_DIR/tansu.db" \
+    >"$DATA_DIR/broker.log" 2>&1 &
+  BROKER_PID=$!
+  for _ in $(seq 300); do
+    if port_answers "$port"; then
+      export FLASHSALE_KAFKA_BROKERS="127.0.0.1:$port"
+      return 0
+    fi
+    kill -0 "$BROKER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  log "tansu did not answer on 127.0.0.1:$port within 30 s"
+  return 1
+}
+
+create_topic() { # name
+  local out
+  if ! out=$("$TANSU" topic create --broker "tcp://$FLASHSALE_KAFKA_BROKERS" \
+      --partitions "$PARTITIONS" "$1" 2>&1); then
+    log "could not create topic $1: $out"
+    return 1
+  fi
+}
+
+if [[ -n "${FLASHSALE_KAFKA_BROKERS:-}" ]]; then
+  log "using FLASHSALE_KAFKA_BROKERS=$FLASHSALE_KAFKA_BROKERS"
+else
+  if ! install_tansu || ! start_broker; then
+    log "no Kafka-protocol broker could be started"
+    exit 1
+  fi
+  create_topic "$TOPIC"
+  create_topic "$TOPIC.dlq"
+  log "topics $TOPIC and $TOPIC.dlq ($PARTITIONS partitions each) are ready"
+fi
+if [[ -x $TANSU ]]; then
+  export FLASHSALE_TANSU_BIN="$TANSU"
+fi
+
+# --- the command --------------------------------------------------------
+set +e
+"$@"
+status=$?
+set -e
+exit "$status"
