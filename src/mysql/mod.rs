@@ -1,5 +1,5 @@
-//! MySQL / MariaDB backend (feature `mysql`): [`MySqlStockStore`], on
-//! `sqlx` (MySQL protocol; MariaDB ≥ 10.6, MySQL 8).
+//! MySQL / MariaDB backend (feature `mysql`): [`MySqlStockStore`] and
+//! [`MySqlOrderTable`], on `sqlx` (MySQL protocol; MariaDB ≥ 10.6, MySQL 8).
 //!
 //! A relational home for sales, reservations and the outbox of order
 //! events, shared by every app instance that uses the same database and
@@ -31,8 +31,17 @@
 //!   instances at once). Table names carry a configurable prefix
 //!   ([`MySqlOptions::table_prefix`]) so the store can share a database.
 //!
+//! * [`MySqlOrderTable`] is the read side downstream of the sink: the
+//!   `orders` projection the order worker folds consumed order events into
+//!   (one row per order, its status only ever moving forward; duplicates
+//!   and late events change nothing), with exact applied / ignored counts
+//!   ([`ApplyStats`]). It shares the migrations, and may share the prefix,
+//!   of the stock store.
+//!
 //! Driver types never appear in this module's public signatures: every
-//! failure is a [`crate::Error::Backend`] with backend `"mysql"`.
+//! infrastructure failure is a [`crate::Error::Backend`] with backend
+//! `"mysql"` (an event the order table cannot store is a
+//! [`crate::Error::Invalid`]; see [`MySqlOrderTable::apply`]).
 //!
 //! ```no_run
 //! # async fn demo() -> flashsale::Result<()> {
@@ -56,11 +65,14 @@
 //! ```
 
 mod batch;
+mod migrate;
+mod orders;
 mod stock;
 
 use std::time::Duration;
 
 pub use batch::BatchStats;
+pub use orders::{ApplyStats, MySqlOrderTable, OrderRow};
 pub use stock::MySqlStockStore;
 
 use crate::error::{Error, Result};
@@ -194,20 +206,7 @@ impl MySqlOptions {
     pub const MAX_BATCH: usize = 1000;
 
     pub(crate) fn validate(&self) -> Result<()> {
-        let p = &self.table_prefix;
-        if p.len() > 32 || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(Error::Config(format!(
-                "mysql table prefix {p:?} must be at most 32 bytes of A-Z a-z 0-9 _"
-            )));
-        }
-        if self.url.is_empty() {
-            return Err(Error::Config("the mysql URL is empty".into()));
-        }
-        if self.max_connections == 0 {
-            return Err(Error::Config(
-                "mysql max_connections must be at least 1".into(),
-            ));
-        }
+        self.validate_connection()?;
         if self.batch_max == 0 || self.batch_max > Self::MAX_BATCH {
             return Err(Error::Config(format!(
                 "mysql batch_max must be between 1 and {}",
@@ -220,6 +219,25 @@ impl MySqlOptions {
         if self.batch_wait > Duration::from_secs(1) {
             return Err(Error::Config(
                 "mysql batch_wait must be at most one second".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the options every MySQL backend uses (not the batching ones).
+    pub(crate) fn validate_connection(&self) -> Result<()> {
+        let p = &self.table_prefix;
+        if p.len() > 32 || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(Error::Config(format!(
+                "mysql table prefix {p:?} must be at most 32 bytes of A-Z a-z 0-9 _"
+            )));
+        }
+        if self.url.is_empty() {
+            return Err(Error::Config("the mysql URL is empty".into()));
+        }
+        if self.max_connections == 0 {
+            return Err(Error::Config(
+                "mysql max_connections must be at least 1".into(),
             ));
         }
         if self.acquire_timeout.is_zero() || self.lock_wait_timeout.is_zero() {

@@ -23,11 +23,6 @@ use crate::ports::{
     VoidOutcome,
 };
 
-/// The schema, embedded at compile time. Each file's `{prefix}` is
-/// replaced by the store's table prefix when [`MySqlStockStore::migrate`]
-/// applies it.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./backends/mysql/migrations");
-
 /// Deadlock, lock-wait timeout, snapshot conflict ("record has changed
 /// since last read"): the transaction is rolled back and run again.
 const RETRYABLE: [u16; 3] = [1213, 1205, 1020];
@@ -104,7 +99,6 @@ pub(super) struct Sql {
     outbox_placed_of: String,
     outbox_lease: String,
     outbox_delete: String,
-    migrations_table: String,
 }
 
 impl Sql {
@@ -205,7 +199,6 @@ impl Sql {
             outbox_placed_of: q("SELECT order_id FROM {p}outbox WHERE seq = 1 AND order_id IN "),
             outbox_lease: q("UPDATE {p}outbox SET visible_at = ? WHERE (order_id, seq) IN "),
             outbox_delete: q("DELETE FROM {p}outbox WHERE (order_id, seq) IN "),
-            migrations_table: q("{p}schema_migrations"),
         }
     }
 }
@@ -483,78 +476,7 @@ impl MySqlStockStore {
     /// rolled back: fix the cause and call this again (every statement is
     /// written to be re-runnable).
     pub async fn migrate(&self) -> Result<()> {
-        const OP: &str = "migrate";
-        let err = backend_err(OP);
-        let mut conn = self.pool.acquire().await.map_err(backend_err(OP))?;
-        let lock = format!("flashsale-migrate:{}", self.prefix);
-        let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 60)")
-            .bind(&lock)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(backend_err(OP))?;
-        if got != Some(1) {
-            return Err(Error::backend(
-                "mysql",
-                OP,
-                "another instance held the migration lock for 60 s",
-            ));
-        }
-        let result = self.apply_migrations(&mut conn).await;
-        let released = sqlx::query("SELECT RELEASE_LOCK(?)")
-            .bind(&lock)
-            .execute(&mut *conn)
-            .await;
-        result?;
-        released.map(|_| ()).map_err(err)
-    }
-
-    async fn apply_migrations(&self, conn: &mut MySqlConnection) -> Result<()> {
-        const OP: &str = "migrate";
-        let table = &self.sql.migrations_table;
-        conn.execute(&*format!(
-            "CREATE TABLE IF NOT EXISTS {table} (\
-               version BIGINT NOT NULL PRIMARY KEY, \
-               description VARCHAR(255) NOT NULL, \
-               checksum VARBINARY(64) NOT NULL, \
-               applied_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP\
-             ) ENGINE = InnoDB"
-        ))
-        .await
-        .map_err(backend_err(OP))?;
-        let applied: Vec<(i64, Vec<u8>)> =
-            sqlx::query_as(&format!("SELECT version, checksum FROM {table}"))
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(backend_err(OP))?;
-        for m in MIGRATOR.iter() {
-            if let Some((_, sum)) = applied.iter().find(|(v, _)| *v == m.version) {
-                if sum.as_slice() != &*m.checksum {
-                    return Err(Error::Config(format!(
-                        "mysql migration {} ({}) was applied to prefix {:?} with another \
-                         checksum: the shipped file changed",
-                        m.version, m.description, self.prefix
-                    )));
-                }
-                continue;
-            }
-            let sql = m.sql.replace("{prefix}", &self.prefix);
-            for statement in statements(&sql) {
-                conn.execute(statement.as_str())
-                    .await
-                    .map_err(backend_err(OP))?;
-            }
-            sqlx::query(&format!(
-                "INSERT INTO {table} (version, description, checksum) VALUES (?, ?, ?)"
-            ))
-            .bind(m.version)
-            .bind(&*m.description)
-            .bind(&*m.checksum)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend_err(OP))?;
-            tracing::info!(version = m.version, description = %m.description, prefix = %self.prefix, "mysql: migration applied");
-        }
-        Ok(())
+        super::migrate::run(&self.pool, &self.prefix).await
     }
 
     /// Runs `once` (one transaction) until it succeeds, fails for good, or
@@ -1232,33 +1154,6 @@ impl MySqlStockStore {
         events.sort_by_key(|e| e.event_id);
         Ok(events)
     }
-}
-
-/// The statements of one migration file: split at each `;` that ends a
-/// line; `--` comment lines and blank statements are dropped.
-fn statements(sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for line in sql.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with("--") || trimmed.is_empty() {
-            continue;
-        }
-        cur.push_str(line);
-        cur.push('\n');
-        if trimmed.ends_with(';') {
-            let stmt = cur.trim().trim_end_matches(';').trim().to_owned();
-            if !stmt.is_empty() {
-                out.push(stmt);
-            }
-            cur.clear();
-        }
-    }
-    let rest = cur.trim();
-    if !rest.is_empty() {
-        out.push(rest.to_owned());
-    }
-    out
 }
 
 #[async_trait]
