@@ -18,6 +18,9 @@
 #   3) partitions, and exports for CMD:
 #     FLASHSALE_KAFKA_BROKERS   127.0.0.1:<port>
 #     FLASHSALE_TANSU_BIN       the broker binary (tests may start their own)
+#     FLASHSALE_KAFKA_PYTHON    a Python with the `confluent-kafka` client, the
+#                               outside reader of the end-to-end test (a venv
+#                               in $FLASHSALE_TOOLS_DIR, made on first use)
 # * Under CI=true a broker that cannot be installed or started is an error;
 #   elsewhere too, since the Kafka tests would fail.
 set -euo pipefail
@@ -87,6 +90,20 @@ install_tansu() {
   flock -u 9
 }
 
+CONFLUENT_KAFKA_VERSION=2.16.1
+PY_VENV="$TOOLS_DIR/py-confluent-kafka-$CONFLUENT_KAFKA_VERSION"
+
+ensure_python_client() {
+  if [[ ! -x $PY_VENV/bin/python ]] || ! "$PY_VENV/bin/python" -c 'import confluent_kafka' 2>/dev/null; then
+    log "installing the Python confluent-kafka $CONFLUENT_KAFKA_VERSION client into $PY_VENV"
+    rm -rf "$PY_VENV"
+    python3 -m venv "$PY_VENV" &&
+      "$PY_VENV/bin/pip" install -q --disable-pip-version-check \
+        "confluent-kafka==$CONFLUENT_KAFKA_VERSION" >&2 || return 1
+  fi
+  export FLASHSALE_KAFKA_PYTHON="$PY_VENV/bin/python"
+}
+
 spare_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -98,11 +115,13 @@ start_broker() {
   local port
   port=$(spare_port)
   log "starting tansu on 127.0.0.1:$port (storage: $DATA_DIR/tansu.db)"
-  "$TANSU" broker \
+  # tansu reads the path of sqlite://<path> relative to its working
+  # directory (an absolute path loses its leading slash): run it in DATA_DIR.
+  (cd "$DATA_DIR" && exec "$TANSU" broker \
     --listener-url "tcp://127.0.0.1:$port" \
     --advertised-listener-url "tcp://127.0.0.1:$port" \
-    --storage-engine "sqlite://$DATA_DIR/tansu.db" \
-    >"$DATA_DIR/broker.log" 2>&1 &
+    --storage-engine "sqlite://tansu.db" \
+    >"$DATA_DIR/broker.log" 2>&1) &
   BROKER_PID=$!
   for _ in $(seq 300); do
     if port_answers "$port"; then
@@ -138,6 +157,10 @@ else
 fi
 if [[ -x $TANSU ]]; then
   export FLASHSALE_TANSU_BIN="$TANSU"
+fi
+if ! ensure_python_client; then
+  log "could not install the Python confluent-kafka client (PyPI)"
+  exit 1
 fi
 
 # --- the command --------------------------------------------------------

@@ -51,6 +51,12 @@ impl KafkaOrderSink {
                 "delivery.timeout.ms",
                 opts.delivery_timeout.as_millis().to_string(),
             ),
+            // A produce request unanswered this long is retried (within
+            // the delivery timeout) rather than awaited.
+            (
+                "request.timeout.ms",
+                opts.request_timeout.as_millis().max(10).to_string(),
+            ),
             (
                 "socket.timeout.ms",
                 opts.request_timeout.as_millis().max(10).to_string(),
