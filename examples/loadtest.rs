@@ -64,6 +64,7 @@ OPTIONS:
     --write-tokens <FILE>  write one token per user, one per line, and exit
                            (the CSV for docs/loadtest/flash-sale-test.jmx)
     --skip-stock-check     do not read GET /products/<product> (no oversell check)
+    --orders-out <FILE>    write the order id of every 200 answer to FILE, one per line
     --allow-remote         allow a target that is not a loopback address
     -h, --help             print this help
 
@@ -97,6 +98,7 @@ struct Args {
     timeout: Duration,
     max_duration: Duration,
     write_tokens: Option<String>,
+    orders_out: Option<String>,
     stock_check: bool,
     allow_remote: bool,
 }
@@ -124,6 +126,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         timeout: Duration::from_secs(10),
         max_duration: Duration::from_secs(600),
         write_tokens: None,
+        orders_out: None,
         stock_check: true,
         allow_remote: false,
     };
@@ -171,6 +174,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             "--write-tokens" => a.write_tokens = Some(value("--write-tokens")?),
             "--skip-stock-check" => a.stock_check = false,
+            "--orders-out" => a.orders_out = Some(value("--orders-out")?),
             "--allow-remote" => a.allow_remote = true,
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
@@ -292,9 +296,16 @@ impl Answer {
 struct Sample {
     answer: Answer,
     latency: Duration,
+    /// The `order_id` of a 200 answer.
+    order_id: Option<String>,
 }
 
-async fn buy(client: &Client, url: &Url, auth: &str, body: &'static str) -> Answer {
+async fn buy(
+    client: &Client,
+    url: &Url,
+    auth: &str,
+    body: &'static str,
+) -> (Answer, Option<String>) {
     let resp = client
         .post(url.clone())
         .header("authorization", auth)
@@ -304,21 +315,20 @@ async fn buy(client: &Client, url: &Url, auth: &str, body: &'static str) -> Answ
         .await;
     let resp = match resp {
         Ok(r) => r,
-        Err(e) => return Answer::Transport(transport_kind(&e)),
+        Err(e) => return (Answer::Transport(transport_kind(&e)), None),
     };
     let status = resp.status().as_u16();
     let bytes = match resp.bytes().await {
         Ok(b) => b,
-        Err(e) => return Answer::Transport(transport_kind(&e)),
+        Err(e) => return (Answer::Transport(transport_kind(&e)), None),
     };
-    let code = if status == 200 {
-        None
+    let json = serde_json::from_slice::<Value>(&bytes).ok();
+    let field = |name: &str| Some(json.as_ref()?.get(name)?.as_str()?.to_owned());
+    if status == 200 {
+        (Answer::Status(status, None), field("order_id"))
     } else {
-        serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
-    };
-    Answer::Status(status, code)
+        (Answer::Status(status, field("error")), None)
+    }
 }
 
 fn transport_kind(e: &reqwest::Error) -> String {
@@ -435,6 +445,8 @@ fn product_url(base: &Url, route: &str, product: &ProductId) -> Url {
 struct Report {
     counts: BTreeMap<Answer, u64>,
     histogram: Histogram<u64>,
+    /// The order ids of the 200 answers.
+    order_ids: Vec<String>,
     elapsed: Duration,
     sent: u64,
     planned: u64,
@@ -463,7 +475,9 @@ async fn run(a: &Args, client: Client, headers: Vec<String>) -> Report {
             let mut histogram =
                 Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
             let mut n = 0u64;
+            let mut order_ids = Vec::new();
             while let Some(s) = rx.recv().await {
+                order_ids.extend(s.order_id);
                 let micros = u64::try_from(s.latency.as_micros()).unwrap_or(u64::MAX);
                 histogram.saturating_record(micros.max(1));
                 *counts.entry(s.answer).or_default() += 1;
@@ -474,7 +488,7 @@ async fn run(a: &Args, client: Client, headers: Vec<String>) -> Report {
                 }
             }
             bar.set_message(short_counts(&counts));
-            (counts, histogram)
+            (counts, histogram, order_ids)
         })
     };
 
@@ -501,21 +515,23 @@ async fn run(a: &Args, client: Client, headers: Vec<String>) -> Report {
             (client.clone(), buy_url.clone(), headers.clone(), tx.clone());
         tokio::spawn(async move {
             let t0 = Instant::now();
-            let answer = buy(&client, &url, &headers[user as usize], body).await;
+            let (answer, order_id) = buy(&client, &url, &headers[user as usize], body).await;
             let _ = tx.send(Sample {
                 answer,
                 latency: t0.elapsed(),
+                order_id,
             });
             drop(permit);
         });
     }
     drop(tx);
-    let (counts, histogram) = collector.await.expect("the collector does not panic");
+    let (counts, histogram, order_ids) = collector.await.expect("the collector does not panic");
     let elapsed = start.elapsed();
     bar.finish();
     Report {
         counts,
         histogram,
+        order_ids,
         elapsed,
         sent,
         planned,
@@ -630,6 +646,14 @@ async fn main() -> ExitCode {
 
     let report = run(&a, client.clone(), headers).await;
     let mut failed = false;
+    if let Some(path) = &a.orders_out {
+        let mut text = report.order_ids.join("\n");
+        text.push('\n');
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("loadtest: --orders-out {path}: {e}");
+            failed = true;
+        }
+    }
 
     let mut out = String::new();
     let _ = writeln!(out, "\nresponses");

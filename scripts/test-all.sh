@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the crate: unit, property, conformance, HTTP and the
 # real-server backend tests. Starts the services those need (Redis, a Redis
-# Cluster, MariaDB) when they are not already running, and stops what it started.
+# Cluster, MariaDB, a Kafka-protocol broker) when they are not already
+# running, and stops what it started. The first run on a machine installs
+# the broker (tansu, from crates.io: 10 to 20 minutes on 2 cores).
 #
 #   scripts/test-all.sh            # everything
 #   scripts/test-all.sh redis      # extra args go to `cargo test` (a filter)
@@ -15,6 +17,10 @@ cmd=(cargo test --all-features --locked "$@")
 # MariaDB for the MySQL backend's tests (innermost: started last, stopped first).
 if [[ -x backends/mysql/with-mysql.sh ]]; then
   cmd=(backends/mysql/with-mysql.sh "${cmd[@]}")
+fi
+# The Kafka-protocol broker (tansu) for the Kafka sink, worker and e2e tests.
+if [[ -x backends/kafka/with-kafka.sh ]]; then
+  cmd=(backends/kafka/with-kafka.sh "${cmd[@]}")
 fi
 if [[ -x backends/redis/with-redis.sh ]]; then
   exec backends/redis/with-redis.sh "${cmd[@]}"

@@ -55,9 +55,11 @@ ENVIRONMENT:
                              (needs --features mysql); tables flashsale_*, created or
                              upgraded at start; with FLASHSALE_REDIS_URL too, Redis
                              holds only the rate limits
-    FLASHSALE_KAFKA_BROKERS  Kafka bootstrap servers for the order sink [default: in memory]
-                             (needs --features kafka)
-    FLASHSALE_KAFKA_TOPIC    Kafka topic for orders [default: orders]
+    FLASHSALE_KAFKA_BROKERS  Kafka bootstrap servers, e.g. 127.0.0.1:9092: every order event
+                             goes to Kafka through an idempotent producer, relayed from
+                             the store's outbox [default: in memory] (needs --features kafka;
+                             the topic must exist; /readyz checks it)
+    FLASHSALE_KAFKA_TOPIC    Kafka topic for order events [default: flashsale.orders]
     RUST_LOG                 log level: error, warn, info, debug or trace [default: info]
 
 With nothing set, every backend is in memory, two demo sales are seeded, and
@@ -114,7 +116,7 @@ impl Config {
             redis_prefix: var("FLASHSALE_REDIS_PREFIX").unwrap_or_else(|| "flashsale".into()),
             database_url: var("FLASHSALE_DATABASE_URL"),
             kafka_brokers: var("FLASHSALE_KAFKA_BROKERS"),
-            kafka_topic: var("FLASHSALE_KAFKA_TOPIC").unwrap_or_else(|| "orders".into()),
+            kafka_topic: var("FLASHSALE_KAFKA_TOPIC").unwrap_or_else(|| "flashsale.orders".into()),
         })
     }
 
@@ -183,8 +185,6 @@ pub struct App {
 /// set (and compiled in), JWT HS256, the demo seed when all is in memory,
 /// the hold sweeper (once a second) and the outbox relay (on every new
 /// order, and every 200 ms). Must run inside a tokio runtime.
-// `kafka` is a feature of a backend still being added.
-#[allow(unexpected_cfgs)]
 pub async fn build(config: Config, example: &str) -> Result<App, String> {
     // Fail fast and clearly for backends this build cannot serve.
     if config.redis_url.is_some() && !cfg!(feature = "redis") {
@@ -195,13 +195,6 @@ pub async fn build(config: Config, example: &str) -> Result<App, String> {
     }
     if config.kafka_brokers.is_some() && !cfg!(feature = "kafka") {
         return Err(missing_feature("FLASHSALE_KAFKA_BROKERS", "kafka", example));
-    }
-    if config.kafka_brokers.is_some() {
-        return Err(
-            "FLASHSALE_KAFKA_BROKERS: this backend is compiled in but this example \
-                    does not wire it yet; unset it"
-                .into(),
-        );
     }
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -256,7 +249,24 @@ pub async fn build(config: Config, example: &str) -> Result<App, String> {
             Arc::new(MemoryRateLimiter::with_clock(config.rate, clock.clone())),
         ),
     };
-    let sink: Arc<dyn OrderSink> = Arc::new(MemoryOrderSink::new());
+    let sink: Arc<dyn OrderSink> = match &config.kafka_brokers {
+        #[cfg(feature = "kafka")]
+        Some(brokers) => {
+            let opts = flashsale::kafka::KafkaOptions::new(brokers).topic(&config.kafka_topic);
+            let sink = flashsale::kafka::KafkaOrderSink::new(&opts)
+                .map_err(|e| format!("FLASHSALE_KAFKA_BROKERS: {e}"))?;
+            // Orders are safe in the outbox while Kafka is away, so a broker
+            // that is down only delays them: warn, don't refuse to start.
+            if let Err(e) = flashsale::OrderSink::ping(&sink).await {
+                tracing::warn!(
+                    "Kafka at {brokers} is not ready ({e}); orders wait in the outbox \
+                     until it is (check FLASHSALE_KAFKA_BROKERS and FLASHSALE_KAFKA_TOPIC)"
+                );
+            }
+            Arc::new(sink)
+        }
+        _ => Arc::new(MemoryOrderSink::new()),
+    };
     let secret = config.jwt_secret.as_deref().unwrap_or(DEV_SECRET);
     let engine = Engine::builder()
         .stock_store(stock)
@@ -337,7 +347,7 @@ impl App {
         let _ = writeln!(b, " flashsale ({framework}) listening on {base}");
         let _ = writeln!(
             b,
-            " backends: stock={} rate_limit={} orders=memory   rate limit per user: {}",
+            " backends: stock={} rate_limit={} orders={}   rate limit per user: {}",
             if self.config.database_url.is_some() {
                 "mysql"
             } else if self.config.redis_url.is_some() {
@@ -350,7 +360,15 @@ impl App {
             } else {
                 "memory"
             },
+            match &self.config.kafka_brokers {
+                Some(b) => format!("kafka({b}, topic {})", self.config.kafka_topic),
+                None => "memory".to_owned(),
+            },
             self.config.rate_text,
+        );
+        let _ = writeln!(
+            b,
+            " order events: relayed from the store's outbox every 200 ms and on every order"
         );
         for (p, what) in &self.seeded {
             let _ = writeln!(b, " demo sale: {p} ({what})");

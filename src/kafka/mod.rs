@@ -1,6 +1,7 @@
 //! Kafka backend (feature `kafka`): [`KafkaOrderSink`], the durable
 //! [`OrderSink`](crate::OrderSink) the outbox relay hands order events to,
-//! (the consumer side follows).
+//! and [`OrderWorker`], the consumer side that folds them into a read model
+//! at least once, with retries and a dead-letter topic.
 //!
 //! Built on `rdkafka` with its bundled librdkafka (compiled from source and
 //! linked statically; Debian's librdkafka is too old). Any Kafka-protocol
@@ -9,8 +10,9 @@
 //!
 //! * **Producer.** Idempotent (`enable.idempotence=true`, hence `acks=all`
 //!   and ordered retries), lz4-compressed, with a small linger so one relay
-//!   batch becomes a few produce requests. [`OrderSink::submit`] enqueues the
-//!   whole batch and returns `Ok` only once every delivery report is `Ok`.
+//!   batch becomes a few produce requests.
+//!   [`OrderSink::submit`](crate::OrderSink::submit) enqueues the whole
+//!   batch and returns `Ok` only once every delivery report is `Ok`.
 //! * **Messages.** Key: the order id, so one order's events land on one
 //!   partition in order. Value: the event's JSON (`docs/orders.md`).
 //!   Headers: `event_type`, `schema_version`, `event_id` and
@@ -19,6 +21,12 @@
 //!   `FLASHSALE_KAFKA_BROKERS` and `FLASHSALE_KAFKA_TOPIC` (default
 //!   `flashsale.orders`) by [`KafkaOptions::from_env`], plus any librdkafka
 //!   property with [`KafkaOptions::set`].
+//! * **Consumer.** [`OrderWorker`] reads the topic in a consumer group at
+//!   least once (an offset is stored only after its message is processed),
+//!   hands batches of decoded events to an [`EventHandler`] (e.g.
+//!   `MySqlOrderTable`), retries transient failures with capped backoff and
+//!   sends what it cannot process to `<topic>.dlq`, with the [`dlq`]
+//!   headers saying why; [`replay_dead_letters`] puts them back.
 //!
 //! Driver types never appear in this module's public signatures: every
 //! failure is a [`crate::Error::Backend`] with backend `"kafka"`.
@@ -38,15 +46,19 @@
 //! ```
 
 mod admin;
+pub mod dlq;
 mod options;
 mod sink;
+mod worker;
 
 #[cfg(all(test, feature = "test-util"))]
 mod tests;
 
 pub use admin::ensure_topics;
+pub use dlq::replay_dead_letters;
 pub use options::KafkaOptions;
 pub use sink::KafkaOrderSink;
+pub use worker::{EventHandler, OrderWorker, WorkerCounters, WorkerOptions, WorkerStats};
 
 use crate::error::Error;
 

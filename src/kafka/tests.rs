@@ -215,15 +215,25 @@ async fn mock_slow_round_trips_fail_past_the_timeouts_only() {
     let (patient, hasty) = (sink(20_000, 8_000), sink(1_500, 500));
     patient.ping().await.unwrap();
     hasty.ping().await.unwrap();
-    cluster.broker_round_trip_time(1, Duration::from_millis(2_000)).unwrap();
+    cluster
+        .broker_round_trip_time(1, Duration::from_millis(2_000))
+        .unwrap();
     let events = sample_events();
     let started = Instant::now();
     let err = hasty.submit(&events).await.unwrap_err();
     assert!(err.is_transient(), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     let started = Instant::now();
     patient.submit(&events).await.unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(1_900), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_900),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

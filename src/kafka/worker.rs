@@ -1,0 +1,575 @@
+//! [`OrderWorker`]: the consumer side. Reads the order topic at least
+//! once, hands decoded events to an [`EventHandler`] in batches, retries
+//! transient failures and dead-letters what it cannot process.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::FutureProducer;
+use rdkafka::topic_partition_list::Offset;
+use tokio::sync::watch;
+
+mod decode;
+mod options;
+
+pub(crate) use decode::decode;
+pub(crate) use options::Backoff;
+pub use options::{WorkerCounters, WorkerOptions, WorkerStats};
+
+use super::dlq::{self, DeadLetter, Reason};
+use super::{KafkaOptions, kafka_err};
+use crate::error::{Error, Result};
+use crate::model::OrderEvent;
+
+/// What the worker hands decoded order events to, in batches, in the
+/// order they were read (one order's events arrive in `seq` order, as
+/// they sit on one partition).
+///
+/// Delivery is at least once: the same events can come again (after a
+/// rebalance, a crash, a dead-letter replay), so `handle` must be
+/// idempotent. It is called with one batch at a time, never
+/// concurrently by one worker.
+///
+/// Return `Ok` only when every event is processed durably. An error
+/// whose [`is_transient`](Error::is_transient) is true (a backend or a
+/// timeout) is retried with backoff; any other error is permanent. When a
+/// batch keeps failing, the worker hands its events over one at a time,
+/// so that only the events that fail on their own are dead-lettered.
+#[async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    /// Processes `events` (never empty).
+    async fn handle(&self, events: &[OrderEvent]) -> Result<()>;
+}
+
+#[async_trait]
+impl<T: EventHandler + ?Sized> EventHandler for Arc<T> {
+    async fn handle(&self, events: &[OrderEvent]) -> Result<()> {
+        (**self).handle(events).await
+    }
+}
+
+/// Folds the events into the `orders` table with
+/// [`MySqlOrderTable::apply`](crate::mysql::MySqlOrderTable::apply), one
+/// transaction per batch; duplicates and late events change nothing.
+#[cfg(feature = "mysql")]
+#[async_trait]
+impl EventHandler for crate::mysql::MySqlOrderTable {
+    async fn handle(&self, events: &[OrderEvent]) -> Result<()> {
+        self.apply(events).await.map(|_| ())
+    }
+}
+
+/// Fires when the worker is asked to stop; cheap to clone and to poll.
+#[derive(Debug, Clone)]
+pub(crate) struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    /// A signal and the sender that fires it (dropping it never fires).
+    pub(crate) fn new() -> (watch::Sender<bool>, Self) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Self(rx))
+    }
+
+    pub(crate) fn fired(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once fired (never, if the sender went away unfired).
+    pub(crate) async fn wait(&mut self) {
+        if self.0.wait_for(|fired| *fired).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Sleeps for `d`; `false` if the signal fired first.
+    pub(crate) async fn sleep(&mut self, d: Duration) -> bool {
+        tokio::select! {
+            () = self.wait() => false,
+            () = tokio::time::sleep(d) => true,
+        }
+    }
+}
+
+/// The fate of one message of a batch.
+enum Verdict {
+    /// Processed (handled, or dead-lettered once the write is acked).
+    Handled,
+    /// To be dead-lettered.
+    Dead(Reason, String, u32),
+    /// Not processed: the worker is stopping (re-delivered later).
+    Abandoned,
+}
+
+/// A consumer-group worker that reads the order topic AT LEAST ONCE and
+/// hands decoded [`OrderEvent`]s to an [`EventHandler`].
+///
+/// * **Offsets.** Automatic offset storing is off: a message's offset is
+///   stored only once it is processed, i.e. handled, or written to the
+///   dead-letter topic and that write acknowledged. Stored offsets are
+///   committed every [`commit_interval`](WorkerOptions::commit_interval),
+///   and synchronously when [`run`](Self::run) returns. A crash or a
+///   rebalance re-delivers what was not yet committed (duplicates, never
+///   gaps).
+/// * **Batches.** Up to [`max_batch`](WorkerOptions::max_batch) messages
+///   that are ready. Each is decoded; an undecodable one (not JSON, not an
+///   order event, an unknown schema version) is dead-lettered at once. The
+///   rest go to the handler as one batch, retried with backoff on
+///   transient errors; a batch that keeps failing, or fails permanently,
+///   is handed over one event at a time: an event failing permanently is
+///   dead-lettered at once, one failing transiently after
+///   [`max_attempts`](WorkerOptions::max_attempts) attempts.
+/// * **Dead letters** go to `<topic>.dlq` with the original key, value and
+///   headers plus the [`dlq`](super::dlq) headers (original topic,
+///   partition, offset, group, error, attempts), through an idempotent
+///   producer. A failed dead-letter write is retried until it succeeds or
+///   the worker stops; the message's offset is never skipped.
+/// * **Progress.** [`stats_handle`](Self::stats_handle) for live counts,
+///   and a `tracing` info line every
+///   [`progress_interval`](WorkerOptions::progress_interval) with events/s
+///   and the consumer lag.
+///
+/// ```no_run
+/// # #[cfg(feature = "mysql")]
+/// # async fn demo() -> flashsale::Result<()> {
+/// use flashsale::kafka::{KafkaOptions, OrderWorker, WorkerOptions};
+/// use flashsale::mysql::MySqlOrderTable;
+///
+/// let table = MySqlOrderTable::connect("mysql://root@127.0.0.1:3306/test", "shop_").await?;
+/// table.migrate().await?;
+/// let kafka = KafkaOptions::new("127.0.0.1:9092").topic("shop.orders");
+/// let worker = OrderWorker::new(&kafka, WorkerOptions::new().group("shop-orders"), table)?;
+/// let stats = worker
+///     .run(async { tokio::signal::ctrl_c().await.ok(); })
+///     .await?;
+/// println!("{} events handled, {} dead-lettered", stats.handled, stats.dead_lettered);
+/// # Ok(()) }
+/// ```
+pub struct OrderWorker {
+    consumer: Arc<StreamConsumer<dlq::LogContext>>,
+    producer: FutureProducer<dlq::LogContext>,
+    handler: Arc<dyn EventHandler>,
+    topic: String,
+    dead_letter_topic: String,
+    opts: WorkerOptions,
+    request_timeout: Duration,
+    counters: Arc<WorkerCounters>,
+    lag_running: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for OrderWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderWorker")
+            .field("topic", &self.topic)
+            .field("group", &self.opts.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OrderWorker {
+    /// A worker on `kafka`'s topic, in `options`' group, handing events to
+    /// `handler`. Fails only on a configuration that is unusable (the
+    /// message says what to change); it does not contact the broker.
+    pub fn new(
+        kafka: &KafkaOptions,
+        options: WorkerOptions,
+        handler: impl EventHandler,
+    ) -> Result<Self> {
+        kafka.validate()?;
+        options.validate()?;
+        let consumer: StreamConsumer<dlq::LogContext> = options
+            .consumer_config(kafka, &options.group)
+            .create_with_context(dlq::LogContext::new(&options.group))
+            .map_err(|e| Error::Config(format!("Kafka consumer: {e}")))?;
+        Ok(Self {
+            consumer: Arc::new(consumer),
+            producer: dlq::producer(kafka, &options.group)?,
+            handler: Arc::new(handler),
+            topic: kafka.topic.clone(),
+            dead_letter_topic: kafka.dead_letter_topic(),
+            opts: options,
+            request_timeout: kafka.request_timeout,
+            counters: Arc::default(),
+            lag_running: Arc::default(),
+        })
+    }
+
+    /// Live counters, readable while [`run`](Self::run) runs.
+    pub fn stats_handle(&self) -> Arc<WorkerCounters> {
+        self.counters.clone()
+    }
+
+    /// Consumes until `shutdown` resolves; then finishes the batch in
+    /// flight, commits the offsets of everything processed, leaves the
+    /// group and returns what it did.
+    ///
+    /// "Finishes" means the handler call in progress completes and its
+    /// results are dead-lettered as needed; retries still pending then
+    /// (a backoff, a dead-letter write that keeps failing) are given up,
+    /// and those messages, whose offsets are not committed, are delivered
+    /// again to the group's next worker.
+    ///
+    /// # Errors
+    ///
+    /// Only if the worker cannot subscribe to its topic. Broker and
+    /// handler failures while running are logged and retried, never
+    /// returned.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<WorkerStats> {
+        let (fire, stop) = Stop::new();
+        let result = {
+            let mut shutdown = pin!(shutdown);
+            let mut asked = false;
+            let mut work = pin!(self.consume(stop));
+            loop {
+                tokio::select! {
+                    r = &mut work => break r,
+                    () = &mut shutdown, if !asked => {
+                        asked = true;
+                        tracing::info!(
+                            group = %self.opts.group,
+                            "order worker stopping: finishing the batch in flight"
+                        );
+                        let _ = fire.send(true);
+                    }
+                }
+            }
+        };
+        // Closing the consumer (leaving the group) and the producer block.
+        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
+        result
+    }
+
+    async fn consume(&self, mut stop: Stop) -> Result<WorkerStats> {
+        self.consumer
+            .subscribe(&[&self.topic])
+            .map_err(kafka_err("subscribe"))?;
+        tracing::info!(
+            topic = %self.topic,
+            group = %self.opts.group,
+            dead_letter_topic = %self.dead_letter_topic,
+            "order worker started"
+        );
+        let every = self.opts.progress_interval;
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut last = (Instant::now(), 0u64);
+        let mut errors = 0u32;
+        loop {
+            let first = tokio::select! {
+                biased;
+                () = stop.wait() => break,
+                _ = ticker.tick() => {
+                    self.report_progress(&mut last);
+                    continue;
+                }
+                m = self.consumer.recv() => m,
+            };
+            let first = match first {
+                Ok(m) => m.detach(),
+                Err(e) => {
+                    errors += 1;
+                    tracing::warn!(error = %e, topic = %self.topic, "kafka consumer error");
+                    if !stop.sleep(self.opts.backoff.delay(errors)).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            errors = 0;
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + self.opts.batch_wait;
+            while batch.len() < self.opts.max_batch {
+                match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                    Ok(Ok(m)) => batch.push(m.detach()),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, topic = %self.topic, "kafka consumer error");
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.process(batch, &mut stop).await;
+        }
+        self.close().await;
+        let stats = self.counters.snapshot();
+        tracing::info!(
+            group = %self.opts.group,
+            handled = stats.handled,
+            dead_lettered = stats.dead_lettered,
+            retries = stats.retries,
+            batches = stats.batches,
+            "order worker stopped"
+        );
+        Ok(stats)
+    }
+
+    /// Processes one batch and stores the offsets of what it processed.
+    async fn process(&self, batch: Vec<OwnedMessage>, stop: &mut Stop) {
+        let mut verdicts: Vec<Verdict> = Vec::with_capacity(batch.len());
+        let mut events = Vec::with_capacity(batch.len());
+        let mut slots = Vec::with_capacity(batch.len());
+        for (i, m) in batch.iter().enumerate() {
+            match decode(m.payload()) {
+                Ok(e) => {
+                    verdicts.push(Verdict::Handled);
+                    events.push(e);
+                    slots.push(i);
+                }
+                Err(why) => verdicts.push(Verdict::Dead(Reason::Undecodable, why, 0)),
+            }
+        }
+        for (slot, v) in slots.into_iter().zip(self.handle(&events, stop).await) {
+            verdicts[slot] = v;
+        }
+        // Dead letters, all at once; each offset is stored only once its
+        // write is acknowledged.
+        let mut letters = Vec::new();
+        let mut of_letter = Vec::new();
+        for (i, v) in verdicts.iter().enumerate() {
+            if let Verdict::Dead(reason, error, attempts) = v {
+                let m = &batch[i];
+                tracing::warn!(
+                    topic = %m.topic(), partition = m.partition(), offset = m.offset(),
+                    reason = reason.as_str(), attempts, error = %error,
+                    "dead-lettering a message"
+                );
+                letters.push(DeadLetter {
+                    message: m,
+                    group: &self.opts.group,
+                    reason: *reason,
+                    error,
+                    attempts: *attempts,
+                });
+                of_letter.push(i);
+            }
+        }
+        let mut done: Vec<bool> = verdicts
+            .iter()
+            .map(|v| matches!(v, Verdict::Handled))
+            .collect();
+        if !letters.is_empty() {
+            let records: Vec<_> = letters
+                .iter()
+                .map(|l| l.record(&self.dead_letter_topic))
+                .collect();
+            let (acked, _) = dlq::produce_acked(
+                &self.producer,
+                &records,
+                &self.opts.backoff,
+                None,
+                "dead_letter",
+                stop,
+            )
+            .await;
+            let n = acked.iter().filter(|a| **a).count();
+            WorkerCounters::add(&self.counters.dead_lettered, n as u64);
+            for (i, a) in of_letter.into_iter().zip(acked) {
+                done[i] = a;
+            }
+        }
+        WorkerCounters::add(&self.counters.batches, 1);
+        self.store_offsets(&batch, &done);
+    }
+
+    /// Hands `events` to the handler: the batch, then one at a time if it
+    /// keeps failing. One verdict per event.
+    async fn handle(&self, events: &[OrderEvent], stop: &mut Stop) -> Vec<Verdict> {
+        if events.is_empty() {
+            return Vec::new();
+        }
+        if events.len() > 1 {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let e = match self.handler.handle(events).await {
+                    Ok(()) => {
+                        WorkerCounters::add(&self.counters.handled, events.len() as u64);
+                        return events.iter().map(|_| Verdict::Handled).collect();
+                    }
+                    Err(e) => e,
+                };
+                if !e.is_transient() || attempt >= self.opts.max_attempts {
+                    tracing::warn!(
+                        error = %e, events = events.len(), attempt,
+                        "batch failed; handing its events over one at a time"
+                    );
+                    break;
+                }
+                tracing::warn!(error = %e, events = events.len(), attempt, "batch failed; retrying");
+                if !stop.sleep(self.opts.backoff.delay(attempt)).await {
+                    return events.iter().map(|_| Verdict::Abandoned).collect();
+                }
+                WorkerCounters::add(&self.counters.retries, 1);
+            }
+        }
+        let mut verdicts = Vec::with_capacity(events.len());
+        for e in events {
+            let v = if stop.fired() {
+                Verdict::Abandoned
+            } else {
+                self.handle_one(e, stop).await
+            };
+            verdicts.push(v);
+        }
+        verdicts
+    }
+
+    async fn handle_one(&self, event: &OrderEvent, stop: &mut Stop) -> Verdict {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let e = match self.handler.handle(std::slice::from_ref(event)).await {
+                Ok(()) => {
+                    WorkerCounters::add(&self.counters.handled, 1);
+                    return Verdict::Handled;
+                }
+                Err(e) => e,
+            };
+            if !e.is_transient() {
+                return Verdict::Dead(Reason::Rejected, e.to_string(), attempt);
+            }
+            if attempt >= self.opts.max_attempts {
+                return Verdict::Dead(Reason::RetriesExhausted, e.to_string(), attempt);
+            }
+            tracing::warn!(error = %e, event_id = %event.event_id, attempt, "event failed; retrying");
+            if !stop.sleep(self.opts.backoff.delay(attempt)).await {
+                return Verdict::Abandoned;
+            }
+            WorkerCounters::add(&self.counters.retries, 1);
+        }
+    }
+
+    /// Stores, per partition, the offset after the last message of the
+    /// batch's leading run of processed ones.
+    fn store_offsets(&self, batch: &[OwnedMessage], done: &[bool]) {
+        let mut ends: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        let mut open: BTreeMap<(&str, i32), bool> = BTreeMap::new();
+        for (m, ok) in batch.iter().zip(done) {
+            let key = (m.topic(), m.partition());
+            let still = open.entry(key).or_insert(true);
+            if *still && *ok {
+                ends.insert(key, m.offset());
+            } else {
+                *still = false;
+            }
+        }
+        for ((topic, partition), offset) in ends {
+            // Stores offset + 1: the next message to read.
+            if let Err(e) = self.consumer.store_offset(topic, partition, offset) {
+                // The partition was revoked meanwhile: its new owner reads
+                // these messages again (duplicates, never gaps).
+                tracing::debug!(error = %e, topic, partition, offset, "offset not stored");
+            }
+        }
+    }
+
+    /// Logs a progress line: events/s since the last one and the lag.
+    fn report_progress(&self, last: &mut (Instant, u64)) {
+        let stats = self.counters.snapshot();
+        let done = stats.handled + stats.dead_lettered;
+        let secs = last.0.elapsed().as_secs_f64().max(1e-3);
+        let rate = (done - last.1.min(done)) as f64 / secs;
+        *last = (Instant::now(), done);
+        if self.lag_running.swap(true, Ordering::AcqRel) {
+            return; // the previous lag query has not answered yet
+        }
+        let consumer = self.consumer.clone();
+        let running = self.lag_running.clone();
+        let timeout = self.request_timeout;
+        let group = self.opts.group.clone();
+        tokio::task::spawn_blocking(move || {
+            let lag = consumer_lag(&consumer, timeout);
+            running.store(false, Ordering::Release);
+            match lag {
+                Ok((lag, partitions)) => tracing::info!(
+                    group = %group,
+                    events_per_sec = format_args!("{rate:.1}"),
+                    lag, partitions,
+                    handled = stats.handled,
+                    dead_lettered = stats.dead_lettered,
+                    retries = stats.retries,
+                    "order worker progress"
+                ),
+                Err(e) => tracing::info!(
+                    group = %group,
+                    events_per_sec = format_args!("{rate:.1}"),
+                    lag = "unknown",
+                    handled = stats.handled,
+                    dead_lettered = stats.dead_lettered,
+                    retries = stats.retries,
+                    error = %e,
+                    "order worker progress"
+                ),
+            }
+        });
+    }
+
+    /// Commits what is stored, synchronously (it blocks, so on a blocking
+    /// thread).
+    async fn close(&self) {
+        let consumer = self.consumer.clone();
+        let group = self.opts.group.clone();
+        let committed =
+            tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
+                .await;
+        match committed {
+            Ok(Ok(())) | Ok(Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) => {}
+            Ok(Err(e)) => tracing::warn!(group = %group, error = %e, "final offset commit failed"),
+            Err(e) => tracing::warn!(group = %group, error = %e, "final offset commit failed"),
+        }
+    }
+}
+
+/// The sum over the assigned partitions of high watermark − position (a
+/// partition not read from yet counts from its committed offset), and how
+/// many partitions are assigned. Blocking.
+pub(crate) fn consumer_lag<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    timeout: Duration,
+) -> Result<(i64, usize)> {
+    let positions = consumer.position().map_err(kafka_err("lag"))?;
+    let mut unread = rdkafka::TopicPartitionList::new();
+    for p in positions.elements() {
+        if !matches!(p.offset(), Offset::Offset(_)) {
+            unread.add_partition(p.topic(), p.partition());
+        }
+    }
+    let committed = if unread.count() > 0 {
+        consumer
+            .committed_offsets(unread, timeout)
+            .map_err(kafka_err("lag"))?
+    } else {
+        unread
+    };
+    let mut lag = 0i64;
+    for p in positions.elements() {
+        let (low, high) = consumer
+            .fetch_watermarks(p.topic(), p.partition(), timeout)
+            .map_err(kafka_err("lag"))?;
+        let from_committed = committed
+            .find_partition(p.topic(), p.partition())
+            .map(|c| c.offset());
+        let at = match (p.offset(), from_committed) {
+            (Offset::Offset(o), _) | (_, Some(Offset::Offset(o))) => o.max(low),
+            _ => low,
+        };
+        lag += (high - at).max(0);
+    }
+    Ok((lag, positions.count()))
+}
+
+/// `run`'s future can be spawned.
+#[cfg(test)]
+#[allow(dead_code)]
+fn run_is_send(w: OrderWorker) {
+    fn send<T: Send>(_: T) {}
+    send(w.run(async {}));
+}
