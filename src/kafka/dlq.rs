@@ -253,10 +253,6 @@ pub(crate) fn producer(opts: &KafkaOptions, name: &str) -> Result<FutureProducer
             "delivery.timeout.ms",
             opts.delivery_timeout.as_millis().to_string(),
         ),
-        (
-            "socket.timeout.ms",
-            opts.request_timeout.as_millis().max(10).to_string(),
-        ),
     ];
     let mut config = opts.client_config(&defaults);
     config.set("enable.idempotence", "true");

@@ -71,8 +71,10 @@ impl KafkaOptions {
         self
     }
 
-    /// How long a metadata request (`ping`) or a commit may take (default
-    /// 5 s).
+    /// How long a metadata request (`ping`), a topic creation or a
+    /// commit may take (default 5 s). Produce and fetch requests keep
+    /// librdkafka's own `request.timeout.ms` and `socket.timeout.ms`
+    /// (set them with [`set`](Self::set)).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self

@@ -51,16 +51,10 @@ impl KafkaOrderSink {
                 "delivery.timeout.ms",
                 opts.delivery_timeout.as_millis().to_string(),
             ),
-            // A produce request unanswered this long is retried (within
-            // the delivery timeout) rather than awaited.
-            (
-                "request.timeout.ms",
-                opts.request_timeout.as_millis().max(10).to_string(),
-            ),
-            (
-                "socket.timeout.ms",
-                opts.request_timeout.as_millis().max(10).to_string(),
-            ),
+            // request.timeout.ms and socket.timeout.ms keep librdkafka's
+            // defaults (30 s, 60 s): shorter ones make a slow broker see
+            // retried produce requests, which tansu 0.6 does not survive
+            // (see docs/backends.md, "Kafka").
         ];
         let mut config = opts.client_config(&defaults);
         // Not overridable: without it a retried produce can duplicate or

@@ -209,7 +209,8 @@ async fn mock_slow_round_trips_fail_past_the_timeouts_only() {
         let opts = KafkaOptions::new(cluster.bootstrap_servers())
             .topic(TOPIC)
             .delivery_timeout(Duration::from_millis(delivery))
-            .request_timeout(Duration::from_millis(request));
+            .set("request.timeout.ms", request.to_string())
+            .set("socket.timeout.ms", request.to_string());
         KafkaOrderSink::new(&opts).unwrap()
     };
     let (patient, hasty) = (sink(20_000, 8_000), sink(1_500, 500));

@@ -159,10 +159,6 @@ impl WorkerOptions {
         let defaults = [
             // A new group reads the topic from its start: no order skipped.
             ("auto.offset.reset", "earliest".to_owned()),
-            (
-                "socket.timeout.ms",
-                opts.request_timeout.as_millis().max(10).to_string(),
-            ),
         ];
         let mut config = opts.client_config(&defaults);
         for (k, v) in &self.properties {
