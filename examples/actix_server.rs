@@ -8,8 +8,13 @@
 mod shared;
 
 use std::process::ExitCode;
+use std::time::Instant;
 
-use actix_web::{App, HttpServer};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 #[actix_web::main]
 async fn main() -> ExitCode {
@@ -21,8 +26,13 @@ async fn main() -> ExitCode {
         Err(code) => return code,
     };
     let api = app.api.clone();
+    let metrics = app.metrics.clone();
     let bound = HttpServer::new(move || {
-        App::new().configure(flashsale::http::actix::configure(api.clone()))
+        App::new()
+            .configure(flashsale::http::actix::configure(api.clone()))
+            .app_data(web::Data::new(metrics.clone()))
+            .route(shared::METRICS_PATH, web::get().to(render_metrics))
+            .wrap(from_fn(http_metrics))
     })
     // Signals are handled below, the same way as the axum server does.
     .disable_signals()
@@ -56,4 +66,29 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `GET /metrics`: the Prometheus text format.
+async fn render_metrics(handle: web::Data<PrometheusHandle>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(shared::METRICS_CONTENT_TYPE)
+        .body(handle.render())
+}
+
+/// Records every request's count and latency by method, route template and
+/// status (`server/mod.rs`, `record_http`).
+async fn http_metrics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = shared::method_label(req.method().as_str());
+    let route = shared::route_template(req.path());
+    let result = next.call(req).await;
+    let status = match &result {
+        Ok(response) => response.status().as_u16(),
+        Err(error) => error.as_response_error().status_code().as_u16(),
+    };
+    shared::record_http(method, route, status, started.elapsed());
+    result
 }

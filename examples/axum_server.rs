@@ -8,6 +8,13 @@
 mod shared;
 
 use std::process::ExitCode;
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -32,7 +39,16 @@ async fn main() -> ExitCode {
         .local_addr()
         .expect("a bound socket has an address");
     println!("{}", app.banner("axum", addr));
-    let router = flashsale::http::axum::router(app.api.clone());
+    let metrics = app.metrics.clone();
+    let router = flashsale::http::axum::router(app.api.clone())
+        .route(
+            shared::METRICS_PATH,
+            get(move || {
+                let body = metrics.render();
+                async move { ([(header::CONTENT_TYPE, shared::METRICS_CONTENT_TYPE)], body) }
+            }),
+        )
+        .layer(middleware::from_fn(http_metrics));
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shared::shutdown_signal())
         .await;
@@ -44,4 +60,15 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Records every request's count and latency by method, route template and
+/// status (`server/mod.rs`, `record_http`).
+async fn http_metrics(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = shared::method_label(req.method().as_str());
+    let route = shared::route_template(req.uri().path());
+    let response = next.run(req).await.into_response();
+    shared::record_http(method, route, response.status().as_u16(), started.elapsed());
+    response
 }

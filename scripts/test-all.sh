@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 
 # Under CI a backend test whose service is missing must fail, not skip.
 export CI="${CI:-}"
+scripts/install-promtool.sh  # checks GET /metrics in tests/metrics_endpoint.rs
 
 cmd=(cargo test --all-features --locked "$@")
 # MariaDB for the MySQL backend's tests (innermost: started last, stopped first).

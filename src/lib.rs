@@ -17,6 +17,11 @@
 //!   with per-call timeouts, a sale cache, a hold sweeper and the outbox
 //!   relay.
 //!
+//! The engine records [metrics] (purchases by outcome,
+//! latencies, port failures, stock, relay backlog and lag) through the
+//! `metrics` facade; the application installs the exporter it wants, and
+//! without one the recordings cost next to nothing.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use flashsale::{Engine, PurchaseRequest, ProductId, Quantity, Sale, Outcome, Credentials};
@@ -62,6 +67,7 @@ pub mod kafka;
 pub mod machine;
 #[cfg(feature = "memory")]
 pub mod memory;
+pub mod metrics;
 pub mod model;
 #[cfg(feature = "mysql")]
 pub mod mysql;

@@ -63,6 +63,8 @@ pub struct SoldOutCache<S: StockStore> {
     /// while it was in flight.
     epoch: AtomicU64,
     hits: AtomicU64,
+    /// The same hits, for [`crate::metrics`].
+    hits_metric: crate::metrics::SoldOutCacheHits,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -111,6 +113,7 @@ impl<S: StockStore> SoldOutCache<S> {
             entries: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
             hits: AtomicU64::new(0),
+            hits_metric: crate::metrics::SoldOutCacheHits::new(),
         }
     }
 
@@ -124,7 +127,8 @@ impl<S: StockStore> SoldOutCache<S> {
         self.ttl
     }
 
-    /// How many reserves were answered locally so far.
+    /// How many reserves were answered locally so far (also counted in
+    /// [`SOLD_OUT_CACHE_HITS_TOTAL`](crate::metrics::SOLD_OUT_CACHE_HITS_TOTAL)).
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
     }
@@ -195,6 +199,7 @@ impl<S: StockStore> StockStore for SoldOutCache<S> {
         let cacheable = req.idempotency_key.is_none();
         if cacheable && self.refuses(req, self.clock.monotonic()) {
             self.hits.fetch_add(1, Ordering::Relaxed);
+            self.hits_metric.hit();
             return Ok(ReserveOutcome::SoldOut);
         }
         let epoch = self.epoch.load(Ordering::Acquire);

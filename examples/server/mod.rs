@@ -1,14 +1,16 @@
 //! What the two example servers share: configuration from the environment,
 //! `--help`, building the engine, the demo seed, the banner, the hold
-//! sweeper and the shutdown signal. `axum_server.rs` and `actix_server.rs`
-//! only start their framework's server on top of it.
+//! sweeper, the shutdown signal, and metrics: the Prometheus recorder, the
+//! `GET /metrics` body and the per-route HTTP metrics. `axum_server.rs` and
+//! `actix_server.rs` only start their framework's server on top of it.
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use flashsale::http::Api;
@@ -18,6 +20,8 @@ use flashsale::{
     Clock, Engine, OrderSink, ProductId, RateLimiter, RateQuota, Sale, StockStore, SystemClock,
     UserId,
 };
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use parking_lot::RwLock;
 use tokio::sync::watch;
 
 /// `--help` text (the framework's name is filled in).
@@ -38,6 +42,7 @@ ROUTES:
     POST /orders/{{orderId}}/confirm      the buyer or an admin: confirm a held order
     POST /orders/{{orderId}}/cancel       the buyer or an admin: cancel a held order
     GET  /healthz, GET /readyz          liveness; readiness of every backend
+    GET  /metrics                       Prometheus text format (docs/operations.md)
 
 ENVIRONMENT:
     FLASHSALE_LISTEN         address to listen on [default: 127.0.0.1:8080; port 0 picks one]
@@ -176,16 +181,25 @@ pub struct App {
     pub demo_tokens: Option<(String, String)>,
     /// Demo sales seeded: `(product, description)`.
     pub seeded: Vec<(ProductId, String)>,
+    /// The installed Prometheus recorder; `GET /metrics` renders it.
+    pub metrics: PrometheusHandle,
     stop_background: watch::Sender<bool>,
     sweeper: tokio::task::JoinHandle<()>,
     relay: tokio::task::JoinHandle<()>,
+    upkeep: tokio::task::JoinHandle<()>,
 }
 
 /// Builds the engine from `config`: in-memory ports unless a backend URL is
 /// set (and compiled in), JWT HS256, the demo seed when all is in memory,
 /// the hold sweeper (once a second) and the outbox relay (on every new
-/// order, and every 200 ms). Must run inside a tokio runtime.
-pub async fn build(config: Config, example: &str) -> Result<App, String> {
+/// order, and every 200 ms). Must run inside a tokio runtime. `metrics` is
+/// the installed recorder ([`install_metrics`]), kept up by a background
+/// task.
+pub async fn build(
+    config: Config,
+    example: &str,
+    metrics: PrometheusHandle,
+) -> Result<App, String> {
     // Fail fast and clearly for backends this build cannot serve.
     if config.redis_url.is_some() && !cfg!(feature = "redis") {
         return Err(missing_feature("FLASHSALE_REDIS_URL", "redis", example));
@@ -324,16 +338,19 @@ pub async fn build(config: Config, example: &str) -> Result<App, String> {
         let _ = stopped.wait_for(|s| *s).await;
     };
     let sweeper = engine.spawn_sweeper(Duration::from_secs(1), until_stopped(stopped.clone()));
-    let relay = engine.spawn_relay(Duration::from_millis(200), until_stopped(stopped));
+    let relay = engine.spawn_relay(Duration::from_millis(200), until_stopped(stopped.clone()));
+    let upkeep = spawn_metrics_upkeep(metrics.clone(), until_stopped(stopped));
     Ok(App {
         api: Api::new(engine.clone()),
         engine,
         config,
         demo_tokens,
         seeded,
+        metrics,
         stop_background,
         sweeper,
         relay,
+        upkeep,
     })
 }
 
@@ -416,6 +433,7 @@ impl App {
         let _ = self.stop_background.send(true);
         let _ = self.sweeper.await;
         let _ = self.relay.await;
+        let _ = self.upkeep.await;
         match self.engine.drain_outbox().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(delivered = n, "outbox drained"),
@@ -457,8 +475,154 @@ pub async fn start(example: &str) -> Result<App, ExitCode> {
         eprintln!("error: {e}\n(see --help)");
         ExitCode::from(2)
     })?;
-    build(config, example).await.map_err(|e| {
+    let metrics = install_metrics().map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })?;
+    build(config, example, metrics).await.map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::FAILURE
     })
+}
+
+// ---------------------------------------------------------------- metrics
+
+/// `Content-Type` of `GET /metrics`: the Prometheus text format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The route of the metrics endpoint.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// Installs the Prometheus recorder as the process's global `metrics`
+/// recorder, with histogram buckets from 500 µs to 10 s (so every
+/// histogram is exported with `_bucket` series, ready for
+/// `histogram_quantile`), and registers the help text of every metric.
+/// Call once, before building the engine.
+pub fn install_metrics() -> Result<PrometheusHandle, String> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets(flashsale::metrics::LATENCY_BUCKETS)
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| format!("cannot install the Prometheus recorder: {e}"))?;
+    flashsale::metrics::describe();
+    Ok(handle)
+}
+
+/// Keeps the recorder's histograms drained between scrapes (the
+/// recorder's upkeep; without it, samples pile up until the next scrape).
+fn spawn_metrics_upkeep(
+    handle: PrometheusHandle,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tick.tick() => handle.run_upkeep(),
+            }
+        }
+    })
+}
+
+/// The route template a request path matched, as the routers of both
+/// frameworks match it (`{param}`: one non-empty segment), for the `route`
+/// label: never the raw path, so ids never become label values. A path
+/// that matches no route is `unmatched`.
+pub fn route_template(path: &str) -> &'static str {
+    use flashsale::http::paths;
+    let Some(rest) = path.strip_prefix('/') else {
+        return "unmatched";
+    };
+    let mut parts = rest.split('/');
+    let s: [Option<&str>; 5] = std::array::from_fn(|_| parts.next());
+    let param = |p: Option<&str>| p.is_some_and(|p| !p.is_empty());
+    match s {
+        [Some("buy"), id, None, ..] if param(id) => paths::BUY,
+        [Some("products"), id, None, ..] if param(id) => paths::PRODUCT,
+        [Some("admin"), Some("products"), id, None, _] if param(id) => paths::ADMIN_PRODUCT,
+        [Some("orders"), id, Some("confirm"), None, _] if param(id) => paths::CONFIRM,
+        [Some("orders"), id, Some("cancel"), None, _] if param(id) => paths::CANCEL,
+        [Some("healthz"), None, ..] => paths::HEALTHZ,
+        [Some("readyz"), None, ..] => paths::READYZ,
+        [Some("metrics"), None, ..] => METRICS_PATH,
+        _ => "unmatched",
+    }
+}
+
+/// The `method` label: the standard methods, or `OTHER`.
+pub fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
+        _ => "OTHER",
+    }
+}
+
+/// The `status` label, without formatting for the statuses the API
+/// answers with.
+fn status_label(status: u16) -> metrics::SharedString {
+    let known = match status {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        413 => "413",
+        415 => "415",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        other => return other.to_string().into(),
+    };
+    known.into()
+}
+
+/// One route's HTTP handles, by `(method, route, status)`.
+type HttpHandles =
+    HashMap<(&'static str, &'static str, u16), (metrics::Counter, metrics::Histogram)>;
+
+/// The HTTP handles registered so far with the global recorder (bounded:
+/// methods, route templates and statuses are).
+static HTTP_HANDLES: OnceLock<RwLock<HttpHandles>> = OnceLock::new();
+
+/// Records one HTTP request: [`flashsale::metrics::HTTP_REQUESTS_TOTAL`]
+/// and [`flashsale::metrics::HTTP_REQUEST_DURATION_SECONDS`], labelled by
+/// method ([`method_label`]), route template ([`route_template`]) and
+/// status. Each label set's handles are registered once and reused, so a
+/// request costs a map lookup, not a registration.
+pub fn record_http(method: &'static str, route: &'static str, status: u16, took: Duration) {
+    use flashsale::metrics::{HTTP_REQUEST_DURATION_SECONDS, HTTP_REQUESTS_TOTAL};
+    let handles = HTTP_HANDLES.get_or_init(Default::default);
+    let key = (method, route, status);
+    let record = |(count, latency): &(metrics::Counter, metrics::Histogram)| {
+        count.increment(1);
+        latency.record(took.as_secs_f64());
+    };
+    if let Some(h) = handles.read().get(&key) {
+        return record(h);
+    }
+    let labels = [
+        metrics::Label::from_static_parts("method", method),
+        metrics::Label::from_static_parts("route", route),
+        metrics::Label::new("status", status_label(status)),
+    ];
+    let mut handles = handles.write();
+    let h = handles.entry(key).or_insert_with(|| {
+        (
+            metrics::counter!(HTTP_REQUESTS_TOTAL, labels.iter()),
+            metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, labels.iter()),
+        )
+    });
+    record(h);
 }

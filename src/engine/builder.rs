@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::machine::{HandOff, MachineConfig};
+use crate::metrics::EngineMetrics;
 use crate::ports::{Authenticator, OrderSink, RateLimiter, StockStore};
 
 use super::sale_cache::SaleCache;
@@ -34,6 +35,14 @@ pub struct EngineConfig {
     /// retried in the background before it is given up and logged as an
     /// error.
     pub void_retry_for: Duration,
+    /// How many products get [`STOCK_UNITS`](crate::metrics::STOCK_UNITS)
+    /// gauges: the first this many products whose levels the engine reads
+    /// ([`Engine::snapshot`](super::Engine::snapshot)) keep a series; the
+    /// gauges of later ones are not recorded, so the exporter's memory
+    /// stays bounded whatever ids clients ask for. `0` records none.
+    /// Default [`DEFAULT_STOCK_GAUGE_PRODUCTS`](crate::metrics::DEFAULT_STOCK_GAUGE_PRODUCTS)
+    /// (100).
+    pub stock_gauge_products: usize,
 }
 
 impl Default for EngineConfig {
@@ -46,6 +55,7 @@ impl Default for EngineConfig {
             sweep_batch: 1_000,
             relay: RelayConfig::default(),
             void_retry_for: Duration::from_secs(600),
+            stock_gauge_products: crate::metrics::DEFAULT_STOCK_GAUGE_PRODUCTS,
         }
     }
 }
@@ -144,6 +154,13 @@ impl EngineBuilder {
         self
     }
 
+    /// How many products get per-product stock gauges (default 100; see
+    /// [`EngineConfig::stock_gauge_products`]).
+    pub fn stock_gauge_products(mut self, n: usize) -> Self {
+        self.config.stock_gauge_products = n;
+        self
+    }
+
     /// Checks the settings and builds the engine.
     pub fn build(self) -> Result<Engine> {
         let missing = |what: &str| {
@@ -192,6 +209,7 @@ impl EngineBuilder {
                 config: self.config,
                 relay_wake: tokio::sync::Notify::new(),
                 relay_retry: parking_lot::Mutex::new(None),
+                metrics: EngineMetrics::new(self.config.stock_gauge_products),
             }),
         })
     }

@@ -15,7 +15,7 @@ mod sale_cache;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{Instrument, debug, info, warn};
 
@@ -25,6 +25,7 @@ pub use builder::{EngineBuilder, EngineConfig, RelayConfig};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::machine::{Action, Failure, PurchaseMachine};
+use crate::metrics::{CallEnd, EngineMetrics, PortOp, ops};
 use crate::model::{
     AuthRejection, Credentials, OrderEvent, OrderId, OrderStatus, Outcome, Principal, ProductId,
     PurchaseRequest, PurchaseSummary, Reservation, ReservationState, Sale, StockLevels,
@@ -54,6 +55,8 @@ struct Inner {
     relay_wake: tokio::sync::Notify,
     /// A claimed batch the relay failed to deliver, retried first.
     relay_retry: parking_lot::Mutex<Option<(Vec<OrderEvent>, crate::model::Timestamp)>>,
+    /// This engine's metric handles ([`crate::metrics`]).
+    metrics: EngineMetrics,
 }
 
 impl std::fmt::Debug for Engine {
@@ -122,6 +125,7 @@ impl Engine {
     /// lost is not voided. A server should call
     /// [`purchase_to_completion`](Self::purchase_to_completion) instead.
     pub async fn purchase(&self, credentials: &Credentials, request: PurchaseRequest) -> Outcome {
+        let started = Instant::now();
         let span = tracing::info_span!(
             "purchase",
             product = %request.product,
@@ -129,9 +133,14 @@ impl Engine {
             user = tracing::field::Empty,
             outcome = tracing::field::Empty,
         );
-        self.purchase_inner(credentials, request, span.clone())
+        let outcome = self
+            .purchase_inner(credentials, request, span.clone())
             .instrument(span)
-            .await
+            .await;
+        self.inner
+            .metrics
+            .purchase_finished(&outcome, started.elapsed());
+        outcome
     }
 
     async fn purchase_inner(
@@ -148,7 +157,7 @@ impl Engine {
         loop {
             let fed = match machine.poll_action() {
                 Action::Authenticate => Fed::Auth(
-                    self.call("authenticate", inner.auth.authenticate(credentials))
+                    self.call(&ops::AUTHENTICATE, inner.auth.authenticate(credentials))
                         .await,
                 ),
                 Action::LoadSale { product } => {
@@ -159,12 +168,12 @@ impl Engine {
                         span.record("user", user.as_str());
                     }
                     Fed::Rate(
-                        self.call("rate_check", inner.limiter.check(user.as_str(), cost))
+                        self.call(&ops::RATE_CHECK, inner.limiter.check(user.as_str(), cost))
                             .await,
                     )
                 }
                 Action::Reserve(req) => {
-                    let answer = self.call("reserve", inner.stock.reserve(req)).await;
+                    let answer = self.call(&ops::RESERVE, inner.stock.reserve(req)).await;
                     if answer.is_ok() {
                         inner.relay_wake.notify_one();
                     }
@@ -172,7 +181,7 @@ impl Engine {
                 }
                 Action::Void(req) => {
                     let answer = self
-                        .call("void", inner.stock.void(req, inner.clock.now()))
+                        .call(&ops::VOID, inner.stock.void(req, inner.clock.now()))
                         .await;
                     if answer.is_err() {
                         self.void_in_background(req.clone());
@@ -186,7 +195,7 @@ impl Engine {
                     };
                     let answer = self
                         .call_within(
-                            "submit",
+                            &ops::SUBMIT,
                             timeout,
                             inner.sink.submit(std::slice::from_ref(event)),
                         )
@@ -216,7 +225,7 @@ impl Engine {
             // effort: if this fails the relay delivers it again, and
             // consumers dedupe by event id.
             if let Err(error) = self
-                .call_err("ack", inner.stock.ack(std::slice::from_ref(&event)))
+                .call_err(&ops::ACK, inner.stock.ack(std::slice::from_ref(&event)))
                 .await
             {
                 debug!(%error, "ack after a direct hand-off failed; the relay will resend");
@@ -269,7 +278,7 @@ impl Engine {
                 tokio::time::sleep(backoff).await;
                 let now = engine.inner.clock.now();
                 match engine
-                    .call_err("void", engine.inner.stock.void(&req, now))
+                    .call_err(&ops::VOID, engine.inner.stock.void(&req, now))
                     .await
                 {
                     Ok(outcome) => {
@@ -296,61 +305,75 @@ impl Engine {
     /// Runs one port call under the configured timeout, logging failures.
     async fn call<T>(
         &self,
-        operation: &'static str,
+        op: &'static PortOp,
         fut: impl Future<Output = Result<T>>,
     ) -> std::result::Result<T, Failure> {
-        self.call_within(operation, self.inner.config.port_timeout, fut)
+        self.call_within(op, self.inner.config.port_timeout, fut)
             .await
     }
 
     /// Runs one port call under `after`, logging failures.
     async fn call_within<T>(
         &self,
-        operation: &'static str,
+        op: &'static PortOp,
         after: Duration,
         fut: impl Future<Output = Result<T>>,
     ) -> std::result::Result<T, Failure> {
-        self.call_err_within(operation, after, fut)
-            .await
-            .map_err(|error| {
-                if let Error::Timeout { after, .. } = error {
-                    warn!(operation, ?after, "port call timed out");
-                    Failure::Timeout
-                } else {
-                    warn!(operation, %error, "port call failed");
-                    Failure::Error
-                }
-            })
+        self.call_err_within(op, after, fut).await.map_err(|error| {
+            let operation = op.operation;
+            if let Error::Timeout { after, .. } = error {
+                warn!(operation, ?after, "port call timed out");
+                Failure::Timeout
+            } else {
+                warn!(operation, %error, "port call failed");
+                Failure::Error
+            }
+        })
     }
 
     /// Runs one port call under the configured timeout, keeping the error.
     async fn call_err<T>(
         &self,
-        operation: &'static str,
+        op: &'static PortOp,
         fut: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        self.call_err_within(operation, self.inner.config.port_timeout, fut)
+        self.call_err_within(op, self.inner.config.port_timeout, fut)
             .await
     }
 
-    /// Runs one port call under `after`, keeping the error.
+    /// Runs one port call under `after`, keeping the error. Every port
+    /// call goes through here: it records the call's duration and, if it
+    /// failed, the failure ([`crate::metrics`]).
     async fn call_err_within<T>(
         &self,
-        operation: &'static str,
+        op: &'static PortOp,
         after: Duration,
         fut: impl Future<Output = Result<T>>,
     ) -> Result<T> {
+        let started = Instant::now();
         let mut fut = std::pin::pin!(fut);
         // In-process ports answer on the first poll; arming a timer for them
         // would cost more than the call itself. Only a call that has to wait
         // gets the timeout (its clock starts at that first wait).
         let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
-        if let Poll::Ready(out) = first {
-            return out;
-        }
-        tokio::time::timeout(after, fut)
-            .await
-            .unwrap_or(Err(Error::Timeout { operation, after }))
+        let out = match first {
+            Poll::Ready(out) => out,
+            Poll::Pending => {
+                tokio::time::timeout(after, fut)
+                    .await
+                    .unwrap_or(Err(Error::Timeout {
+                        operation: op.operation,
+                        after,
+                    }))
+            }
+        };
+        let end = match &out {
+            Ok(_) => CallEnd::Ok,
+            Err(Error::Timeout { .. }) => CallEnd::Timeout,
+            Err(_) => CallEnd::Error,
+        };
+        self.inner.metrics.port_call(op, started.elapsed(), end);
+        out
     }
 
     /// The sale's terms from the engine's cache, or from the store (and
@@ -361,7 +384,7 @@ impl Engine {
             return Ok(hit);
         }
         let fetched = self
-            .call_err("sale", self.inner.stock.sale(product))
+            .call_err(&ops::SALE, self.inner.stock.sale(product))
             .await
             .inspect_err(|error| warn!(%error, %product, "sale lookup failed"))?
             .map(Arc::new);
@@ -376,7 +399,10 @@ impl Engine {
         credentials: &Credentials,
     ) -> std::result::Result<Principal, Outcome> {
         match self
-            .call("authenticate", self.inner.auth.authenticate(credentials))
+            .call(
+                &ops::AUTHENTICATE,
+                self.inner.auth.authenticate(credentials),
+            )
             .await
         {
             Ok(Ok(p)) => Ok(p),
@@ -405,7 +431,7 @@ impl Engine {
         let now = self.inner.clock.now();
         let answer = self
             .call(
-                "confirm",
+                &ops::CONFIRM,
                 self.inner.stock.confirm(&reservation.product, order, now),
             )
             .await;
@@ -441,7 +467,7 @@ impl Engine {
         let now = self.inner.clock.now();
         let answer = self
             .call(
-                "cancel",
+                &ops::CANCEL,
                 self.inner.stock.cancel(&reservation.product, order, now),
             )
             .await;
@@ -471,7 +497,7 @@ impl Engine {
     ) -> std::result::Result<(Principal, Reservation), Outcome> {
         let principal = self.authenticate(credentials).await?;
         let found = self
-            .call("reservation", self.inner.stock.reservation(order))
+            .call(&ops::RESERVATION, self.inner.stock.reservation(order))
             .await
             .map_err(|_| self.unavailable())?;
         match found {
@@ -486,7 +512,7 @@ impl Engine {
     /// them within their sale-cache TTL.
     pub async fn create_sale(&self, sale: &Sale) -> Result<SaleWrite> {
         let written = self
-            .call_err("create_sale", self.inner.stock.create_sale(sale))
+            .call_err(&ops::CREATE_SALE, self.inner.stock.create_sale(sale))
             .await?;
         if !matches!(written, SaleWrite::StockBelowSold { .. }) {
             info!(product = %sale.product(), stock = sale.stock(), ?written, "sale written");
@@ -501,13 +527,21 @@ impl Engine {
 
     /// The sale's current terms, straight from the store.
     pub async fn sale(&self, product: &ProductId) -> Result<Option<Sale>> {
-        self.call_err("sale", self.inner.stock.sale(product)).await
+        self.call_err(&ops::SALE, self.inner.stock.sale(product))
+            .await
     }
 
-    /// The product's live stock levels.
+    /// The product's live stock levels. Also sets the product's
+    /// [`STOCK_UNITS`](crate::metrics::STOCK_UNITS) gauges (for the first
+    /// [`EngineConfig::stock_gauge_products`] products read).
     pub async fn snapshot(&self, product: &ProductId) -> Result<Option<StockLevels>> {
-        self.call_err("snapshot", self.inner.stock.snapshot(product))
-            .await
+        let levels = self
+            .call_err(&ops::SNAPSHOT, self.inner.stock.snapshot(product))
+            .await?;
+        if let Some(levels) = &levels {
+            self.inner.metrics.stock.set(product, levels);
+        }
+        Ok(levels)
     }
 
     /// Releases every hold past its expiry; returns how many.
@@ -517,8 +551,9 @@ impl Engine {
         loop {
             let now = self.inner.clock.now();
             let expired = self
-                .call_err("expire", self.inner.stock.expire(now, batch))
+                .call_err(&ops::EXPIRE, self.inner.stock.expire(now, batch))
                 .await?;
+            self.inner.metrics.holds_expired(expired.len());
             total += expired.len();
             for r in &expired {
                 debug!(order = %r.order_id, product = %r.product, "hold expired");
@@ -566,9 +601,9 @@ impl Engine {
     pub async fn readiness(&self) -> Readiness {
         let i = &*self.inner;
         let (stock, limiter, sink) = tokio::join!(
-            self.call_err("ping", i.stock.ping()),
-            self.call_err("ping", i.limiter.ping()),
-            self.call_err("ping", i.sink.ping()),
+            self.call_err(&ops::STOCK_PING, i.stock.ping()),
+            self.call_err(&ops::RATE_PING, i.limiter.ping()),
+            self.call_err(&ops::SINK_PING, i.sink.ping()),
         );
         Readiness {
             checks: vec![

@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::Engine;
 use crate::error::Result;
+use crate::metrics::{RelayStage, ops};
 
 impl Engine {
     /// One relay pass: claims up to [`RelayConfig::batch`](super::RelayConfig::batch)
@@ -25,6 +26,12 @@ impl Engine {
     /// A batch whose submit or ack failed is kept and retried first by the
     /// next pass of this engine, without waiting for its lease to lapse
     /// (but not after: then it is claimed afresh, by whichever relay).
+    ///
+    /// Records the relay metrics: the batch size and the age of its oldest
+    /// event ([`RELAY_BACKLOG_EVENTS`](crate::metrics::RELAY_BACKLOG_EVENTS),
+    /// [`RELAY_LAG_SECONDS`](crate::metrics::RELAY_LAG_SECONDS), both `0` when
+    /// nothing was claimable), the events delivered and the failures by
+    /// stage.
     pub async fn relay_once(&self) -> Result<usize> {
         let inner = &*self.inner;
         let cfg = inner.config.relay;
@@ -38,18 +45,26 @@ impl Engine {
             Some((events, until)) if now < until => (events, until),
             _ => {
                 let events = self
-                    .call_err("claim", inner.stock.claim(now, cfg.batch, cfg.lease))
-                    .await?;
+                    .call_err(&ops::CLAIM, inner.stock.claim(now, cfg.batch, cfg.lease))
+                    .await
+                    .inspect_err(|_| inner.metrics.relay_failed(RelayStage::Claim))?;
                 (events, now.saturating_add(cfg.lease))
             }
         };
+        let oldest = events.iter().map(|e| e.at).min().unwrap_or(now);
+        inner
+            .metrics
+            .relay_batch(events.len(), now.saturating_duration_since(oldest));
         if events.is_empty() {
             return Ok(0);
         }
         let delivered = async {
-            self.call_err_within("submit", cfg.submit_timeout, inner.sink.submit(&events))
-                .await?;
-            self.call_err("ack", inner.stock.ack(&events)).await
+            self.call_err_within(&ops::SUBMIT, cfg.submit_timeout, inner.sink.submit(&events))
+                .await
+                .inspect_err(|_| inner.metrics.relay_failed(RelayStage::Submit))?;
+            self.call_err(&ops::ACK, inner.stock.ack(&events))
+                .await
+                .inspect_err(|_| inner.metrics.relay_failed(RelayStage::Ack))
         };
         if let Err(error) = delivered.await {
             // Keep the batch: the next pass resends it at once (the sink
@@ -57,6 +72,7 @@ impl Engine {
             *inner.relay_retry.lock() = Some((events, lease_until));
             return Err(error);
         }
+        inner.metrics.relay_delivered(events.len());
         debug!(count = events.len(), "order events relayed");
         Ok(events.len())
     }
