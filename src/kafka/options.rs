@@ -34,7 +34,7 @@ impl KafkaOptions {
         Self {
             brokers: brokers.into(),
             topic: Self::DEFAULT_TOPIC.to_owned(),
-            delivery_timeout: Duration::from_secs(10),
+            delivery_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(5),
             properties: BTreeMap::new(),
         }
@@ -63,9 +63,13 @@ impl KafkaOptions {
     }
 
     /// How long librdkafka keeps trying to deliver one message, retries
-    /// included, before its delivery report is an error (default 10 s;
-    /// librdkafka's `delivery.timeout.ms`). Keep it below the relay's
-    /// submit timeout, so a failed batch is reported rather than abandoned.
+    /// included, before its delivery report is an error (default 60 s;
+    /// librdkafka's `delivery.timeout.ms`). A submit the relay gave up on
+    /// (its submit timeout, 10 s) leaves its messages queued here, still
+    /// being delivered; the relay resends the batch and consumers dedupe.
+    /// A message that times out makes the idempotent producer bump its
+    /// epoch, a path some Kafka-API brokers handle badly (tansu 0.6
+    /// panics), so keep this well above a slow broker's answer time.
     pub fn delivery_timeout(mut self, timeout: Duration) -> Self {
         self.delivery_timeout = timeout;
         self
