@@ -67,6 +67,7 @@
 mod batch;
 mod migrate;
 mod orders;
+mod pool;
 mod stock;
 
 use std::time::Duration;

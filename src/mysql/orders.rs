@@ -7,8 +7,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow};
-use sqlx::{Executor, Row};
+use sqlx::Row;
+use sqlx::mysql::{MySqlDatabaseError, MySqlPool, MySqlRow};
 
 use super::{MySqlOptions, backend_err, bad_row};
 use crate::error::{Error, Result};
@@ -380,38 +380,7 @@ impl MySqlOrderTable {
     /// [`lazy`](MySqlOptions::lazy); the batching options are ignored.
     pub async fn with_options(opts: MySqlOptions) -> Result<Self> {
         opts.validate_connection()?;
-        let connect = MySqlConnectOptions::from_str(&opts.url)
-            .map_err(|e| Error::Config(format!("mysql URL: {e}")))?;
-        let lock_wait = opts.lock_wait_timeout.as_secs_f64().ceil().max(1.0) as u64;
-        let lock_wait = Arc::<str>::from(format!(
-            "SET SESSION innodb_lock_wait_timeout = {lock_wait}"
-        ));
-        let pool = MySqlPoolOptions::new()
-            .max_connections(opts.max_connections)
-            .min_connections(0)
-            .acquire_timeout(opts.acquire_timeout)
-            .after_connect(move |conn, _meta| {
-                let lock_wait = lock_wait.clone();
-                Box::pin(async move {
-                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                        .await?;
-                    conn.execute(&*lock_wait).await?;
-                    // A value that does not fit is an error, never
-                    // silently truncated, whatever the server's default.
-                    conn.execute(
-                        "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',STRICT_ALL_TABLES')",
-                    )
-                    .await?;
-                    Ok(())
-                })
-            });
-        let pool = if opts.lazy {
-            pool.connect_lazy_with(connect)
-        } else {
-            pool.connect_with(connect)
-                .await
-                .map_err(backend_err("connect"))?
-        };
+        let pool = super::pool::open(&opts, true).await?;
         Ok(Self {
             pool,
             sql: Arc::new(Sql::new(&opts.table_prefix)),

@@ -3,13 +3,12 @@
 
 use std::future::Future;
 use std::hash::BuildHasher;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow};
-use sqlx::{Executor, MySql, MySqlConnection, Row, Transaction};
+use sqlx::mysql::{MySqlDatabaseError, MySqlPool, MySqlRow};
+use sqlx::{MySql, MySqlConnection, Row, Transaction};
 
 use super::batch::Batcher;
 use super::{MySqlOptions, backend_err, bad_row};
@@ -406,32 +405,8 @@ impl MySqlStockStore {
     /// Connects with explicit options.
     pub async fn with_options(opts: MySqlOptions) -> Result<Self> {
         opts.validate()?;
-        let connect = MySqlConnectOptions::from_str(&opts.url)
-            .map_err(|e| Error::Config(format!("mysql URL: {e}")))?;
-        let lock_wait = opts.lock_wait_timeout.as_secs_f64().ceil().max(1.0) as u64;
-        let lock_wait = Arc::<str>::from(format!(
-            "SET SESSION innodb_lock_wait_timeout = {lock_wait}"
-        ));
-        let pool = MySqlPoolOptions::new()
-            .max_connections(opts.max_connections)
-            .min_connections(0)
-            .acquire_timeout(opts.acquire_timeout)
-            .after_connect(move |conn, _meta| {
-                let lock_wait = lock_wait.clone();
-                Box::pin(async move {
-                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                        .await?;
-                    conn.execute(&*lock_wait).await?;
-                    Ok(())
-                })
-            });
-        let pool = if opts.lazy {
-            pool.connect_lazy_with(connect)
-        } else {
-            pool.connect_with(connect)
-                .await
-                .map_err(backend_err("connect"))?
-        };
+        // Strict mode stays as the server has it, as before.
+        let pool = super::pool::open(&opts, false).await?;
         Ok(Self {
             pool,
             sql: Arc::new(Sql::new(&opts.table_prefix)),
