@@ -50,9 +50,8 @@ use super::bad_row;
 use sqlx::pool::PoolConnection;
 use sqlx::{Executor, MySql, MySqlConnection, Row};
 
-use super::stock::{
-    Fail, MySqlStockStore, RES_COLS, SALE_COLS, Tx, is_duplicate, oid_bytes, reservation, sale_row,
-};
+use super::retry::{Fail, Tx, is_duplicate};
+use super::stock::{MySqlStockStore, RES_COLS, SALE_COLS, oid_bytes, reservation, sale_row};
 use crate::error::{Error, Result};
 use crate::model::{
     IdempotencyKey, OrderEvent, OrderId, ProductId, Reservation, ReservationState, UserId,

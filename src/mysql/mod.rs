@@ -68,6 +68,7 @@ mod batch;
 mod migrate;
 mod orders;
 mod pool;
+mod retry;
 mod stock;
 
 use std::time::Duration;

@@ -2,27 +2,19 @@
 //! folds order events into, one row per order with its current status.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::BuildHasher;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use sqlx::Row;
-use sqlx::mysql::{MySqlDatabaseError, MySqlPool, MySqlRow};
+use sqlx::mysql::{MySqlPool, MySqlRow};
 
+use super::retry::{Fail, is_duplicate, mysql_code, retried};
 use super::{MySqlOptions, backend_err, bad_row};
 use crate::error::{Error, Result};
 use crate::model::{
     EventId, EventType, IdempotencyKey, InvalidInput, OrderEvent, OrderId, ProductId, Quantity,
     Timestamp, UserId,
 };
-
-/// Deadlock, lock-wait timeout, snapshot conflict: the transaction is
-/// rolled back and run again.
-const RETRYABLE: [u16; 3] = [1213, 1205, 1020];
-
-/// Duplicate key: another transaction created an order's row first.
-const DUPLICATE: u16 = 1062;
 
 /// Server errors that say a value cannot be stored, whatever the state of
 /// the server: NULL in a NOT NULL column (1048), no default (1364),
@@ -162,50 +154,6 @@ impl Sql {
     }
 }
 
-/// Why one attempt of `apply`'s transaction did not finish.
-enum Fail {
-    /// The driver failed (retried if it is a deadlock, a lock-wait timeout
-    /// or a snapshot conflict).
-    Sql(sqlx::Error),
-    /// Another transaction created one of the batch's rows first, or
-    /// removed one: run again.
-    Again,
-    /// Not retried.
-    Fatal(Error),
-}
-
-impl From<sqlx::Error> for Fail {
-    fn from(e: sqlx::Error) -> Self {
-        Fail::Sql(e)
-    }
-}
-
-impl From<Error> for Fail {
-    fn from(e: Error) -> Self {
-        Fail::Fatal(e)
-    }
-}
-
-impl Fail {
-    fn retryable(&self) -> bool {
-        match self {
-            Fail::Again => true,
-            Fail::Sql(e) => mysql_code(e).is_some_and(|c| RETRYABLE.contains(&c)),
-            Fail::Fatal(_) => false,
-        }
-    }
-}
-
-/// The server's error number, if `e` is an error the server reported.
-fn mysql_code(e: &sqlx::Error) -> Option<u16> {
-    match e {
-        sqlx::Error::Database(db) => db
-            .try_downcast_ref::<MySqlDatabaseError>()
-            .map(MySqlDatabaseError::number),
-        _ => None,
-    }
-}
-
 /// Maps a driver error of `apply` into the crate's error: a value the
 /// table cannot store is the batch's fault ([`Error::Invalid`], permanent);
 /// anything else is the infrastructure's ([`Error::Backend`], transient).
@@ -263,14 +211,6 @@ fn check(e: &OrderEvent) -> Result<()> {
         .into());
     }
     Ok(())
-}
-
-/// A short random pause before attempt `attempt` (1-based), growing with
-/// it, so transactions that deadlocked do not meet again at once.
-async fn backoff(attempt: u32) {
-    let cap_us = 200u64 << attempt.min(6);
-    let r = std::collections::hash_map::RandomState::new().hash_one(attempt);
-    tokio::time::sleep(Duration::from_micros(r % cap_us)).await;
 }
 
 /// `(?, ?, …)` for `n` values.
@@ -461,27 +401,13 @@ impl MySqlOrderTable {
         for e in events {
             check(e)?;
         }
-        let mut attempt = 0u32;
-        loop {
-            let fail = match self.apply_once(events).await {
-                Ok(stats) => return Ok(stats),
-                Err(f) => f,
-            };
-            if attempt < self.max_retries && fail.retryable() {
-                attempt += 1;
-                backoff(attempt).await;
-                continue;
-            }
-            return Err(match fail {
-                Fail::Sql(e) => classify(OP, e),
-                Fail::Fatal(e) => e,
-                Fail::Again => Error::backend(
-                    "mysql",
-                    OP,
-                    format!("still conflicting after {attempt} retries"),
-                ),
-            });
-        }
+        retried(
+            OP,
+            self.max_retries,
+            |e| classify(OP, e),
+            || self.apply_once(events),
+        )
+        .await
     }
 
     async fn apply_once(&self, events: &[OrderEvent]) -> std::result::Result<ApplyStats, Fail> {
@@ -541,7 +467,7 @@ impl MySqlOrderTable {
             let sql = format!("{}{}", s.insert_head, rows(chunk.len()));
             match bind_rows(sqlx::query(&sql), chunk).execute(&mut *tx).await {
                 Ok(_) => {}
-                Err(e) if mysql_code(&e) == Some(DUPLICATE) => {
+                Err(e) if is_duplicate(&e) => {
                     tx.rollback().await?;
                     return Err(Fail::Again);
                 }

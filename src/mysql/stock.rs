@@ -2,15 +2,15 @@
 //! events in MySQL / MariaDB, one transaction per operation.
 
 use std::future::Future;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::mysql::{MySqlDatabaseError, MySqlPool, MySqlRow};
+use sqlx::mysql::{MySqlPool, MySqlRow};
 use sqlx::{MySql, MySqlConnection, Row, Transaction};
 
 use super::batch::Batcher;
+use super::retry::{Fail, Tx, is_duplicate, retried};
 use super::{MySqlOptions, backend_err, bad_row};
 use crate::error::{Error, Result};
 use crate::model::{
@@ -21,12 +21,6 @@ use crate::ports::{
     CancelOutcome, ConfirmOutcome, ReserveOutcome, ReserveRequest, SaleWrite, StockStore,
     VoidOutcome,
 };
-
-/// Deadlock, lock-wait timeout, snapshot conflict ("record has changed
-/// since last read"): the transaction is rolled back and run again.
-const RETRYABLE: [u16; 3] = [1213, 1205, 1020];
-/// Duplicate key.
-const DUPLICATE: u16 = 1062;
 
 /// The columns every reservation read selects, in [`Sql::reservation`]'s
 /// order.
@@ -200,64 +194,6 @@ impl Sql {
             outbox_delete: q("DELETE FROM {p}outbox WHERE (order_id, seq) IN "),
         }
     }
-}
-
-/// Why one attempt of a transaction did not finish.
-pub(super) enum Fail {
-    /// The driver failed (retried if it is a deadlock, a lock-wait timeout
-    /// or a snapshot conflict).
-    Sql(sqlx::Error),
-    /// A concurrent transaction won a race on a unique key: run again.
-    Again,
-    /// Not retried.
-    Fatal(Error),
-}
-
-impl From<sqlx::Error> for Fail {
-    fn from(e: sqlx::Error) -> Self {
-        Fail::Sql(e)
-    }
-}
-
-impl From<Error> for Fail {
-    fn from(e: Error) -> Self {
-        Fail::Fatal(e)
-    }
-}
-
-impl Fail {
-    fn retryable(&self) -> bool {
-        match self {
-            Fail::Again => true,
-            Fail::Sql(e) => mysql_code(e).is_some_and(|c| RETRYABLE.contains(&c)),
-            Fail::Fatal(_) => false,
-        }
-    }
-}
-
-/// One attempt's result.
-pub(super) type Tx<T> = std::result::Result<T, Fail>;
-
-/// The server's error number, if `e` is an error the server reported.
-fn mysql_code(e: &sqlx::Error) -> Option<u16> {
-    match e {
-        sqlx::Error::Database(db) => db
-            .try_downcast_ref::<MySqlDatabaseError>()
-            .map(MySqlDatabaseError::number),
-        _ => None,
-    }
-}
-
-pub(super) fn is_duplicate(e: &sqlx::Error) -> bool {
-    mysql_code(e) == Some(DUPLICATE)
-}
-
-/// A short random pause before attempt `attempt` (1-based), growing with
-/// it, so transactions that deadlocked do not meet again at once.
-async fn backoff(attempt: u32) {
-    let cap_us = 200u64 << attempt.min(6);
-    let r = std::collections::hash_map::RandomState::new().hash_one(attempt);
-    tokio::time::sleep(Duration::from_micros(r % cap_us)).await;
 }
 
 pub(super) fn oid_bytes(order: &OrderId) -> &[u8] {
@@ -459,32 +395,12 @@ impl MySqlStockStore {
     pub(super) async fn retry<T, Fut>(
         &self,
         op: &'static str,
-        mut once: impl FnMut() -> Fut,
+        once: impl FnMut() -> Fut,
     ) -> Result<T>
     where
         Fut: Future<Output = Tx<T>>,
     {
-        let mut attempt = 0u32;
-        loop {
-            let fail = match once().await {
-                Ok(v) => return Ok(v),
-                Err(f) => f,
-            };
-            if attempt < self.max_retries && fail.retryable() {
-                attempt += 1;
-                backoff(attempt).await;
-                continue;
-            }
-            return Err(match fail {
-                Fail::Sql(e) => backend_err(op)(e),
-                Fail::Fatal(e) => e,
-                Fail::Again => Error::backend(
-                    "mysql",
-                    op,
-                    format!("still conflicting after {attempt} retries"),
-                ),
-            });
-        }
+        retried(op, self.max_retries, backend_err(op), once).await
     }
 
     async fn lock_reservation(
