@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+mod healthcheck;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -32,6 +34,8 @@ flashsale {framework} server: the HTTP contract of design.md on {framework}.
 
 USAGE:
     cargo run --release --example {example} [--features redis,mysql] [-- --help]
+    {example} --healthcheck     exit 0 if the server at FLASHSALE_LISTEN answers
+                                GET /healthz with 200 (the container's HEALTHCHECK)
 
 ROUTES:
     POST /buy/{{productId}}               bearer JWT; body {{\"quantity\": n}} (optional, default 1);
@@ -140,6 +144,10 @@ pub fn handle_args(framework: &str, example: &str) -> Option<ExitCode> {
         Some("-h" | "--help") => {
             print!("{}", help(framework, example));
             Some(ExitCode::SUCCESS)
+        }
+        Some("--healthcheck") => {
+            let listen = var("FLASHSALE_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
+            Some(healthcheck::run(&listen))
         }
         Some(other) => {
             eprintln!(
