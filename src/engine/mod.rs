@@ -255,7 +255,10 @@ impl Engine {
         request: PurchaseRequest,
     ) -> Outcome {
         let engine = self.clone();
-        let task = tokio::spawn(async move { engine.purchase(&credentials, request).await });
+        // The task keeps the caller's span (e.g. the HTTP request's id).
+        let task = tokio::spawn(
+            async move { engine.purchase(&credentials, request).await }.in_current_span(),
+        );
         match task.await {
             Ok(outcome) => outcome,
             Err(error) => {
@@ -270,7 +273,9 @@ impl Engine {
     /// owns nothing). Gives up, loudly, after [`EngineConfig::void_retry_for`].
     fn void_in_background(&self, req: ReserveRequest) {
         let engine = self.clone();
-        tokio::spawn(async move {
+        // The retries keep the span of the request that failed.
+        tokio::spawn(
+            async move {
             let started = tokio::time::Instant::now();
             let give_up = engine.inner.config.void_retry_for;
             let mut backoff = Duration::from_millis(100);
@@ -299,7 +304,9 @@ impl Engine {
                     }
                 }
             }
-        });
+            }
+            .in_current_span(),
+        );
     }
 
     /// Runs one port call under the configured timeout, logging failures.

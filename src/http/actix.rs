@@ -87,6 +87,11 @@ pub fn configure(api: Api) -> impl FnOnce(&mut web::ServiceConfig) {
                     .route(web::get().to(readyz))
                     .default_service(not_allowed()),
             )
+            .service(
+                web::resource(paths::OPENAPI)
+                    .route(web::get().to(openapi))
+                    .default_service(not_allowed()),
+            )
             .default_service(web::to(|| async { ApiResponse::not_found() }));
     }
 }
@@ -220,4 +225,8 @@ async fn healthz(api: web::Data<Api>) -> ApiResponse {
 
 async fn readyz(api: web::Data<Api>) -> ApiResponse {
     api.readyz().await
+}
+
+async fn openapi(api: web::Data<Api>) -> ApiResponse {
+    api.openapi()
 }

@@ -54,6 +54,7 @@ pub fn router(api: Api) -> Router {
         .route(paths::CANCEL, post(cancel))
         .route(paths::HEALTHZ, get(healthz))
         .route(paths::READYZ, get(readyz))
+        .route(paths::OPENAPI, get(openapi))
         .fallback(|| async { ApiResponse::not_found() })
         .method_not_allowed_fallback(|| async { ApiResponse::method_not_allowed() })
         .with_state(api)
@@ -92,7 +93,8 @@ where
     }
 
     fn call(&mut self, req: axum::extract::Request) -> Self::Future {
-        let task = tokio::spawn(self.0.call(req));
+        // The task keeps the caller's span (e.g. the request id's).
+        let task = tokio::spawn(tracing::Instrument::in_current_span(self.0.call(req)));
         Box::pin(async move {
             Ok(match task.await {
                 Ok(Ok(response)) => response.into_response(),
@@ -232,6 +234,10 @@ async fn cancel(
 
 async fn healthz(State(api): State<Api>) -> ApiResponse {
     api.healthz()
+}
+
+async fn openapi(State(api): State<Api>) -> ApiResponse {
+    api.openapi()
 }
 
 async fn readyz(State(api): State<Api>) -> ApiResponse {

@@ -7,6 +7,7 @@
 //! | `PUT /admin/products/{productId}` | role `admin` | create or restock a sale |
 //! | `POST /orders/{orderId}/confirm`, `/cancel` | the buyer or an admin | end a hold |
 //! | `GET /healthz`, `GET /readyz` | anyone | liveness; readiness of every port |
+//! | `GET /openapi.json` | anyone | the [OpenAPI 3.1 document](openapi) of all of the above |
 //!
 //! Everything a server does lives here: [`request`] parses path ids,
 //! headers and JSON bodies (a `400` that names the field), [`Api`] runs the
@@ -48,7 +49,9 @@
 //! # Ok(()) }
 //! ```
 
+pub mod openapi;
 pub mod request;
+pub mod request_id;
 mod response;
 
 #[cfg(feature = "actix")]
@@ -59,6 +62,7 @@ pub mod axum;
 use serde_json::json;
 use tracing::warn;
 
+pub use openapi::OPENAPI_JSON;
 pub use request::BadRequest;
 pub use response::{ApiResponse, CONTENT_TYPE, product_body, purchase_body};
 
@@ -83,6 +87,21 @@ pub mod paths {
     pub const HEALTHZ: &str = "/healthz";
     /// `GET`: readiness.
     pub const READYZ: &str = "/readyz";
+    /// `GET`: the OpenAPI document.
+    pub const OPENAPI: &str = "/openapi.json";
+
+    /// Every route, as `(method, path)`: what both adapters serve and the
+    /// OpenAPI document describes (a test holds the three together).
+    pub const ROUTES: &[(&str, &str)] = &[
+        ("POST", BUY),
+        ("GET", PRODUCT),
+        ("PUT", ADMIN_PRODUCT),
+        ("POST", CONFIRM),
+        ("POST", CANCEL),
+        ("GET", HEALTHZ),
+        ("GET", READYZ),
+        ("GET", OPENAPI),
+    ];
 }
 
 /// The parts of a request the routes read, borrowed from whatever the
@@ -271,6 +290,15 @@ impl Api {
     /// `GET /healthz`: the process is up.
     pub fn healthz(&self) -> ApiResponse {
         ApiResponse::json(200, &json!({ "status": "ok" }))
+    }
+
+    /// `GET /openapi.json`: [`OPENAPI_JSON`].
+    pub fn openapi(&self) -> ApiResponse {
+        ApiResponse {
+            status: 200,
+            headers: vec![("cache-control", "public, max-age=300".to_owned())],
+            body: OPENAPI_JSON.as_bytes().to_vec(),
+        }
     }
 
     /// `GET /readyz`: `200` when every port answers, else `503` naming the

@@ -1089,6 +1089,48 @@ pub async fn replays_win_after_the_terms_change<C: Client>(c: &C, f: &Fixture) {
 /// The fixture a case runs on: the `await_sink_*` cases hand orders to the
 /// sink before answering ([`HandOff::AwaitSink`]), the others use the
 /// default outbox hand-off.
+/// `GET /openapi.json` is the crate's document, and every operation it
+/// documents is served, answering one of the statuses it documents.
+pub async fn openapi_document_matches_the_router<C: Client>(c: &C, f: &Fixture) {
+    let r = c.send(Req::get("/openapi.json")).await;
+    let doc: Value = serde_json::from_str(flashsale::http::OPENAPI_JSON).unwrap();
+    assert_eq!((r.status, &r.body), (200, &doc));
+    // A held order of ann's, for confirm and cancel.
+    let bought = c
+        .send(Req::post(format!("/buy/{TICKETS}")).bearer(&f.token("ann")))
+        .await;
+    assert_eq!(bought.status, 200, "{:?}", bought.body);
+    let order = bought.body["order_id"].as_str().unwrap().to_owned();
+    let mut seen = 0;
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let url = path
+                .replace("{product_id}", WIDGET)
+                .replace("{order_id}", &order);
+            let mut req = match method.as_str() {
+                "get" => Req::get(url),
+                "post" => Req::post(url),
+                "put" => Req::put(url)
+                    .json(json!({"stock": 50, "per_user_limit": 2, "per_order_max": 2})),
+                other => panic!("undocumented method {other}"),
+            };
+            if operation.get("security").is_some() {
+                req = req.bearer(&f.admin());
+            }
+            let r = c.send(req).await;
+            let documented = operation["responses"].get(r.status.to_string()).is_some();
+            assert!(
+                documented && r.code() != "not_found" && r.code() != "method_not_allowed",
+                "{method} {path} answered {} {:?}, which is not a documented answer",
+                r.status,
+                r.body
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, flashsale::http::paths::ROUTES.len());
+}
+
 pub async fn fixture_for(case: &str) -> Fixture {
     if case.starts_with("await_sink") {
         Fixture::with_hand_off(HandOff::AwaitSink {
@@ -1122,6 +1164,7 @@ macro_rules! http_suite {
             admin_route,
             confirm_and_cancel_holds,
             probes_and_unknown_routes,
+            openapi_document_matches_the_router,
         );
     };
     (@cases $attr:meta, $client:path, $($case:ident),* $(,)?) => {
