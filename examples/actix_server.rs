@@ -8,13 +8,16 @@
 mod shared;
 
 use std::process::ExitCode;
-use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use metrics_exporter_prometheus::PrometheusHandle;
+use tracing::Instrument;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static(flashsale::http::request_id::HEADER);
 
 #[actix_web::main]
 async fn main() -> ExitCode {
@@ -32,7 +35,7 @@ async fn main() -> ExitCode {
             .configure(flashsale::http::actix::configure(api.clone()))
             .app_data(web::Data::new(metrics.clone()))
             .route(shared::METRICS_PATH, web::get().to(render_metrics))
-            .wrap(from_fn(http_metrics))
+            .wrap(from_fn(per_request))
     })
     // Signals are handled below, the same way as the axum server does.
     .disable_signals()
@@ -75,20 +78,28 @@ async fn render_metrics(handle: web::Data<PrometheusHandle>) -> HttpResponse {
         .body(handle.render())
 }
 
-/// Records every request's count and latency by method, route template and
-/// status (`server/mod.rs`, `record_http`).
-async fn http_metrics(
+/// Runs every request in its span under its `X-Request-Id`, sends the id
+/// back, and records the request's count and latency by method, route
+/// template and status (`server/mod.rs`, `RequestScope`).
+async fn per_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let method = shared::method_label(req.method().as_str());
-    let route = shared::route_template(req.path());
-    let result = next.call(req).await;
-    let status = match &result {
-        Ok(response) => response.status().as_u16(),
+    let scope = shared::RequestScope::begin(
+        req.method().as_str(),
+        req.path(),
+        req.headers().get(REQUEST_ID).map(HeaderValue::as_bytes),
+    );
+    let mut result = next.call(req).instrument(scope.span.clone()).await;
+    let status = match &mut result {
+        Ok(response) => {
+            if let Ok(id) = HeaderValue::from_str(scope.id.as_str()) {
+                response.headers_mut().insert(REQUEST_ID, id);
+            }
+            response.status().as_u16()
+        }
         Err(error) => error.as_response_error().status_code().as_u16(),
     };
-    shared::record_http(method, route, status, started.elapsed());
+    scope.finish(status);
     result
 }

@@ -8,13 +8,15 @@
 mod shared;
 
 use std::process::ExitCode;
-use std::time::Instant;
 
 use axum::extract::Request;
-use axum::http::header;
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
+use tracing::Instrument;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static(flashsale::http::request_id::HEADER);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -48,7 +50,7 @@ async fn main() -> ExitCode {
                 async move { ([(header::CONTENT_TYPE, shared::METRICS_CONTENT_TYPE)], body) }
             }),
         )
-        .layer(middleware::from_fn(http_metrics));
+        .layer(middleware::from_fn(per_request));
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shared::shutdown_signal())
         .await;
@@ -62,13 +64,19 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Records every request's count and latency by method, route template and
-/// status (`server/mod.rs`, `record_http`).
-async fn http_metrics(req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = shared::method_label(req.method().as_str());
-    let route = shared::route_template(req.uri().path());
-    let response = next.run(req).await.into_response();
-    shared::record_http(method, route, response.status().as_u16(), started.elapsed());
+/// Runs every request in its span under its `X-Request-Id`, sends the id
+/// back, and records the request's count and latency by method, route
+/// template and status (`server/mod.rs`, `RequestScope`).
+async fn per_request(req: Request, next: Next) -> Response {
+    let scope = shared::RequestScope::begin(
+        req.method().as_str(),
+        req.uri().path(),
+        req.headers().get(REQUEST_ID).map(HeaderValue::as_bytes),
+    );
+    let mut response = next.run(req).instrument(scope.span.clone()).await;
+    if let Ok(id) = HeaderValue::from_str(scope.id.as_str()) {
+        response.headers_mut().insert(REQUEST_ID, id);
+    }
+    scope.finish(response.status().as_u16());
     response
 }

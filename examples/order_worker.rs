@@ -8,6 +8,9 @@
 //! cargo run --example order_worker --features kafka,mysql -- --help
 //! ```
 
+#[path = "server/logging.rs"]
+mod logging;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -45,6 +48,7 @@ ENVIRONMENT:
     FLASHSALE_WORKER_GROUP   Kafka consumer group; workers of one group share the
                              partitions [default: {group}]
     RUST_LOG                 log level: error, warn, info, debug or trace [default: info]
+    FLASHSALE_LOG_FORMAT     text or json (one object per line) [default: text]
 
 Ctrl-C or SIGTERM stops it gracefully: the batch in flight is finished and the
 offsets of everything processed are committed. A progress line (events/s,
@@ -145,18 +149,6 @@ fn parse_args() -> Result<Option<Mode>, String> {
         }
     }
     Ok(Some(mode))
-}
-
-/// Logs to stderr at `RUST_LOG`'s level (default `info`).
-fn init_logging() {
-    let level = var("RUST_LOG")
-        .and_then(|l| l.parse::<tracing::Level>().ok())
-        .unwrap_or(tracing::Level::INFO);
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -270,8 +262,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging();
-    let config = match Config::from_env() {
+    let config = match logging::init().and_then(|()| Config::from_env()) {
         Ok(c) => c,
         Err(msg) => {
             eprintln!("error: {msg}\n(see --help)");

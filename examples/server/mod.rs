@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 mod healthcheck;
+pub mod logging;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -46,6 +47,7 @@ ROUTES:
     POST /orders/{{orderId}}/confirm      the buyer or an admin: confirm a held order
     POST /orders/{{orderId}}/cancel       the buyer or an admin: cancel a held order
     GET  /healthz, GET /readyz          liveness; readiness of every backend
+    GET  /openapi.json                  the OpenAPI 3.1 document of these routes
     GET  /metrics                       Prometheus text format (docs/operations.md)
 
 ENVIRONMENT:
@@ -70,6 +72,9 @@ ENVIRONMENT:
                              the topic must exist; /readyz checks it)
     FLASHSALE_KAFKA_TOPIC    Kafka topic for order events [default: flashsale.orders]
     RUST_LOG                 log level: error, warn, info, debug or trace [default: info]
+    FLASHSALE_LOG_FORMAT     text or json (one object per line) [default: text]; every line
+                             of a request carries its X-Request-Id (taken from the
+                             request when it is usable, made otherwise; sent back)
 
 With nothing set, every backend is in memory, two demo sales are seeded, and
 the banner prints a buyer token, an admin token and a curl command to try.
@@ -156,18 +161,6 @@ pub fn handle_args(framework: &str, example: &str) -> Option<ExitCode> {
             Some(ExitCode::from(2))
         }
     }
-}
-
-/// Logs to stderr at `RUST_LOG`'s level (default `info`).
-pub fn init_logging() {
-    let level = var("RUST_LOG")
-        .and_then(|l| l.parse::<tracing::Level>().ok())
-        .unwrap_or(tracing::Level::INFO);
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }
 
 /// A feature-gated backend that was asked for but not compiled in.
@@ -478,11 +471,12 @@ pub async fn shutdown_signal() {
 
 /// Reads the configuration and builds the app, or prints why not.
 pub async fn start(example: &str) -> Result<App, ExitCode> {
-    init_logging();
-    let config = Config::from_env().map_err(|e| {
-        eprintln!("error: {e}\n(see --help)");
-        ExitCode::from(2)
-    })?;
+    let config = logging::init()
+        .and_then(|()| Config::from_env())
+        .map_err(|e| {
+            eprintln!("error: {e}\n(see --help)");
+            ExitCode::from(2)
+        })?;
     let metrics = install_metrics().map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::FAILURE
@@ -533,6 +527,50 @@ fn spawn_metrics_upkeep(
     })
 }
 
+/// One request as both servers' middleware sees it: its id (taken from
+/// `X-Request-Id` when usable, made otherwise), the span every log line of
+/// the request is written in, and what its metrics are labelled with.
+pub struct RequestScope {
+    /// The request's id, sent back in `X-Request-Id`.
+    pub id: flashsale::http::request_id::RequestId,
+    /// `request{request_id=…}`: run the request's future inside it.
+    pub span: tracing::Span,
+    started: std::time::Instant,
+    method: &'static str,
+    route: &'static str,
+}
+
+impl RequestScope {
+    /// Starts a request: `method`, `path` and its `X-Request-Id` header.
+    pub fn begin(method: &str, path: &str, request_id: Option<&[u8]>) -> Self {
+        let id = flashsale::http::request_id::RequestId::from_header(request_id);
+        Self {
+            span: id.span(),
+            id,
+            started: std::time::Instant::now(),
+            method: method_label(method),
+            route: route_template(path),
+        }
+    }
+
+    /// Ends it: records its metrics ([`record_http`]) and, at `debug`, logs
+    /// one line for it in its span.
+    pub fn finish(self, status: u16) {
+        let took = self.started.elapsed();
+        record_http(self.method, self.route, status, took);
+        // In scope, not `parent:`: formatters list the entered spans.
+        self.span.in_scope(|| {
+            tracing::debug!(
+                method = self.method,
+                route = self.route,
+                status,
+                micros = took.as_micros() as u64,
+                "request served"
+            );
+        });
+    }
+}
+
 /// The route template a request path matched, as the routers of both
 /// frameworks match it (`{param}`: one non-empty segment), for the `route`
 /// label: never the raw path, so ids never become label values. A path
@@ -553,6 +591,7 @@ pub fn route_template(path: &str) -> &'static str {
         [Some("orders"), id, Some("cancel"), None, _] if param(id) => paths::CANCEL,
         [Some("healthz"), None, ..] => paths::HEALTHZ,
         [Some("readyz"), None, ..] => paths::READYZ,
+        [Some("openapi.json"), None, ..] => paths::OPENAPI,
         [Some("metrics"), None, ..] => METRICS_PATH,
         _ => "unmatched",
     }

@@ -69,8 +69,13 @@ impl Drop for Server {
 }
 
 /// Starts `example` on a free port with `env`, and waits for its
-/// "listening on http://..." line.
+/// "listening on http://..." line. Its logs go to the test's stderr.
 pub fn start(example: &str, env: &[(&str, &str)]) -> Server {
+    start_logging_to(example, env, Stdio::inherit())
+}
+
+/// [`start`], with the server's stderr (its logs) going to `stderr`.
+pub fn start_logging_to(example: &str, env: &[(&str, &str)], stderr: Stdio) -> Server {
     let mut cmd = Command::new(examples_dir().join(example));
     // Only what this test says: the test runner exports FLASHSALE_REDIS_URL.
     for (k, _) in std::env::vars_os() {
@@ -82,7 +87,7 @@ pub fn start(example: &str, env: &[(&str, &str)]) -> Server {
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(stderr);
     for (k, v) in env {
         cmd.env(k, v);
     }
