@@ -46,7 +46,20 @@ fn probe(listen: &str) -> Result<(), String> {
         .read_exact(&mut head)
         .map_err(|e| format!("no answer from {addr}: {e}"))?;
     match &head[..] {
-        [b'H', b'T', b'T', b'P', b'/', _, b'.', _, b' ', b'2', b'0', b'0'] => Ok(()),
+        [
+            b'H',
+            b'T',
+            b'T',
+            b'P',
+            b'/',
+            _,
+            b'.',
+            _,
+            b' ',
+            b'2',
+            b'0',
+            b'0',
+        ] => Ok(()),
         other => Err(format!(
             "GET /healthz on {addr} answered {:?}",
             String::from_utf8_lossy(other)

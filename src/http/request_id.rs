@@ -64,11 +64,11 @@ impl RequestId {
         &self.0
     }
 
-    /// The span a request runs in: `request{id=…}` at `INFO`, so every
+    /// The span a request runs in: `request{request_id=…}` at `INFO`, so every
     /// event of the request at `INFO` or above shows the id (in the text
     /// format as a prefix, in JSON under `span`).
     pub fn span(&self) -> tracing::Span {
-        tracing::info_span!("request", id = %self.0)
+        tracing::info_span!("request", request_id = %self.0)
     }
 }
 
