@@ -93,14 +93,42 @@ impl FromStr for RateQuota {
 }
 
 impl fmt::Display for RateQuota {
+    /// `<count>/<n><unit>` in the largest unit that divides the period, so
+    /// that every quota prints as a string [`FromStr`] parses back to it
+    /// (`n` must fit in a `u32`, and in milliseconds a long period would
+    /// not).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}ms", self.count, self.period.as_millis())
+        let ms = self.period.as_millis();
+        let (n, unit) = [(3_600_000, "h"), (60_000, "m"), (1_000, "s")]
+            .into_iter()
+            .find(|(size, _)| ms % size == 0)
+            .map_or((ms, "ms"), |(size, unit)| (ms / size, unit));
+        write!(f, "{}/{n}{unit}", self.count)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prints_what_it_parses() {
+        // Found by fuzz/fuzz_targets/quota_parse.rs: printed in
+        // milliseconds, this period no longer fitted the parser's u32.
+        for (text, shown) in [
+            ("1/0111178470s", "1/111178470s"),
+            ("10/1m", "10/1m"),
+            ("10/60s", "10/1m"),
+            ("3/90s", "3/90s"),
+            ("7/1500ms", "7/1500ms"),
+            ("2/48h", "2/48h"),
+        ] {
+            let q: RateQuota = text.parse().unwrap();
+            assert_eq!(q.to_string(), shown);
+            let again: RateQuota = shown.parse().unwrap();
+            assert_eq!((again.count(), again.period()), (q.count(), q.period()));
+        }
+    }
 
     #[test]
     fn parses_the_documented_forms() {
