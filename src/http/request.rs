@@ -165,8 +165,14 @@ fn json_kind(v: &Value) -> &'static str {
 fn reject_unknown(rest: &Map<String, Value>, allowed: &[&str]) -> Result<(), BadRequest> {
     if let Some(name) = rest.keys().next() {
         let shown: String = name.chars().take(64).collect();
+        // A field named "" is named by where it is: the body.
+        let field = if shown.is_empty() {
+            "body".to_owned()
+        } else {
+            shown.clone()
+        };
         return Err(BadRequest::new(
-            shown.clone(),
+            field,
             format!(
                 "invalid body: unknown field {shown:?}; allowed fields are {}",
                 allowed.join(", ")
@@ -280,6 +286,20 @@ fn optional_time(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_field_named_nothing_blames_the_body() {
+        // Found by fuzz/fuzz_targets/request_parts.rs: `field` was "".
+        let e = buy_quantity(br#"{"": 60}"#).unwrap_err();
+        assert_eq!(e.field, "body");
+        assert!(e.message.contains(r#"unknown field """#), "{}", e.message);
+        let e = sale(
+            &ProductId::new("p").unwrap(),
+            br#"{"stock": 1, "per_user_limit": 1, "per_order_max": 1, "": 0}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "body");
+    }
 
     #[test]
     fn quantity_defaults_to_one() {
