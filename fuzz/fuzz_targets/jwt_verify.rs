@@ -29,21 +29,32 @@ fn fixture() -> &'static Fixture {
         let claims = Claims::new(&user, NOW, Duration::from_secs(600));
         let token = sign_hs256(SECRET, &claims).unwrap();
         let principal = auth.verify(&token).expect("the fixture's token is valid");
-        Fixture { auth, token, principal }
+        Fixture {
+            auth,
+            token,
+            principal,
+        }
     })
 }
 
 fuzz_target!(|data: &[u8]| {
     let f = fixture();
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let token = if mode % 2 == 0 {
         // Any string at all: never signed with the secret.
         String::from_utf8_lossy(rest).into_owned()
     } else {
         // The valid token with bytes spliced in at a chosen place.
-        let at = rest.first().map_or(0, |&b| usize::from(b) * f.token.len() / 256);
+        let at = rest
+            .first()
+            .map_or(0, |&b| usize::from(b) * f.token.len() / 256);
         let mut t = f.token.clone().into_bytes();
-        t.splice(at..(at + rest.len().min(4)).min(t.len()), rest.iter().copied().skip(1));
+        t.splice(
+            at..(at + rest.len().min(4)).min(t.len()),
+            rest.iter().copied().skip(1),
+        );
         String::from_utf8_lossy(&t).into_owned()
     };
     match f.auth.verify(&token) {

@@ -6,7 +6,9 @@ use flashsale::RateQuota;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(q) = text.parse::<RateQuota>() {
         assert!(q.count() >= 1 && !q.period().is_zero());
         let again: RateQuota = q.to_string().parse().expect("a printed quota parses");

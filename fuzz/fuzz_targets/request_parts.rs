@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(id) = request::product_id(&text) {
         let s = id.as_str();
         assert!(!s.is_empty() && s.len() <= ProductId::MAX_LEN);
-        assert!(s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)));
+        assert!(
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+        );
     }
     if let Ok(order) = request::order_id(&text) {
         // An accepted order id prints as a UUID that parses back to itself.
@@ -21,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(Some(key)) = request::idempotency_key(Some(data)) {
         assert!(!key.as_str().is_empty() && key.as_str().len() <= 128);
-        assert!(key.as_str().bytes().all(|b| b.is_ascii_graphic() || b == b' '));
+        assert!(
+            key.as_str()
+                .bytes()
+                .all(|b| b.is_ascii_graphic() || b == b' ')
+        );
     }
     let _ = request::credentials(Some(data));
 
