@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 # Under CI a backend test whose service is missing must fail, not skip.
 export CI="${CI:-}"
 scripts/install-promtool.sh  # checks GET /metrics in tests/metrics_endpoint.rs
+scripts/install-image-tools.sh  # buildah, hadolint, PyYAML for tests/container_image.rs
 # Fuzzes both servers against the OpenAPI document (tests/openapi_schemathesis.rs).
 FLASHSALE_SCHEMATHESIS="$(scripts/install-schemathesis.sh)"
 export FLASHSALE_SCHEMATHESIS
