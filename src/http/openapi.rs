@@ -79,13 +79,13 @@ mod tests {
     #[test]
     fn every_error_code_and_status_is_documented() {
         let d = doc();
-        let codes: BTreeSet<&str> = d["components"]["schemas"]["Error"]["properties"]["error"]
-            ["enum"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
+        let codes: BTreeSet<&str> =
+            d["components"]["schemas"]["Error"]["properties"]["error"]["enum"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
         let wait = Duration::from_secs(1);
         let failures = [
             Outcome::IdempotencyConflict,

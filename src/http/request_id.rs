@@ -37,9 +37,7 @@ impl RequestId {
     /// id (empty, too long, other characters) is not an error: the request
     /// goes on under a fresh id, which the response tells the client.
     pub fn from_header(value: Option<&[u8]>) -> Self {
-        value
-            .and_then(Self::parse)
-            .unwrap_or_else(Self::generate)
+        value.and_then(Self::parse).unwrap_or_else(Self::generate)
     }
 
     /// The client's id, if usable.
