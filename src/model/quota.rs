@@ -101,7 +101,7 @@ impl fmt::Display for RateQuota {
         let ms = self.period.as_millis();
         let (n, unit) = [(3_600_000, "h"), (60_000, "m"), (1_000, "s")]
             .into_iter()
-            .find(|(size, _)| ms % size == 0)
+            .find(|(size, _)| ms.is_multiple_of(*size))
             .map_or((ms, "ms"), |(size, unit)| (ms / size, unit));
         write!(f, "{}/{n}{unit}", self.count)
     }
