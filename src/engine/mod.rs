@@ -273,9 +273,7 @@ impl Engine {
     /// owns nothing). Gives up, loudly, after [`EngineConfig::void_retry_for`].
     fn void_in_background(&self, req: ReserveRequest) {
         let engine = self.clone();
-        // The retries keep the span of the request that failed.
-        tokio::spawn(
-            async move {
+        let retries = async move {
             let started = tokio::time::Instant::now();
             let give_up = engine.inner.config.void_retry_for;
             let mut backoff = Duration::from_millis(100);
@@ -304,9 +302,9 @@ impl Engine {
                     }
                 }
             }
-            }
-            .in_current_span(),
-        );
+        };
+        // The retries keep the span of the request that failed.
+        tokio::spawn(retries.in_current_span());
     }
 
     /// Runs one port call under the configured timeout, logging failures.
