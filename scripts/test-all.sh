@@ -3,7 +3,7 @@
 # real-server backend tests. Starts the services those need (Redis, a Redis
 # Cluster, MariaDB, a Kafka-protocol broker) when they are not already
 # running, and stops what it started. The first run on a machine installs
-# the broker (tansu, from crates.io: 10 to 20 minutes on 2 cores).
+# the broker (tansu, from crates.io: about 10 minutes on 2 cores).
 #
 #   scripts/test-all.sh            # everything
 #   scripts/test-all.sh redis      # extra args go to `cargo test` (a filter)
