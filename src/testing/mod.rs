@@ -24,6 +24,7 @@
 pub mod engine;
 pub mod ledger;
 pub mod outbox;
+pub mod proxy;
 pub mod rate;
 pub mod sink;
 pub mod stock;
