@@ -553,3 +553,82 @@ async fn mysql_restarted_mid_rush_sells_out_exactly() {
     drop(admin);
     drop(server);
 }
+
+/// The shared fault scenarios of `flashsale::testing::faults`: two engines
+/// sell through a `FaultProxy` in front of the test kit's MariaDB while it
+/// delays replies, cuts connections in the middle of transactions,
+/// stalls, or goes down; then every invariant is checked.
+/// `FAULT_SEED=<n>` replays a run's choices.
+mod scenarios {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use flashsale::StockStore;
+    use flashsale::mysql::{MySqlOptions, MySqlStockStore};
+    use flashsale::testing::faults::FaultTarget;
+
+    fn database_url() -> String {
+        std::env::var("FLASHSALE_DATABASE_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+    }
+
+    /// `host:port` of a `mysql://user@host:port/db` URL, and the URL with
+    /// them replaced by `addr`.
+    fn split(url: &str) -> (String, String) {
+        let (scheme, rest) = url.split_once("://").expect("a mysql:// URL");
+        let (auth, rest) = rest.rsplit_once('@').map_or(("", rest), |(a, r)| (a, r));
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = if host.contains(':') {
+            host.to_owned()
+        } else {
+            format!("{host}:3306")
+        };
+        let at = if auth.is_empty() { "" } else { "@" };
+        (host, format!("{scheme}://{auth}{at}{{addr}}/{path}"))
+    }
+
+    /// One table prefix (`fst_…`, dropped by with-mysql.sh afterwards).
+    struct MySqlTarget {
+        prefix: String,
+    }
+
+    impl MySqlTarget {
+        async fn fresh() -> Self {
+            let prefix = format!("fst_{}_", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+            let url = database_url();
+            let store =
+                MySqlStockStore::with_options(MySqlOptions::new(&url).table_prefix(&prefix))
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "MySQL at {url} is not answering ({e}); run the tests through \
+                         backends/mysql/with-mysql.sh"
+                        )
+                    });
+            store.migrate().await.expect("migrations apply");
+            Self { prefix }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl FaultTarget for MySqlTarget {
+        fn upstream(&self) -> String {
+            split(&database_url()).0
+        }
+
+        async fn connect(&self, addr: &str) -> Arc<dyn StockStore> {
+            let url = split(&database_url()).1.replace("{addr}", addr);
+            let store = MySqlStockStore::with_options(
+                MySqlOptions::new(&url)
+                    .table_prefix(&self.prefix)
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(1)),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("MySQL is not answering at {addr} ({e})"));
+            Arc::new(store)
+        }
+    }
+
+    flashsale::fault_scenarios!(MySqlTarget::fresh);
+}

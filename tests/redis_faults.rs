@@ -750,3 +750,46 @@ async fn redis_killed_mid_rush_loses_and_doubles_no_order() {
         }
     );
 }
+
+/// The shared fault scenarios of `flashsale::testing::faults`: two engines
+/// sell through a `FaultProxy` in front of Redis while it delays replies,
+/// cuts connections mid-script, stalls, or goes down; then every invariant
+/// is checked. `FAULT_SEED=<n>` replays a run's choices.
+mod scenarios {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use flashsale::StockStore;
+    use flashsale::redis::{RedisOptions, RedisStockStore};
+    use flashsale::testing::faults::FaultTarget;
+
+    /// One key prefix of the test kit's Redis.
+    struct RedisTarget {
+        prefix: String,
+    }
+
+    #[async_trait::async_trait]
+    impl FaultTarget for RedisTarget {
+        fn upstream(&self) -> String {
+            super::redis_host_port()
+        }
+
+        async fn connect(&self, addr: &str) -> Arc<dyn StockStore> {
+            let store = RedisStockStore::with_options(
+                RedisOptions::single(format!("redis://{addr}"))
+                    .prefix(&self.prefix)
+                    .connect_timeout(Duration::from_millis(500))
+                    .response_timeout(Duration::from_secs(2)),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("Redis is not answering at {addr} ({e})"));
+            Arc::new(store)
+        }
+    }
+
+    flashsale::fault_scenarios!(|| async {
+        RedisTarget {
+            prefix: super::prefix(),
+        }
+    });
+}

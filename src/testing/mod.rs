@@ -22,6 +22,7 @@
 //! outbox.
 
 pub mod engine;
+pub mod faults;
 pub mod ledger;
 pub mod outbox;
 pub mod proxy;
