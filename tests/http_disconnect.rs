@@ -1,7 +1,8 @@
 //! A client that closes its socket right after sending `POST /buy` must not
 //! leave a purchase half-done: hyper (axum) and actix-web both drop a
 //! handler's future when its connection goes away, so the adapters run the
-//! purchase as its own task (`Engine::purchase_to_completion`). Checked over
+//! purchase as its own task (actix: `Engine::purchase_to_completion`; axum:
+//! the whole route, from the moment hyper calls it). Checked over
 //! real sockets against both frameworks, with a store whose reserve only
 //! starts after the client is gone.
 

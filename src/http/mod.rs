@@ -118,6 +118,16 @@ pub struct RequestParts<'a> {
     pub body: &'a [u8],
 }
 
+/// How a purchase outlives a client that goes away.
+#[derive(Debug, Clone, Copy)]
+enum Completion {
+    /// Spawned as its own task ([`Engine::purchase_to_completion`]).
+    Spawned,
+    /// Run in place: the caller already runs in a task of its own that
+    /// nobody cancels.
+    InPlace,
+}
+
 /// The HTTP API over an [`Engine`]: one method per route. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -161,8 +171,30 @@ impl Api {
         (body.len() > self.body_limit).then(|| ApiResponse::payload_too_large(self.body_limit))
     }
 
-    /// `POST /buy/{productId}`.
+    /// `POST /buy/{productId}`. The purchase runs as its own task, so it
+    /// completes even if the caller stops waiting (a client that
+    /// disconnects: hyper and actix both drop the handler's future).
     pub async fn buy(&self, product: &str, req: RequestParts<'_>) -> ApiResponse {
+        self.buy_in(product, req, Completion::Spawned).await
+    }
+
+    /// [`buy`](Self::buy) for an adapter that already runs the whole route
+    /// as its own task (the axum adapter's spawn-on-call layer): the
+    /// purchase runs in place, saving a second task per request.
+    pub(crate) async fn buy_in_route_task(
+        &self,
+        product: &str,
+        req: RequestParts<'_>,
+    ) -> ApiResponse {
+        self.buy_in(product, req, Completion::InPlace).await
+    }
+
+    async fn buy_in(
+        &self,
+        product: &str,
+        req: RequestParts<'_>,
+        completion: Completion,
+    ) -> ApiResponse {
         if let Some(r) = self.oversized(req.body) {
             return r;
         }
@@ -179,12 +211,14 @@ impl Api {
             Err(e) => return ApiResponse::bad_request(&e),
         };
         let credentials = request::credentials(req.authorization);
-        // Spawned: a client that disconnects does not stop the purchase
-        // half-way (hyper and actix both drop the handler's future).
-        let outcome = self
-            .engine
-            .purchase_to_completion(credentials, purchase)
-            .await;
+        let outcome = match completion {
+            Completion::Spawned => {
+                self.engine
+                    .purchase_to_completion(credentials, purchase)
+                    .await
+            }
+            Completion::InPlace => self.engine.purchase(&credentials, purchase).await,
+        };
         ApiResponse::from_outcome(&outcome)
     }
 

@@ -1,10 +1,14 @@
 //! Framework-neutral responses and the mapping of outcomes and errors onto
 //! them.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::error::Error;
-use crate::model::{Outcome, ProductId, PurchaseSummary, Sale, StockLevels, retry_after_secs};
+use crate::model::{
+    IdempotencyKey, OrderId, OrderStatus, Outcome, ProductId, PurchaseSummary, Quantity, Sale,
+    StockLevels, Timestamp, UserId, retry_after_secs,
+};
 
 use super::request::BadRequest;
 
@@ -27,10 +31,15 @@ pub const CONTENT_TYPE: &str = "application/json";
 impl ApiResponse {
     /// A response with `status` and `body` serialized as JSON.
     pub fn json(status: u16, body: &Value) -> Self {
+        Self::serialized(status, body)
+    }
+
+    /// A response with `status` and `body`, which must serialize to JSON
+    /// infallibly (maps with string keys, no non-finite floats).
+    fn serialized(status: u16, body: &impl Serialize) -> Self {
         Self {
             status,
             headers: vec![("cache-control", "no-store".to_owned())],
-            // Serializing a `Value` cannot fail.
             body: serde_json::to_vec(body).unwrap_or_default(),
         }
     }
@@ -96,12 +105,13 @@ impl ApiResponse {
         let status = outcome.http_status();
         if let Some(p) = outcome.purchase() {
             let replayed = matches!(outcome, Outcome::Replayed(_));
-            let mut body = purchase_body(p, replayed);
+            let mut body = PurchaseBody::new(p, replayed);
             if matches!(outcome, Outcome::Accepted(_)) {
                 // The order stands; only its delivery to the sink is pending.
-                body["status"] = json!("pending");
+                body.status = "pending";
             }
-            let r = Self::json(status, &body);
+            // Straight from the struct: no `Value` tree on the hot path.
+            let r = Self::serialized(status, &body);
             return if replayed {
                 r.with_header("idempotent-replayed", "true")
             } else {
@@ -164,23 +174,44 @@ impl ApiResponse {
 /// `{"order_id", "product_id", "quantity", "status", "user_id",
 /// "created_at", "replayed", "hold_expires_at"?, "idempotency_key"?}`.
 pub fn purchase_body(p: &PurchaseSummary, replayed: bool) -> Value {
-    let o = &p.order;
-    let mut body = json!({
-        "order_id": o.order_id,
-        "product_id": o.product_id,
-        "quantity": o.quantity,
-        "status": p.status.as_str(),
-        "user_id": o.user_id,
-        "created_at": o.created_at,
-        "replayed": replayed,
-    });
-    if let crate::model::OrderStatus::Held { expires_at } = p.status {
-        body["hold_expires_at"] = json!(expires_at);
+    serde_json::to_value(PurchaseBody::new(p, replayed)).unwrap_or_default()
+}
+
+/// [`purchase_body`] as a struct. Its fields are in alphabetical order, the
+/// order a `Value` map writes its keys in, so both give the same bytes.
+#[derive(Debug, Serialize)]
+struct PurchaseBody<'a> {
+    created_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hold_expires_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idempotency_key: Option<&'a IdempotencyKey>,
+    order_id: OrderId,
+    product_id: &'a ProductId,
+    quantity: Quantity,
+    replayed: bool,
+    status: &'static str,
+    user_id: &'a UserId,
+}
+
+impl<'a> PurchaseBody<'a> {
+    fn new(p: &'a PurchaseSummary, replayed: bool) -> Self {
+        let o = &p.order;
+        Self {
+            created_at: o.created_at,
+            hold_expires_at: match p.status {
+                OrderStatus::Held { expires_at } => Some(expires_at),
+                _ => None,
+            },
+            idempotency_key: o.idempotency_key.as_ref(),
+            order_id: o.order_id,
+            product_id: &o.product_id,
+            quantity: o.quantity,
+            replayed,
+            status: p.status.as_str(),
+            user_id: &o.user_id,
+        }
     }
-    if let Some(k) = &o.idempotency_key {
-        body["idempotency_key"] = json!(k);
-    }
-    body
 }
 
 /// The JSON body of `GET /products/{id}`: the live levels
@@ -272,6 +303,56 @@ mod tests {
                 (r.status, body(&r)["error"].as_str().unwrap()),
                 (status, code)
             );
+        }
+    }
+
+    /// The hot path's struct writes exactly what the `Value` form says,
+    /// byte for byte, for every shape of answer.
+    #[test]
+    fn purchase_answers_are_the_documented_body() {
+        let at = Timestamp::from_millis(1_764_000_000_123);
+        let order = |key: Option<&str>| crate::model::Order {
+            order_id: OrderId::new(at),
+            product_id: ProductId::new("sneakers").unwrap(),
+            user_id: UserId::new("buyer \"1\"").unwrap(),
+            quantity: Quantity::new(2).unwrap(),
+            created_at: at,
+            idempotency_key: key.map(|k| IdempotencyKey::new(k).unwrap()),
+            hold_expires_at: None,
+        };
+        let held = OrderStatus::Held {
+            expires_at: Timestamp::from_millis(1_764_000_300_123),
+        };
+        for (status, key) in [
+            (OrderStatus::Confirmed, None),
+            (held, Some("key-1")),
+            (OrderStatus::Cancelled, Some("k")),
+        ] {
+            let summary = PurchaseSummary {
+                order: order(key),
+                status,
+            };
+            for (outcome, replayed, shown) in [
+                (Outcome::Purchased(summary.clone()), false, status.as_str()),
+                (Outcome::Replayed(summary.clone()), true, status.as_str()),
+                (Outcome::Accepted(summary.clone()), false, "pending"),
+                (
+                    Outcome::OrderUpdated(summary.clone()),
+                    false,
+                    status.as_str(),
+                ),
+            ] {
+                let r = ApiResponse::from_outcome(&outcome);
+                let mut expected = purchase_body(&summary, replayed);
+                expected["status"] = json!(shown);
+                assert_eq!(
+                    String::from_utf8(r.body.clone()).unwrap(),
+                    serde_json::to_string(&expected).unwrap(),
+                    "{outcome:?}"
+                );
+                assert_eq!(body(&r)["hold_expires_at"].is_string(), status == held);
+                assert_eq!(body(&r)["idempotency_key"].as_str(), key);
+            }
         }
     }
 
