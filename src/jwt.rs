@@ -76,7 +76,7 @@ use hmac::{Hmac, Mac};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
@@ -302,21 +302,19 @@ impl JwtAuthenticator {
         let raw = URL_SAFE_NO_PAD
             .decode(payload)
             .map_err(|_| AuthRejection::Malformed)?;
-        let Ok(Value::Object(claims)) = serde_json::from_slice::<Value>(&raw) else {
-            return Err(AuthRejection::Malformed);
-        };
+        let claims: RawClaims = json_object(&raw)?;
 
         self.check_times(&claims)?;
         self.check_issuer(&claims)?;
         self.check_audience(&claims)?;
 
-        let user = match claims.get("sub") {
+        let user = match claims.sub {
             Some(Value::String(sub)) => {
-                UserId::new(sub.as_str()).map_err(|_| AuthRejection::BadClaim("sub"))?
+                UserId::new(sub).map_err(|_| AuthRejection::BadClaim("sub"))?
             }
             _ => return Err(AuthRejection::BadClaim("sub")),
         };
-        let roles = match claims.get("roles") {
+        let roles = match claims.roles {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
                 .iter()
@@ -366,10 +364,8 @@ impl JwtAuthenticator {
         let raw = URL_SAFE_NO_PAD
             .decode(header)
             .map_err(|_| AuthRejection::Malformed)?;
-        let Ok(Value::Object(header)) = serde_json::from_slice::<Value>(&raw) else {
-            return Err(AuthRejection::Malformed);
-        };
-        let Some(Value::String(alg)) = header.get("alg") else {
+        let header: RawHeader = json_object(&raw)?;
+        let Some(alg) = header.alg else {
             return Err(AuthRejection::Malformed);
         };
         if alg != self.alg.name() {
@@ -377,22 +373,22 @@ impl JwtAuthenticator {
         }
         // RFC 7515 §4.1.11: extensions we do not understand must be refused,
         // and we understand none.
-        if header.contains_key("crit") {
+        if header.crit {
             return Err(AuthRejection::Malformed);
         }
         Ok((message, payload, signature))
     }
 
-    fn check_times(&self, claims: &Map<String, Value>) -> std::result::Result<(), AuthRejection> {
+    fn check_times(&self, claims: &RawClaims) -> std::result::Result<(), AuthRejection> {
         let now = self.clock.now().as_millis();
         let leeway = u64::try_from(self.leeway.as_millis()).unwrap_or(u64::MAX);
 
-        let exp = numeric_date_ms(claims.get("exp")).ok_or(AuthRejection::BadClaim("exp"))?;
+        let exp = numeric_date_ms(claims.exp.as_ref()).ok_or(AuthRejection::BadClaim("exp"))?;
         // RFC 7519 §4.1.4: valid only while now is *before* exp.
         if now >= exp.saturating_add(leeway) {
             return Err(AuthRejection::Expired);
         }
-        match claims.get("nbf") {
+        match &claims.nbf {
             None | Some(Value::Null) => {}
             Some(v) => {
                 let nbf = numeric_date_ms(Some(v)).ok_or(AuthRejection::BadClaim("nbf"))?;
@@ -404,21 +400,18 @@ impl JwtAuthenticator {
         Ok(())
     }
 
-    fn check_issuer(&self, claims: &Map<String, Value>) -> std::result::Result<(), AuthRejection> {
+    fn check_issuer(&self, claims: &RawClaims) -> std::result::Result<(), AuthRejection> {
         let Some(expected) = &self.issuer else {
             return Ok(());
         };
-        match claims.get("iss") {
+        match &claims.iss {
             Some(Value::String(iss)) if iss == expected => Ok(()),
             _ => Err(AuthRejection::WrongIssuer),
         }
     }
 
-    fn check_audience(
-        &self,
-        claims: &Map<String, Value>,
-    ) -> std::result::Result<(), AuthRejection> {
-        let aud = claims.get("aud").filter(|v| !v.is_null());
+    fn check_audience(&self, claims: &RawClaims) -> std::result::Result<(), AuthRejection> {
+        let aud = claims.aud.as_ref().filter(|v| !v.is_null());
         match (&self.audience, aud) {
             (None, None) => Ok(()),
             (None, Some(_)) | (Some(_), None) => Err(AuthRejection::WrongAudience),
@@ -448,6 +441,52 @@ impl Authenticator for JwtAuthenticator {
         }
         Ok(result)
     }
+}
+
+/// The JOSE header members this crate reads; the others are skipped
+/// without being built.
+#[derive(Deserialize)]
+struct RawHeader<'a> {
+    /// Anything but a string fails the parse.
+    #[serde(default, borrow)]
+    alg: Option<std::borrow::Cow<'a, str>>,
+    /// Present at all, whatever its value (`null` included).
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+/// The claims this crate reads, each as whatever JSON value it holds
+/// (`null` reads as absent, as the checks treat it); the others are
+/// skipped without being built.
+#[derive(Deserialize)]
+struct RawClaims {
+    #[serde(default)]
+    sub: Option<Value>,
+    #[serde(default)]
+    exp: Option<Value>,
+    #[serde(default)]
+    nbf: Option<Value>,
+    #[serde(default)]
+    iss: Option<Value>,
+    #[serde(default)]
+    aud: Option<Value>,
+    #[serde(default)]
+    roles: Option<Value>,
+}
+
+/// Deserializes any value and says it was there.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+}
+
+/// Parses a decoded header or claims set, which must be one JSON object (a
+/// struct would also take an array, positionally). A member named twice
+/// is refused (RFC 7515 §4: refuse or take the last; we refuse).
+fn json_object<'a, T: Deserialize<'a>>(raw: &'a [u8]) -> std::result::Result<T, AuthRejection> {
+    if raw.trim_ascii_start().first() != Some(&b'{') {
+        return Err(AuthRejection::Malformed);
+    }
+    serde_json::from_slice(raw).map_err(|_| AuthRejection::Malformed)
 }
 
 /// A NumericDate (seconds since the epoch, possibly fractional) in

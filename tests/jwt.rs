@@ -184,6 +184,70 @@ async fn payload_that_is_not_json_is_malformed() {
     );
 }
 
+/// A correctly signed HS256 token of hand-written header and payload JSON.
+fn signed_raw(header: &[u8], payload: &[u8]) -> String {
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    let sig = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        &EncodingKey::from_secret(SECRET),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    format!("{message}.{sig}")
+}
+
+/// Header and claims must each be one JSON object: an array of the same
+/// values, a member named twice, a `crit` of `null` or trailing bytes are
+/// refused, even when the signature is right.
+#[tokio::test]
+async fn header_and_claims_must_be_plain_objects() {
+    let auth = hs256();
+    let header = br#"{"alg":"HS256","typ":"JWT"}"#;
+    let good = format!(r#"{{"sub":"alice","exp":{}}}"#, NOW + 3600);
+    assert_eq!(
+        check(&auth, &signed_raw(header, good.as_bytes())).await,
+        Ok(Principal::user(alice()))
+    );
+    let bad_payloads = [
+        format!(r#"["alice",{}]"#, NOW + 3600),
+        format!(r#"{{"sub":"alice","sub":"root","exp":{}}}"#, NOW + 3600),
+        format!(r#"{{"sub":"alice","exp":{}}} x"#, NOW + 3600),
+        "null".to_owned(),
+        "\"alice\"".to_owned(),
+    ];
+    for payload in &bad_payloads {
+        assert_eq!(
+            check(&auth, &signed_raw(header, payload.as_bytes())).await,
+            Err(AuthRejection::Malformed),
+            "{payload}"
+        );
+    }
+    for header in [
+        &br#"["HS256"]"#[..],
+        br#"{"alg":"HS256","alg":"HS256"}"#,
+        br#"{"alg":"HS256","crit":null}"#,
+        br#"{"alg":null}"#,
+        br#"{"alg":256}"#,
+    ] {
+        assert_eq!(
+            check(&auth, &signed_raw(header, good.as_bytes())).await,
+            Err(AuthRejection::Malformed),
+            "{}",
+            String::from_utf8_lossy(header)
+        );
+    }
+    // Whitespace and escapes are still JSON.
+    let spaced = br#"  { "alg" : "HS\u0032\u00356" }"#;
+    assert_eq!(
+        check(&auth, &signed_raw(spaced, good.as_bytes())).await,
+        Ok(Principal::user(alice()))
+    );
+}
+
 #[tokio::test]
 async fn alg_none_is_rejected() {
     let auth = hs256();

@@ -125,6 +125,7 @@ enum Completion {
     Spawned,
     /// Run in place: the caller already runs in a task of its own that
     /// nobody cancels.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     InPlace,
 }
 
@@ -181,6 +182,7 @@ impl Api {
     /// [`buy`](Self::buy) for an adapter that already runs the whole route
     /// as its own task (the axum adapter's spawn-on-call layer): the
     /// purchase runs in place, saving a second task per request.
+    #[cfg(feature = "axum")]
     pub(crate) async fn buy_in_route_task(
         &self,
         product: &str,
