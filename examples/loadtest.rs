@@ -1,4 +1,4 @@
-//! The seed project's JMeter plan, as a Rust program.
+//! The seed project's JMeter plan, as a Rust program, and a soak test.
 //!
 //! Many virtual users, each with its own HS256 token, hammer
 //! `POST /buy/{productId}` on a running flashsale server; at the end it
@@ -11,12 +11,35 @@
 //!     --product demo-sneakers --users 1000 --concurrency 200 --ramp-up 5
 //! ```
 //!
+//! `--duration <SECS>` keeps sending until then instead of stopping after
+//! `--requests`. `--mix buy=70,replay=10,confirm=8,cancel=7,restock=5`
+//! sends a mixed workload instead of plain buys: purchases with an
+//! `Idempotency-Key`, replays of earlier purchases (which must answer the
+//! same order), confirms and cancels of this run's holds, and restocks with
+//! an admin token. A mixed run keeps a book of every order it placed and
+//! checks at the end that the stock adds up exactly (accepted − cancelled −
+//! expired units, restocks in the total), that no replay doubled an order,
+//! that no user went over the per-user cap as far as the answers show, and
+//! that no order changed state on its own. `scripts/soak.sh` runs it for
+//! five minutes against a Redis-backed server.
+//!
 //! Run with `--help` for every option. The exit status is 0 only when every
-//! response was expected (200, 400 `sold_out`/`limit_exceeded`, 429) and the
-//! stock adds up; 1 otherwise; 2 for a usage error.
+//! response was expected and every check passed; 1 otherwise; 2 for a usage
+//! error. The operations, order book, checks and the sending loop live in
+//! `loadtest/` (shared with `#[path]`, like the servers' `server/`).
+
+#[path = "loadtest/book.rs"]
+mod book;
+#[path = "loadtest/checks.rs"]
+mod checks;
+#[path = "loadtest/mix.rs"]
+mod mix;
+#[path = "loadtest/modes.rs"]
+mod modes;
+#[path = "loadtest/workload.rs"]
+mod workload;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -25,17 +48,18 @@ use std::time::{Duration, Instant};
 
 use flashsale::jwt::{Claims, DEV_SECRET, sign_hs256};
 use flashsale::{Clock, ProductId, SystemClock, UserId};
-use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::{Client, StatusCode, Url};
 use serde_json::Value;
-use tokio::sync::{Semaphore, mpsc};
+
+use crate::mix::{Mix, Op};
+use crate::workload::Target;
 
 const HELP: &str = "\
-flashsale load test: the seed's JMeter plan as a Rust program.
+flashsale load test: the seed's JMeter plan as a Rust program, and a soak.
 
 USAGE:
     loadtest [--product <ID>] [OPTIONS]
+    loadtest --duration <SECS> --mix <SPEC> [OPTIONS]     a soak
     loadtest --write-tokens <FILE> [--users N] [--secret S] [...]
 
 Every virtual user signs its own HS256 token (sub = <user-prefix><n>) with
@@ -52,19 +76,33 @@ OPTIONS:
     --users <N>            virtual users, one token each [default: 1000]
     --concurrency <N>      requests in flight at most [default: 200]
     --ramp-up <SECS>       time over which the users start [default: 0]
-    --requests <N>         total requests [default: one per user]
+    --requests <N>         total requests [default: one per user; with
+                           --duration: no limit]
+    --duration <SECS>      keep sending for this long (then stop, also short
+                           of --requests if that is given)
+    --mix <SPEC>           a mixed workload instead of plain buys, e.g.
+                           buy=70,replay=10,confirm=8,cancel=7,restock=5
+                           (relative weights; see MIXED WORKLOAD)
+    --restock-units <N>    units one restock adds [default: 10]
+    --settle-wait <SECS>   a mixed run on a hold sale waits at most this long at
+                           the end for the holds it left open to expire
+                           [default: 180]
     --quantity <N>         units per request [default: 1]
     --secret <S>           HS256 secret [default: $FLASHSALE_JWT_SECRET, else the
                            development secret flashsale::jwt::DEV_SECRET]
     --issuer <ISS>         put `iss` in the tokens
     --audience <AUD>       put `aud` in the tokens
-    --user-prefix <P>      user id prefix [default: loadtest-user-]
+    --user-prefix <P>      user id prefix [default: loadtest-user-]; a mixed run
+                           that restocks signs an admin token for <P>admin
     --timeout <SECS>       per-request timeout [default: 10]
-    --max-duration <SECS>  stop sending after this long [default: 600]
+    --max-duration <SECS>  stop sending after this long [default: 600, or
+                           --duration]; not below --duration
     --write-tokens <FILE>  write one token per user, one per line, and exit
                            (the CSV for docs/loadtest/flash-sale-test.jmx)
-    --skip-stock-check     do not read GET /products/<product> (no oversell check)
-    --orders-out <FILE>    write the order id of every 200 answer to FILE, one per line
+    --skip-stock-check     do not check GET /products/<product> (no oversell or
+                           unit checks)
+    --orders-out <FILE>    write the order id of every purchase answered 200 to
+                           FILE, one per line
     --allow-remote         allow a target that is not a loopback address
     -h, --help             print this help
 
@@ -77,8 +115,35 @@ OVERSELL CHECK:
     total == available + held + sold, held + sold <= total, and the units
     held + sold during the run == (number of 200s) x quantity.
 
+MIXED WORKLOAD (--mix):
+    Operations, sent in the weights' proportions, evenly interleaved:
+    buy      POST /buy/<product> with a fresh Idempotency-Key (user i mod users)
+    replay   an earlier purchase of this run sent again: same user, key and
+             body; it must answer the same order id (200) or 429
+    confirm  POST /orders/<id>/confirm, as its buyer, of a random hold of this
+             run that is not over; 200, or 409 order_not_held (e.g. expired)
+    cancel   POST /orders/<id>/cancel, likewise
+    restock  PUT /admin/products/<product> with an admin token and the sale's
+             terms, stock raised by --restock-units (one restock at a time)
+    confirm and cancel need a hold sale (hold_seconds set). A replay, confirm
+    or cancel with nothing to act on yet is sent as a buy (and counted).
+    At the end, holds the run left open may have expired unseen: the run
+    waits for them (--settle-wait) or asks about the due ones with a cancel,
+    so that the checks are exact. Then it checks:
+    levels    total == available + held + sold
+    oversell  units the answers give this run <= ever on sale; held + sold <= total
+    units     held + sold changed by accepted - cancelled - expired units,
+              sold by the confirmed units
+    restock   total changed by exactly the units restocked
+    replays   every replay answered its own order; no fresh key a known one
+    user cap  no user owned more than per_user_limit at once (counting what
+              the answers prove the user owned)
+    states    orders were confirmed/cancelled only when asked, expired only
+              after their hold, never moved from one final state to another
+    They assume nobody else changes the product during the run.
+
 EXIT STATUS:
-    0 all good, 1 oversell or unexpected response, 2 usage error.
+    0 all good, 1 oversell, failed check or unexpected response, 2 usage error.
 ";
 
 #[derive(Debug, Clone)]
@@ -97,6 +162,12 @@ struct Args {
     user_prefix: String,
     timeout: Duration,
     max_duration: Duration,
+    /// `--duration`: send for this long.
+    duration: Option<Duration>,
+    /// `--mix`: the mixed workload.
+    mix: Option<Mix>,
+    restock_units: u64,
+    settle_wait: Duration,
     write_tokens: Option<String>,
     orders_out: Option<String>,
     stock_check: bool,
@@ -125,12 +196,17 @@ fn parse_args() -> Result<Option<Args>, String> {
         user_prefix: "loadtest-user-".into(),
         timeout: Duration::from_secs(10),
         max_duration: Duration::from_secs(600),
+        duration: None,
+        mix: None,
+        restock_units: 10,
+        settle_wait: Duration::from_secs(180),
         write_tokens: None,
         orders_out: None,
         stock_check: true,
         allow_remote: false,
     };
 
+    let mut max_duration_given = false;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         // Accept both `--flag value` and `--flag=value`.
@@ -170,8 +246,21 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--user-prefix" => a.user_prefix = value("--user-prefix")?,
             "--timeout" => a.timeout = seconds("--timeout", &value("--timeout")?)?,
             "--max-duration" => {
-                a.max_duration = seconds("--max-duration", &value("--max-duration")?)?
+                a.max_duration = seconds("--max-duration", &value("--max-duration")?)?;
+                max_duration_given = true;
             }
+            "--duration" => {
+                let d = seconds("--duration", &value("--duration")?)?;
+                if d.is_zero() {
+                    return Err("--duration must be above 0".into());
+                }
+                a.duration = Some(d);
+            }
+            "--mix" => a.mix = Some(Mix::parse(&value("--mix")?)?),
+            "--restock-units" => {
+                a.restock_units = positive("--restock-units", &value("--restock-units")?)?
+            }
+            "--settle-wait" => a.settle_wait = seconds("--settle-wait", &value("--settle-wait")?)?,
             "--write-tokens" => a.write_tokens = Some(value("--write-tokens")?),
             "--skip-stock-check" => a.stock_check = false,
             "--orders-out" => a.orders_out = Some(value("--orders-out")?),
@@ -197,9 +286,34 @@ fn parse_args() -> Result<Option<Args>, String> {
     if a.timeout.is_zero() {
         return Err("--timeout must be above 0".into());
     }
+    if let Some(d) = a.duration {
+        if !max_duration_given {
+            a.max_duration = d;
+        } else if a.max_duration < d {
+            return Err(format!(
+                "--max-duration {} s is below --duration {} s",
+                a.max_duration.as_secs_f64(),
+                d.as_secs_f64()
+            ));
+        }
+    }
+    if a.mix.as_ref().is_some_and(|m| m.has(Op::Restock)) {
+        UserId::new(admin_id(&a.user_prefix)).map_err(|e| format!("--user-prefix: {e}"))?;
+    }
     // Catch bad user ids now rather than after signing a thousand tokens.
     UserId::new(user_id(&a.user_prefix, a.users)).map_err(|e| format!("--user-prefix: {e}"))?;
     Ok(Some(a))
+}
+
+impl Args {
+    /// How many requests to send: `--requests`, by default one per user;
+    /// with `--duration`, `--requests` or no limit.
+    fn planned(&self) -> Option<u64> {
+        match self.duration {
+            Some(_) => self.requests,
+            None => Some(self.requests.unwrap_or(self.users)),
+        }
+    }
 }
 
 fn positive(name: &str, v: &str) -> Result<u64, String> {
@@ -229,11 +343,41 @@ fn user_id(prefix: &str, n: u64) -> String {
     format!("{prefix}{n:05}")
 }
 
+/// The admin of a mixed run's restocks.
+fn admin_id(prefix: &str) -> String {
+    format!("{prefix}admin")
+}
+
+/// How long the tokens must live: the whole run, however long it is
+/// allowed to take, its settling, and an hour to spare.
+fn token_ttl(a: &Args) -> Duration {
+    let settle = if a.mix.is_some() {
+        a.settle_wait
+    } else {
+        Duration::ZERO
+    };
+    a.max_duration + a.ramp_up + settle + Duration::from_secs(3600)
+}
+
+/// `Bearer <token>` for an admin (role `admin`), for restocks.
+fn admin_header(a: &Args) -> Result<String, String> {
+    let admin = UserId::new(admin_id(&a.user_prefix)).map_err(|e| format!("user id: {e}"))?;
+    let mut claims = Claims::new(&admin, SystemClock.now(), token_ttl(a)).with_roles(["admin"]);
+    if let Some(iss) = &a.issuer {
+        claims = claims.with_issuer(iss);
+    }
+    if let Some(aud) = &a.audience {
+        claims = claims.with_audience(aud);
+    }
+    sign_hs256(&a.secret, &claims)
+        .map(|t| format!("Bearer {t}"))
+        .map_err(|e| format!("signing the admin token: {e}"))
+}
+
 /// Signs one token per user; `header[i]` is `Bearer <token of user i>`.
 fn mint_tokens(a: &Args) -> Result<Vec<String>, String> {
     let now = SystemClock.now();
-    // Valid for the whole run, however long it is allowed to take.
-    let ttl = a.max_duration + a.ramp_up + Duration::from_secs(3600);
+    let ttl = token_ttl(a);
     (0..a.users)
         .map(|i| {
             let user =
@@ -270,7 +414,8 @@ enum Answer {
 impl Answer {
     fn expected(&self) -> bool {
         match self {
-            Answer::Status(200 | 429, _) => true,
+            // A 200 with a code is one whose body broke the contract.
+            Answer::Status(200, None) | Answer::Status(429, _) => true,
             Answer::Status(400, Some(code)) => code == "sold_out" || code == "limit_exceeded",
             _ => false,
         }
@@ -284,20 +429,13 @@ impl Answer {
                     .and_then(|s| s.canonical_reason())
                     .unwrap_or("");
                 match code {
-                    Some(c) if *s != 200 => format!("{s} {c}"),
-                    _ => format!("{s} {reason}"),
+                    Some(c) => format!("{s} {c}"),
+                    None => format!("{s} {reason}"),
                 }
             }
             Answer::Transport(kind) => format!("error: {kind}"),
         }
     }
-}
-
-struct Sample {
-    answer: Answer,
-    latency: Duration,
-    /// The `order_id` of a 200 answer.
-    order_id: Option<String>,
 }
 
 async fn buy(
@@ -402,7 +540,12 @@ fn stock_check(
     }
 }
 
-async fn levels(client: &Client, base: &Url, product: &ProductId) -> Result<Levels, String> {
+/// `GET /products/{product}`: the stock levels and the whole body.
+async fn product_state(
+    client: &Client,
+    base: &Url,
+    product: &ProductId,
+) -> Result<(Levels, Value), String> {
     let url = product_url(base, "products", product);
     let resp = client
         .get(url.clone())
@@ -424,12 +567,17 @@ async fn levels(client: &Client, base: &Url, product: &ProductId) -> Result<Leve
             .and_then(Value::as_u64)
             .ok_or_else(|| format!("GET {url}: no numeric {name:?} in {v}"))
     };
-    Ok(Levels {
+    let levels = Levels {
         total: field("total")?,
         available: field("available")?,
         held: field("held")?,
         sold: field("sold")?,
-    })
+    };
+    Ok((levels, v))
+}
+
+async fn levels(client: &Client, base: &Url, product: &ProductId) -> Result<Levels, String> {
+    product_state(client, base, product).await.map(|(l, _)| l)
 }
 
 fn product_url(base: &Url, route: &str, product: &ProductId) -> Url {
@@ -442,103 +590,8 @@ fn product_url(base: &Url, route: &str, product: &ProductId) -> Url {
     url
 }
 
-struct Report {
-    counts: BTreeMap<Answer, u64>,
-    histogram: Histogram<u64>,
-    /// The order ids of the 200 answers.
-    order_ids: Vec<String>,
-    elapsed: Duration,
-    sent: u64,
-    planned: u64,
-}
-
-async fn run(a: &Args, client: Client, headers: Vec<String>) -> Report {
-    let product = a.product.as_ref().expect("checked by parse_args");
-    let buy_url = Arc::new(product_url(&a.url, "buy", product));
-    let body: &'static str = Box::leak(format!("{{\"quantity\":{}}}", a.quantity).into_boxed_str());
-    let headers: Arc<[String]> = headers.into();
-    let planned = a.requests.unwrap_or(a.users);
-
-    let bar = ProgressBar::new(planned);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}) {msg}",
-        )
-        .expect("a valid template"),
-    );
-
-    let (tx, mut rx) = mpsc::unbounded_channel::<Sample>();
-    let collector = {
-        let bar = bar.clone();
-        tokio::spawn(async move {
-            let mut counts = BTreeMap::<Answer, u64>::new();
-            let mut histogram =
-                Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
-            let mut n = 0u64;
-            let mut order_ids = Vec::new();
-            while let Some(s) = rx.recv().await {
-                order_ids.extend(s.order_id);
-                let micros = u64::try_from(s.latency.as_micros()).unwrap_or(u64::MAX);
-                histogram.saturating_record(micros.max(1));
-                *counts.entry(s.answer).or_default() += 1;
-                n += 1;
-                bar.inc(1);
-                if n.is_multiple_of(64) {
-                    bar.set_message(short_counts(&counts));
-                }
-            }
-            bar.set_message(short_counts(&counts));
-            (counts, histogram, order_ids)
-        })
-    };
-
-    let permits = Arc::new(Semaphore::new(a.concurrency));
-    let start = Instant::now();
-    let deadline = start + a.max_duration;
-    let mut sent = 0u64;
-    for i in 0..planned {
-        let user = i % a.users;
-        if i < a.users && a.users > 1 && !a.ramp_up.is_zero() {
-            // User `user` starts at user/(users-1) of the ramp-up.
-            let offset = a.ramp_up.mul_f64(user as f64 / (a.users - 1) as f64);
-            tokio::time::sleep_until((start + offset).into()).await;
-        }
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            () = tokio::time::sleep_until(deadline.into()) => break,
-        };
-        if Instant::now() >= deadline {
-            break;
-        }
-        sent += 1;
-        let (client, url, headers, tx) =
-            (client.clone(), buy_url.clone(), headers.clone(), tx.clone());
-        tokio::spawn(async move {
-            let t0 = Instant::now();
-            let (answer, order_id) = buy(&client, &url, &headers[user as usize], body).await;
-            let _ = tx.send(Sample {
-                answer,
-                latency: t0.elapsed(),
-                order_id,
-            });
-            drop(permit);
-        });
-    }
-    drop(tx);
-    let (counts, histogram, order_ids) = collector.await.expect("the collector does not panic");
-    let elapsed = start.elapsed();
-    bar.finish();
-    Report {
-        counts,
-        histogram,
-        order_ids,
-        elapsed,
-        sent,
-        planned,
-    }
-}
-
-fn short_counts(counts: &BTreeMap<Answer, u64>) -> String {
+/// `200:n 400:n ...` for the progress bar.
+fn short_counts<'a>(counts: impl Iterator<Item = (&'a Answer, u64)>) -> String {
     let mut by_status = BTreeMap::<String, u64>::new();
     for (answer, n) in counts {
         let key = match answer {
@@ -552,10 +605,6 @@ fn short_counts(counts: &BTreeMap<Answer, u64>) -> String {
         .map(|(k, n)| format!("{k}:{n}"))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn ms(micros: u64) -> f64 {
-    micros as f64 / 1000.0
 }
 
 #[tokio::main]
@@ -616,11 +665,16 @@ async fn main() -> ExitCode {
         }
     };
 
-    let planned = a.requests.unwrap_or(a.users);
-    println!(
-        "flashsale load test: POST {} x {planned}",
-        product_url(&a.url, "buy", &product)
-    );
+    let buy_url = product_url(&a.url, "buy", &product);
+    match (a.duration, a.planned()) {
+        (None, Some(planned)) => println!("flashsale load test: POST {buy_url} x {planned}"),
+        (Some(d), planned) => println!(
+            "flashsale load test: POST {buy_url} for {} s{}",
+            d.as_secs_f64(),
+            planned.map_or(String::new(), |n| format!(" (at most {n} requests)"))
+        ),
+        (None, None) => unreachable!("without --duration the requests are counted"),
+    }
     println!(
         "  {} virtual users ({} tokens signed in {:.0?}), concurrency {}, ramp-up {:.1} s, \
          quantity {}",
@@ -632,127 +686,22 @@ async fn main() -> ExitCode {
         a.quantity
     );
 
-    let before = if a.stock_check {
-        match levels(&client, &a.url, &product).await {
-            Ok(l) => Some(l),
-            Err(e) => {
-                eprintln!("loadtest: cannot read the stock before the run: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    } else {
-        None
+    let target = Arc::new(Target {
+        client,
+        base: a.url.clone(),
+        product,
+        buy_url,
+        body: Box::leak(format!("{{\"quantity\":{}}}", a.quantity).into_boxed_str()),
+        quantity: a.quantity,
+        auth: headers.into(),
+    });
+    let failed = match &a.mix {
+        None => modes::plain(&a, target).await,
+        Some(mix) => match modes::mixed(&a, target, mix).await {
+            Ok(failed) => failed,
+            Err(code) => return code,
+        },
     };
-
-    let report = run(&a, client.clone(), headers).await;
-    let mut failed = false;
-    if let Some(path) = &a.orders_out {
-        let mut text = report.order_ids.join("\n");
-        text.push('\n');
-        if let Err(e) = std::fs::write(path, text) {
-            eprintln!("loadtest: --orders-out {path}: {e}");
-            failed = true;
-        }
-    }
-
-    let mut out = String::new();
-    let _ = writeln!(out, "\nresponses");
-    let mut ok = 0u64;
-    let mut unexpected = 0u64;
-    for (answer, n) in &report.counts {
-        let mark = if answer.expected() {
-            ""
-        } else {
-            "  <- unexpected"
-        };
-        let _ = writeln!(out, "  {:<28} {n:>9}{mark}", answer.label());
-        if matches!(answer, Answer::Status(200, _)) {
-            ok += n;
-        }
-        if !answer.expected() {
-            unexpected += n;
-        }
-    }
-    let done: u64 = report.counts.values().sum();
-    let _ = writeln!(out, "  {:<28} {done:>9}", "total");
-    if report.sent < report.planned {
-        failed = true;
-        let _ = writeln!(
-            out,
-            "  stopped by --max-duration after {} of {} requests",
-            report.sent, report.planned
-        );
-    }
-
-    let secs = report.elapsed.as_secs_f64().max(1e-9);
-    let h = &report.histogram;
-    let _ = writeln!(
-        out,
-        "\nthroughput  {:.1} requests/s ({done} in {:.2} s)",
-        done as f64 / secs,
-        secs
-    );
-    if !h.is_empty() {
-        let _ = writeln!(
-            out,
-            "latency ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  (mean {:.2})",
-            ms(h.value_at_quantile(0.50)),
-            ms(h.value_at_quantile(0.90)),
-            ms(h.value_at_quantile(0.99)),
-            ms(h.value_at_quantile(0.999)),
-            ms(h.max()),
-            h.mean() / 1000.0
-        );
-    }
-
-    if unexpected > 0 {
-        failed = true;
-        let _ = writeln!(out, "\nFAIL: {unexpected} unexpected responses");
-    }
-
-    if let Some(before) = before {
-        match levels(&client, &a.url, &product).await {
-            Err(e) => {
-                failed = true;
-                let _ = writeln!(out, "\nFAIL: cannot read the stock after the run: {e}");
-            }
-            Ok(after) => {
-                let _ = writeln!(
-                    out,
-                    "\nstock       before: total {} available {} held {} sold {}\n            \
-                     after:  total {} available {} held {} sold {}",
-                    before.total,
-                    before.available,
-                    before.held,
-                    before.sold,
-                    after.total,
-                    after.available,
-                    after.held,
-                    after.sold
-                );
-                match stock_check(&before, &after, ok, a.quantity) {
-                    Ok(line) => {
-                        let _ = writeln!(out, "oversell    OK: {line}");
-                    }
-                    Err(problems) => {
-                        failed = true;
-                        for p in problems {
-                            let _ = writeln!(out, "oversell    FAIL: {p}");
-                        }
-                    }
-                }
-            }
-        }
-    } else {
-        let _ = writeln!(out, "\noversell    not checked (--skip-stock-check)");
-    }
-
-    let _ = writeln!(
-        out,
-        "\nresult      {}",
-        if failed { "FAIL" } else { "PASS" }
-    );
-    print!("{out}");
     let _ = std::io::stdout().flush();
     if failed {
         ExitCode::FAILURE
