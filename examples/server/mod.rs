@@ -280,7 +280,9 @@ pub async fn build(
             }
             Arc::new(sink)
         }
-        _ => Arc::new(MemoryOrderSink::new()),
+        // No Kafka: the newest 10,000 events stay in memory (a few MB), so
+        // a server that runs for days does not grow without bound.
+        _ => Arc::new(MemoryOrderSink::bounded(10_000)),
     };
     let secret = config.jwt_secret.as_deref().unwrap_or(DEV_SECRET);
     let engine = Engine::builder()

@@ -1,5 +1,7 @@
 //! An in-process [`OrderSink`]: an append-only event log with subscribers.
 
+use std::collections::VecDeque;
+
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
@@ -13,6 +15,9 @@ use crate::ports::OrderSink;
 /// consumer of a real sink must). Read them with [`events`](Self::events)
 /// or [`orders`](Self::orders), take them with [`drain`](Self::drain), or
 /// follow them live with [`subscribe`](Self::subscribe).
+///
+/// [`new`](Self::new) keeps every event (for tests); a long-running process
+/// without a real sink should use [`bounded`](Self::bounded).
 #[derive(Debug)]
 pub struct MemoryOrderSink {
     log: Mutex<Log>,
@@ -21,10 +26,14 @@ pub struct MemoryOrderSink {
 
 #[derive(Debug, Default)]
 struct Log {
-    events: Vec<OrderEvent>,
+    events: VecDeque<OrderEvent>,
     seen: HashSet<EventId>,
     /// Submissions that carried an event already seen.
     duplicates: u64,
+    /// At most this many events are kept (`None`: all).
+    capacity: Option<usize>,
+    /// Events dropped to stay within `capacity`.
+    evicted: u64,
 }
 
 impl Default for MemoryOrderSink {
@@ -43,9 +52,26 @@ impl MemoryOrderSink {
         }
     }
 
+    /// A sink that keeps only the newest `capacity` events (at least one):
+    /// when a new one arrives at capacity, the oldest is dropped and its id
+    /// forgotten, so memory stays bounded (about 300 bytes an event) in a
+    /// process that runs for days. A duplicate is still recognised while
+    /// its first delivery is kept. Dropped events are counted by
+    /// [`evicted`](Self::evicted).
+    pub fn bounded(capacity: usize) -> Self {
+        let sink = Self::new();
+        sink.log.lock().capacity = Some(capacity.max(1));
+        sink
+    }
+
+    /// Events dropped by a [`bounded`](Self::bounded) sink so far.
+    pub fn evicted(&self) -> u64 {
+        self.log.lock().evicted
+    }
+
     /// Every distinct event still in the log, in arrival order.
     pub fn events(&self) -> Vec<OrderEvent> {
-        self.log.lock().events.clone()
+        self.log.lock().events.iter().cloned().collect()
     }
 
     /// The orders of the distinct `placed` events still in the log, in
@@ -79,7 +105,12 @@ impl MemoryOrderSink {
     /// Takes every event out of the log, oldest first. Their ids stay
     /// known, so a re-submitted event is still not stored twice.
     pub fn drain(&self) -> Vec<OrderEvent> {
-        std::mem::take(&mut self.log.lock().events)
+        let mut log = self.log.lock();
+        if log.capacity.is_some() {
+            // Bounded: the ids go with their events, or they would pile up.
+            log.seen.clear();
+        }
+        std::mem::take(&mut log.events).into()
     }
 
     /// Receives every new event from now on.
@@ -96,7 +127,13 @@ impl OrderSink for MemoryOrderSink {
             let mut fresh = Vec::with_capacity(events.len());
             for e in events {
                 if log.seen.insert(e.event_id) {
-                    log.events.push(e.clone());
+                    if log.capacity.is_some_and(|c| log.events.len() >= c)
+                        && let Some(old) = log.events.pop_front()
+                    {
+                        log.seen.remove(&old.event_id);
+                        log.evicted += 1;
+                    }
+                    log.events.push_back(e.clone());
                     fresh.push(e);
                 } else {
                     log.duplicates += 1;
@@ -135,6 +172,25 @@ mod tests {
             awaits_confirmation: false,
             state: ReservationState::Committed,
         }
+    }
+
+    #[tokio::test]
+    async fn bounded_keeps_the_newest_events_and_their_ids() {
+        let sink = MemoryOrderSink::bounded(3);
+        let events: Vec<OrderEvent> = (1..=5)
+            .map(|n| OrderEvent::placed(&reservation(n)))
+            .collect();
+        sink.submit(&events).await.unwrap();
+        assert_eq!(sink.events(), events[2..].to_vec());
+        assert_eq!((sink.len(), sink.evicted()), (3, 2));
+        // A duplicate of a kept event is recognised; of a dropped one, not.
+        sink.submit(&events[4..]).await.unwrap();
+        assert_eq!((sink.duplicates(), sink.len()), (1, 3));
+        sink.submit(&events[..1]).await.unwrap();
+        assert_eq!(sink.events()[2], events[0]);
+        assert_eq!((sink.duplicates(), sink.evicted()), (1, 3));
+        assert_eq!(sink.drain().len(), 3);
+        assert!(sink.is_empty());
     }
 
     #[tokio::test]
