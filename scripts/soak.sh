@@ -225,8 +225,8 @@ if ((alive)); then
   echo "  RSS start $(mib "$start_kib") MiB, end $(mib "$end_kib") MiB, peak (VmHWM) $(mib "$peak") MiB"
   if ((events > 0)); then
     # Without FLASHSALE_KAFKA_BROKERS the server's order sink is the
-    # in-memory MemoryOrderSink, which keeps every event it is handed.
-    echo "  order events delivered to the server's in-memory sink (kept for good): $events;" \
+    # in-memory MemoryOrderSink, bounded to the newest 10,000 events.
+    echo "  order events delivered to the server's in-memory sink (it keeps the newest 10,000): $events;" \
       "RSS growth per event: $(awk -v a="$start_kib" -v b="$end_kib" -v n="$events" \
         'BEGIN {printf "%.0f", (b - a) * 1024 / n}') bytes"
     # One `placed` event per order, one more for each that ended.
