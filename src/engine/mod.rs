@@ -27,8 +27,8 @@ use crate::error::{Error, Result};
 use crate::machine::{Action, Failure, PurchaseMachine};
 use crate::metrics::{CallEnd, EngineMetrics, PortOp, ops};
 use crate::model::{
-    AuthRejection, Credentials, OrderEvent, OrderId, OrderStatus, Outcome, Principal, ProductId,
-    PurchaseRequest, PurchaseSummary, Reservation, ReservationState, Sale, StockLevels,
+    Credentials, OrderEvent, OrderId, OrderStatus, Outcome, Principal, ProductId, PurchaseRequest,
+    PurchaseSummary, Reservation, ReservationState, Sale, StockLevels,
 };
 use crate::ports::{
     Authenticator, CancelOutcome, ConfirmOutcome, OrderSink, RateLimiter, ReserveRequest,
@@ -65,16 +65,6 @@ impl std::fmt::Debug for Engine {
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
-}
-
-/// One answered port call, detached from the machine's borrow.
-enum Fed {
-    Auth(std::result::Result<std::result::Result<Principal, AuthRejection>, Failure>),
-    Sale(std::result::Result<Option<Arc<Sale>>, Failure>),
-    Rate(std::result::Result<crate::ports::RateDecision, Failure>),
-    Reserve(std::result::Result<crate::ports::ReserveOutcome, Failure>),
-    Void(std::result::Result<crate::ports::VoidOutcome, Failure>),
-    Submit(std::result::Result<(), Failure>),
 }
 
 /// Per-port readiness, from [`Engine::readiness`].
@@ -155,29 +145,35 @@ impl Engine {
             PurchaseMachine::new(request, OrderId::new(now), now, inner.config.machine);
         let mut delivered: Option<OrderEvent> = None;
         loop {
-            let fed = match machine.poll_action() {
-                Action::Authenticate => Fed::Auth(
-                    self.call(&ops::AUTHENTICATE, inner.auth.authenticate(credentials))
-                        .await,
-                ),
+            // Each answer is fed back once the call no longer borrows the
+            // machine's request.
+            let step = match machine.poll_action() {
+                Action::Authenticate => {
+                    let answer = self
+                        .call(&ops::AUTHENTICATE, inner.auth.authenticate(credentials))
+                        .await;
+                    machine.handle_authenticated(answer)
+                }
                 Action::LoadSale { product } => {
-                    Fed::Sale(self.cached_sale(product).await.map_err(|_| Failure::Error))
+                    let answer = self.cached_sale(product).await;
+                    let sale = answer.as_ref().map(Option::as_deref);
+                    machine.handle_sale(sale.map_err(|_| Failure::Error))
                 }
                 Action::CheckRate { user, cost } => {
                     if !span.is_disabled() {
                         span.record("user", user.as_str());
                     }
-                    Fed::Rate(
-                        self.call(&ops::RATE_CHECK, inner.limiter.check(user.as_str(), cost))
-                            .await,
-                    )
+                    let answer = self
+                        .call(&ops::RATE_CHECK, inner.limiter.check(user.as_str(), cost))
+                        .await;
+                    machine.handle_rate_checked(answer)
                 }
                 Action::Reserve(req) => {
                     let answer = self.call(&ops::RESERVE, inner.stock.reserve(req)).await;
                     if answer.is_ok() {
                         inner.relay_wake.notify_one();
                     }
-                    Fed::Reserve(answer)
+                    machine.handle_reserved(answer)
                 }
                 Action::Void(req) => {
                     let answer = self
@@ -186,7 +182,7 @@ impl Engine {
                     if answer.is_err() {
                         self.void_in_background(req.clone());
                     }
-                    Fed::Void(answer)
+                    machine.handle_voided(answer)
                 }
                 Action::Submit(event) => {
                     let timeout = match inner.config.machine.hand_off {
@@ -203,19 +199,9 @@ impl Engine {
                     if answer.is_ok() {
                         delivered = Some(event.clone());
                     }
-                    Fed::Submit(answer)
+                    machine.handle_submitted(answer)
                 }
                 Action::Done(_) => break,
-            };
-            let step = match fed {
-                Fed::Auth(r) => machine.handle_authenticated(r),
-                Fed::Sale(r) => {
-                    machine.handle_sale(r.as_ref().map(Option::as_deref).map_err(|f| *f))
-                }
-                Fed::Rate(r) => machine.handle_rate_checked(r),
-                Fed::Reserve(r) => machine.handle_reserved(r),
-                Fed::Void(r) => machine.handle_voided(r),
-                Fed::Submit(r) => machine.handle_submitted(r),
             };
             // The driver feeds exactly the answer the machine asked for.
             debug_assert!(step.is_ok(), "{step:?}");

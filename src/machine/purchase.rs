@@ -12,18 +12,22 @@ use super::{Action, Failure, HandOff, MachineConfig, StepError};
 #[derive(Debug, Clone)]
 pub struct PurchaseMachine {
     config: MachineConfig,
+    /// The request as sent, until its buyer is authenticated.
+    sent: Option<Pending>,
+    /// The request as it will be reserved, from authentication on. It stays
+    /// in place while the state moves on, so a step is not a copy of it.
+    req: Option<ReserveRequest>,
     state: State,
 }
 
 #[derive(Debug, Clone)]
 enum State {
-    Authenticating(Box<Pending>),
-    /// Authenticated: the request as it will be reserved, waiting for the
-    /// sale's terms.
-    LoadingSale(ReserveRequest),
-    CheckingRate(ReserveRequest),
-    Reserving(ReserveRequest),
-    Voiding(ReserveRequest),
+    Authenticating,
+    /// Authenticated (`req` is set), waiting for the sale's terms.
+    LoadingSale,
+    CheckingRate,
+    Reserving,
+    Voiding,
     Submitting {
         event: Box<OrderEvent>,
         summary: PurchaseSummary,
@@ -54,27 +58,41 @@ impl PurchaseMachine {
         now: Timestamp,
         config: MachineConfig,
     ) -> Self {
-        let state = State::Authenticating(Box::new(Pending {
-            request,
-            order_id,
-            now,
-        }));
-        Self { config, state }
+        Self {
+            config,
+            sent: Some(Pending {
+                request,
+                order_id,
+                now,
+            }),
+            req: None,
+            state: State::Authenticating,
+        }
+    }
+
+    /// The request as it will be reserved: set in every state past
+    /// authentication but `Done`.
+    #[inline]
+    fn req(&self) -> &ReserveRequest {
+        self.req
+            .as_ref()
+            .expect("the buyer is authenticated in this state")
     }
 
     /// What the driver must do next.
+    #[inline]
     pub fn poll_action(&self) -> Action<'_> {
         match &self.state {
-            State::Authenticating(_) => Action::Authenticate,
-            State::LoadingSale(req) => Action::LoadSale {
-                product: &req.product,
+            State::Authenticating => Action::Authenticate,
+            State::LoadingSale => Action::LoadSale {
+                product: &self.req().product,
             },
-            State::CheckingRate(req) => Action::CheckRate {
-                user: &req.user,
+            State::CheckingRate => Action::CheckRate {
+                user: &self.req().user,
                 cost: self.config.rate_cost,
             },
-            State::Reserving(req) => Action::Reserve(req),
-            State::Voiding(req) => Action::Void(req),
+            State::Reserving => Action::Reserve(self.req()),
+            State::Voiding => Action::Void(self.req()),
             State::Submitting { event, .. } => Action::Submit(event),
             State::Done(outcome) => Action::Done(outcome),
         }
@@ -106,7 +124,7 @@ impl PurchaseMachine {
         &mut self,
         result: Result<Result<Principal, AuthRejection>, Failure>,
     ) -> Result<(), StepError> {
-        let State::Authenticating(pending) = &self.state else {
+        let (State::Authenticating, Some(_)) = (&self.state, &self.sent) else {
             return Err(self.unexpected("authentication"));
         };
         self.state = match result {
@@ -115,15 +133,16 @@ impl PurchaseMachine {
                     request,
                     order_id,
                     now,
-                } = (**pending).clone();
-                State::LoadingSale(ReserveRequest {
+                } = self.sent.take().expect("matched above");
+                self.req = Some(ReserveRequest {
                     order_id,
                     product: request.product,
                     user: principal.user,
                     quantity: request.quantity,
                     idempotency_key: request.idempotency_key,
                     now,
-                })
+                });
+                State::LoadingSale
             }
             Ok(Err(rejection)) => State::Done(Outcome::Unauthenticated(rejection)),
             Err(_) => self.unavailable(),
@@ -147,20 +166,21 @@ impl PurchaseMachine {
     /// answer wins even after the sale ended or its terms changed. The store
     /// looks the key up before it checks anything else.
     pub fn handle_sale(&mut self, result: Result<Option<&Sale>, Failure>) -> Result<(), StepError> {
-        let State::LoadingSale(req) = &self.state else {
+        let State::LoadingSale = self.state else {
             return Err(self.unexpected("sale"));
         };
+        let req = self.req();
         self.state = match result {
             Err(_) => self.unavailable(),
             Ok(None) => State::Done(Outcome::UnknownProduct),
-            Ok(Some(_)) if req.idempotency_key.is_some() => State::CheckingRate(req.clone()),
+            Ok(Some(_)) if req.idempotency_key.is_some() => State::CheckingRate,
             Ok(Some(sale)) => {
                 if let Err(e) = sale.check_quantity(req.quantity) {
                     State::Done(Outcome::Invalid(e))
                 } else if !sale.is_open(req.now) {
                     State::Done(Outcome::NotOnSale)
                 } else {
-                    State::CheckingRate(req.clone())
+                    State::CheckingRate
                 }
             }
         };
@@ -172,11 +192,11 @@ impl PurchaseMachine {
         &mut self,
         result: Result<RateDecision, Failure>,
     ) -> Result<(), StepError> {
-        let State::CheckingRate(req) = &self.state else {
+        let State::CheckingRate = self.state else {
             return Err(self.unexpected("rate check"));
         };
         self.state = match result {
-            Ok(RateDecision::Allowed) => State::Reserving(req.clone()),
+            Ok(RateDecision::Allowed) => State::Reserving,
             Ok(RateDecision::Limited { retry_after }) => {
                 State::Done(Outcome::RateLimited { retry_after })
             }
@@ -190,9 +210,10 @@ impl PurchaseMachine {
         &mut self,
         result: Result<ReserveOutcome, Failure>,
     ) -> Result<(), StepError> {
-        let State::Reserving(req) = &self.state else {
+        let State::Reserving = self.state else {
             return Err(self.unexpected("reservation"));
         };
+        let req = self.req();
         self.state = match result {
             // This request's own reservation (new, or found again after a
             // retry below the store's API). If it no longer owns its units
@@ -218,7 +239,7 @@ impl PurchaseMachine {
             // The reserve may have been applied before the failure: void it
             // (units back, or a tombstone if it never ran), so the 503 that
             // follows leaves the buyer owning nothing.
-            Err(_) => State::Voiding(req.clone()),
+            Err(_) => State::Voiding,
         };
         Ok(())
     }
@@ -227,7 +248,7 @@ impl PurchaseMachine {
     /// whatever the answer: on a failure the driver keeps retrying the void
     /// in the background.
     pub fn handle_voided(&mut self, result: Result<VoidOutcome, Failure>) -> Result<(), StepError> {
-        if !matches!(self.state, State::Voiding(_)) {
+        if !matches!(self.state, State::Voiding) {
             return Err(self.unexpected("void"));
         }
         let _ = result;
@@ -239,14 +260,16 @@ impl PurchaseMachine {
     /// (or `Replayed`); failed or timed out → `Accepted` (202), since the
     /// order stands in the outbox and the relay delivers it.
     pub fn handle_submitted(&mut self, result: Result<(), Failure>) -> Result<(), StepError> {
-        let State::Submitting {
-            summary, replay, ..
-        } = &self.state
-        else {
+        let State::Submitting { .. } = self.state else {
             return Err(self.unexpected("submission"));
         };
-        let summary = summary.clone();
-        self.state = State::Done(match (result, *replay) {
+        let State::Submitting {
+            summary, replay, ..
+        } = self.take_state()
+        else {
+            unreachable!("matched above")
+        };
+        self.state = State::Done(match (result, replay) {
             (Ok(()), false) => Outcome::Purchased(summary),
             (Ok(()), true) => Outcome::Replayed(summary),
             (Err(_), _) => Outcome::Accepted(summary),
@@ -258,13 +281,20 @@ impl PurchaseMachine {
         self.config.unavailable()
     }
 
+    /// Moves the state out for a transition, which puts the next one in
+    /// its place before it returns (nothing in between can fail, so the
+    /// placeholder is never seen).
+    fn take_state(&mut self) -> State {
+        std::mem::replace(&mut self.state, self.config.unavailable())
+    }
+
     fn unexpected(&self, got: &'static str) -> StepError {
         let expected = match &self.state {
-            State::Authenticating(_) => "authentication",
-            State::LoadingSale(_) => "sale",
-            State::CheckingRate(_) => "rate check",
-            State::Reserving(_) => "reservation",
-            State::Voiding(_) => "void",
+            State::Authenticating => "authentication",
+            State::LoadingSale => "sale",
+            State::CheckingRate => "rate check",
+            State::Reserving => "reservation",
+            State::Voiding => "void",
             State::Submitting { .. } => "submission",
             State::Done(_) => "nothing (done)",
         };
@@ -282,18 +312,27 @@ impl MachineConfig {
     /// The state after the store reported `r`, owning its units, as this
     /// purchase (or, with `replay`, as the one its key names).
     fn success(&self, r: Reservation, replay: bool) -> State {
-        let summary = PurchaseSummary {
-            order: r.to_order(),
-            status: OrderStatus::of(&r),
-        };
+        let status = OrderStatus::of(&r);
         match self.hand_off {
             HandOff::AwaitSink { .. } => State::Submitting {
                 event: Box::new(OrderEvent::placed(&r)),
-                summary,
+                summary: PurchaseSummary {
+                    order: r.into_order(),
+                    status,
+                },
                 replay,
             },
-            HandOff::Outbox if replay => State::Done(Outcome::Replayed(summary)),
-            HandOff::Outbox => State::Done(Outcome::Purchased(summary)),
+            HandOff::Outbox => {
+                let summary = PurchaseSummary {
+                    order: r.into_order(),
+                    status,
+                };
+                if replay {
+                    State::Done(Outcome::Replayed(summary))
+                } else {
+                    State::Done(Outcome::Purchased(summary))
+                }
+            }
         }
     }
 

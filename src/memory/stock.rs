@@ -59,13 +59,15 @@ struct ProductState {
     levels: StockLevels,
     /// Units held + committed per buyer.
     per_user: HashMap<UserId, u64>,
-    reservations: HashMap<OrderId, Reservation>,
+    reservations: HashMap<OrderId, Record>,
     /// Idempotency keys per buyer.
     keys: HashMap<UserId, HashMap<IdempotencyKey, OrderId>>,
     /// Held reservations by expiry, for the sweeper.
     expiry: BTreeSet<(Timestamp, OrderId)>,
     /// Events not yet acknowledged, in event-id order (order id, then seq).
-    outbox: BTreeMap<EventId, Pending>,
+    /// Boxed: a B-tree shifts its entries within a node on every insert and
+    /// remove, and an unboxed event is well over a hundred bytes.
+    outbox: BTreeMap<EventId, Box<Pending>>,
     /// Orders that a replay (same key, same request) was handed: who else
     /// may hold a 2xx naming them. See [`Claims`].
     claims: HashMap<OrderId, Claims>,
@@ -77,12 +79,19 @@ struct ProductState {
     /// Purges put off because the reservation's events were still pending,
     /// in the same manner.
     retries: VecDeque<(Timestamp, OrderId)>,
-    /// Each scheduled reservation's current purge time; a queue entry with
-    /// another time is stale (the order finished again, e.g. sold then
-    /// voided) and is skipped.
-    purge_at: HashMap<OrderId, Timestamp>,
     /// How long finished reservations are kept.
     record_ttl: Duration,
+}
+
+/// A reservation, and when it is purged once it finished.
+#[derive(Debug)]
+struct Record {
+    reservation: Reservation,
+    /// The current purge time, if scheduled: a queue entry with another
+    /// time is stale (the order finished again, e.g. sold then voided) and
+    /// is skipped. Kept here rather than in a map of its own, which would
+    /// cost a second insert per sale.
+    purge_at: Option<Timestamp>,
 }
 
 /// Who may have been answered with an order besides the request that made
@@ -133,7 +142,6 @@ impl ProductState {
             claims: HashMap::default(),
             purges: VecDeque::new(),
             retries: VecDeque::new(),
-            purge_at: HashMap::default(),
             record_ttl,
         }
     }
@@ -142,8 +150,15 @@ impl ProductState {
     /// earlier schedule).
     fn finished(&mut self, order: OrderId, at: Timestamp) {
         let when = at.saturating_add(self.record_ttl);
-        self.purge_at.insert(order, when);
+        if let Some(rec) = self.reservations.get_mut(&order) {
+            rec.purge_at = Some(when);
+        }
         self.purges.push_back((when, order));
+    }
+
+    /// The reservation `order`, if the product has it.
+    fn reservation(&self, order: &OrderId) -> Option<&Reservation> {
+        self.reservations.get(order).map(|rec| &rec.reservation)
     }
 
     /// The next purge due at `now`, from either queue.
@@ -180,14 +195,14 @@ impl ProductState {
             let Some((at, order)) = self.next_due(now) else {
                 break;
             };
-            if self.purge_at.get(&order) != Some(&at) {
-                continue; // Stale: rescheduled since.
-            }
-            self.purge_at.remove(&order);
-            let Some(r) = self.reservations.get(&order) else {
+            let Some(rec) = self.reservations.get_mut(&order) else {
                 continue;
             };
-            if r.state == ReservationState::Held {
+            if rec.purge_at != Some(at) {
+                continue; // Stale: rescheduled since.
+            }
+            rec.purge_at = None;
+            if rec.reservation.state == ReservationState::Held {
                 // Live again? Never scheduled while held; be safe.
                 continue;
             }
@@ -195,15 +210,17 @@ impl ProductState {
                 waiting.push(order);
                 continue;
             }
-            let r = self.reservations.remove(&order).expect("looked up above");
-            self.free_key(&r);
+            let rec = self.reservations.remove(&order).expect("looked up above");
+            self.free_key(&rec.reservation);
             self.claims.remove(&order);
             index.remove_if(&order, |_, p| p == self.sale.product());
             purged += 1;
         }
         let when = now.saturating_add(PURGE_RETRY);
         for order in waiting {
-            self.purge_at.insert(order, when);
+            if let Some(rec) = self.reservations.get_mut(&order) {
+                rec.purge_at = Some(when);
+            }
             self.retries.push_back((when, order));
         }
         purged
@@ -214,16 +231,16 @@ impl ProductState {
         let was_empty = self.outbox.is_empty();
         self.outbox.insert(
             event.event_id,
-            Pending {
+            Box::new(Pending {
                 visible_at: Timestamp::EPOCH,
                 event,
-            },
+            }),
         );
         was_empty
     }
 
     fn reserve(&mut self, req: &ReserveRequest) -> Step<ReserveOutcome> {
-        if let Some(existing) = self.reservations.get(&req.order_id) {
+        if let Some(existing) = self.reservation(&req.order_id) {
             // The same request again (a retry below the port): its own
             // reservation, as it stands.
             return (ReserveOutcome::Reserved(existing.clone()), false);
@@ -233,7 +250,7 @@ impl ProductState {
             .as_ref()
             .and_then(|key| self.keys.get(&req.user)?.get(key))
         {
-            let existing = self.reservations[id].clone();
+            let existing = self.reservations[id].reservation.clone();
             if existing.state.owns_units() && existing.quantity == req.quantity {
                 // This replay will answer 2xx with the order: it must stand
                 // unless this replay's answer is lost too.
@@ -259,13 +276,16 @@ impl ProductState {
         }
         let reservation = req.to_reservation(self.sale.hold());
         self.levels.available -= q;
+        let mut purge_at = None;
         if reservation.state == ReservationState::Held {
             self.levels.held += q;
             self.expiry.insert((reservation.expires_at, req.order_id));
         } else {
             self.levels.committed += q;
             // Sold at once: finished.
-            self.finished(req.order_id, req.now);
+            let when = req.now.saturating_add(self.record_ttl);
+            purge_at = Some(when);
+            self.purges.push_back((when, req.order_id));
         }
         *self.per_user.entry(req.user.clone()).or_insert(0) += q;
         if let Some(key) = &req.idempotency_key {
@@ -275,7 +295,11 @@ impl ProductState {
                 .insert(key.clone(), req.order_id);
         }
         let first = self.append(OrderEvent::placed(&reservation));
-        self.reservations.insert(req.order_id, reservation.clone());
+        let record = Record {
+            reservation: reservation.clone(),
+            purge_at,
+        };
+        self.reservations.insert(req.order_id, record);
         (ReserveOutcome::Reserved(reservation), first)
     }
 
@@ -289,10 +313,11 @@ impl ProductState {
         event: EventType,
         at: Timestamp,
     ) -> Step<Reservation> {
-        let r = self
+        let r = &mut self
             .reservations
             .get_mut(order)
-            .expect("caller checked the reservation exists");
+            .expect("caller checked the reservation exists")
+            .reservation;
         let q = u64::from(r.quantity.get());
         match r.state {
             ReservationState::Held => {
@@ -321,7 +346,7 @@ impl ProductState {
     }
 
     fn confirm(&mut self, order: &OrderId, now: Timestamp) -> Step<ConfirmOutcome> {
-        let Some(r) = self.reservations.get_mut(order) else {
+        let Some(Record { reservation: r, .. }) = self.reservations.get_mut(order) else {
             return (ConfirmOutcome::Unknown, false);
         };
         match r.state {
@@ -346,7 +371,7 @@ impl ProductState {
     }
 
     fn cancel(&mut self, order: &OrderId, now: Timestamp) -> Step<CancelOutcome> {
-        let Some(r) = self.reservations.get(order) else {
+        let Some(r) = self.reservation(order) else {
             return (CancelOutcome::Unknown, false);
         };
         match r.state {
@@ -365,11 +390,15 @@ impl ProductState {
     }
 
     fn void(&mut self, req: &ReserveRequest, now: Timestamp) -> Step<VoidOutcome> {
-        let Some(r) = self.reservations.get(&req.order_id) else {
+        let Some(r) = self.reservation(&req.order_id) else {
             // The reserve never ran (or has not yet), or it was a replay:
             // a tombstone makes a late one find this request voided and
             // reserve nothing.
-            self.reservations.insert(req.order_id, req.to_tombstone());
+            let tombstone = Record {
+                reservation: req.to_tombstone(),
+                purge_at: None,
+            };
+            self.reservations.insert(req.order_id, tombstone);
             self.finished(req.order_id, now);
             let first = self.replay_failed(req, now);
             return (VoidOutcome::NothingReserved, first);
@@ -435,7 +464,7 @@ impl ProductState {
         if !claims.replays.remove(&req.order_id) || !claims.replays.is_empty() {
             return false;
         }
-        let r = &self.reservations[&order];
+        let r = &self.reservations[&order].reservation;
         // Still this request's to undo: held, or sold by a sale without
         // holds (a confirmed hold was answered by its buyer's confirm).
         let live = r.state == ReservationState::Held
@@ -608,7 +637,7 @@ impl StockStore for MemoryStockStore {
         };
         Ok(self
             .product(&product)
-            .and_then(|p| p.lock().reservations.get(order).cloned()))
+            .and_then(|p| p.lock().reservation(order).cloned()))
     }
 
     async fn expire(&self, now: Timestamp, max: usize) -> Result<Vec<Reservation>> {
@@ -661,13 +690,24 @@ impl StockStore for MemoryStockStore {
     }
 
     async fn ack(&self, events: &[OrderEvent]) -> Result<()> {
-        for e in events {
-            let product = &e.order.product_id;
+        // A claimed batch comes product by product: one lookup and one lock
+        // per run of events of the same product.
+        let mut rest = events;
+        while let Some(first) = rest.first() {
+            let product = &first.order.product_id;
+            let run = rest
+                .iter()
+                .take_while(|e| e.order.product_id == *product)
+                .count();
+            let (acked, tail) = rest.split_at(run);
+            rest = tail;
             let Some(p) = self.product(product) else {
                 continue;
             };
             let mut state = p.lock();
-            state.outbox.remove(&e.event_id);
+            for e in acked {
+                state.outbox.remove(&e.event_id);
+            }
             if state.outbox.is_empty() {
                 // Under the product's lock, so no append can slip between
                 // the check and the removal.
@@ -729,7 +769,12 @@ mod tests {
             p.keys.values().map(HashMap::len).sum(),
             p.claims.len(),
             store.orders.len(),
-            p.purges.len().max(p.retries.len()).max(p.purge_at.len()),
+            p.purges.len().max(p.retries.len()).max(
+                p.reservations
+                    .values()
+                    .filter(|rec| rec.purge_at.is_some())
+                    .count(),
+            ),
         )
     }
 

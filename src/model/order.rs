@@ -113,6 +113,20 @@ impl Reservation {
             hold_expires_at: self.awaits_confirmation.then_some(self.expires_at),
         }
     }
+
+    /// The order this reservation becomes, taking its ids rather than
+    /// cloning them.
+    pub(crate) fn into_order(self) -> Order {
+        Order {
+            order_id: self.order_id,
+            product_id: self.product,
+            user_id: self.user,
+            quantity: self.quantity,
+            created_at: self.created_at,
+            idempotency_key: self.idempotency_key,
+            hold_expires_at: self.awaits_confirmation.then_some(self.expires_at),
+        }
+    }
 }
 
 /// An accepted order, as carried by every [`OrderEvent`](super::OrderEvent).
