@@ -546,21 +546,24 @@ async fn mysql_restarted_mid_rush_sells_out_exactly() {
             committed: STOCK.into(),
         }
     );
-    drop(admin);
-    drop(server);
     // Each engine sells again with the client it had before the crash. A
     // fresh sale, so this holds even when the rush had sold out before the
     // kill took effect (on a loaded machine it can); `after restart` above
     // counts the rush's own purchases after the restart.
     let fresh = flashsale::testing::unique_product("after-restart");
-    engines[0]
-        .create_sale(
-            &Sale::builder(fresh.clone(), ENGINES as u32)
-                .build()
-                .unwrap(),
-        )
-        .await
+    let sale = Sale::builder(fresh.clone(), ENGINES as u32)
+        .build()
         .unwrap();
+    // Retried: the first writes after a restart can outlast the port timeout.
+    wait_for(
+        "the fresh sale to be created",
+        Duration::from_secs(15),
+        || {
+            let (engine, sale) = (&engines[0], &sale);
+            async move { engine.create_sale(sale).await.ok() }
+        },
+    )
+    .await;
     for (i, engine) in engines.iter().enumerate() {
         let creds = Credentials::bearer(format!("token-{i}"));
         wait_for(
@@ -576,6 +579,8 @@ async fn mysql_restarted_mid_rush_sells_out_exactly() {
         )
         .await;
     }
+    drop(admin);
+    drop(server);
 }
 
 /// The shared fault scenarios of `flashsale::testing::faults`: two engines

@@ -750,14 +750,19 @@ async fn redis_killed_mid_rush_loses_and_doubles_no_order() {
     // kill took effect (on a loaded machine it can); `after restart` above
     // counts the rush's own purchases after the restart.
     let fresh = flashsale::testing::unique_product("after-restart");
-    engines[0]
-        .create_sale(
-            &Sale::builder(fresh.clone(), ENGINES as u32)
-                .build()
-                .unwrap(),
-        )
-        .await
+    let sale = Sale::builder(fresh.clone(), ENGINES as u32)
+        .build()
         .unwrap();
+    // Retried: the first writes after a restart can outlast the port timeout.
+    wait_for(
+        "the fresh sale to be created",
+        Duration::from_secs(15),
+        || {
+            let (engine, sale) = (&engines[0], &sale);
+            async move { engine.create_sale(sale).await.ok() }
+        },
+    )
+    .await;
     for (i, engine) in engines.iter().enumerate() {
         let creds = Credentials::bearer(format!("token-{i}"));
         wait_for(
