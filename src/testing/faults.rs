@@ -15,7 +15,7 @@
 //!
 //! While the fault is on, buyers buy from a sale without holds and from a
 //! sale with 1-second holds, retry a 503 with the same idempotency key,
-//! and confirm or cancel some held orders; both engines run their outbox
+//! replay some purchases, and confirm or cancel some held orders; both engines run their outbox
 //! relay and hold sweeper through the proxy too. After the proxy heals,
 //! each engine must sell again without being rebuilt, and then:
 //!
