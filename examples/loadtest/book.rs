@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use crate::mix::{Op, Rng};
+use crate::mix::Op;
 
 /// Clock allowance, in milliseconds, between the server's expiry of a hold
 /// and this program's reading of `hold_expires_at` (both on loopback read
@@ -178,7 +178,7 @@ pub struct Book {
     /// dropped when met).
     pool: Vec<u32>,
     users: Vec<UserBook>,
-    rng: Rng,
+    rng: fastrand::Rng,
     cap: u64,
     expired_waited: u64,
     pub replays_matched: u64,
@@ -197,7 +197,7 @@ pub struct Book {
 
 impl Book {
     /// A book for `users` users of a sale with per-user cap `cap`.
-    pub fn new(users: u64, cap: u64, rng: Rng) -> Self {
+    pub fn new(users: u64, cap: u64, rng: fastrand::Rng) -> Self {
         Book {
             orders: Vec::new(),
             by_id: HashMap::new(),
@@ -316,7 +316,7 @@ impl Book {
         if self.orders.is_empty() {
             return None;
         }
-        let index = self.rng.below(self.orders.len());
+        let index = self.rng.usize(..self.orders.len());
         let o = &self.orders[index];
         Some(ReplayTarget {
             index: index as u32,
@@ -330,7 +330,7 @@ impl Book {
     /// marked as in flight for `op` (confirm or cancel).
     pub fn pick_hold(&mut self, op: Op, now_ms: u64) -> Option<HoldTarget> {
         while !self.pool.is_empty() {
-            let at = self.rng.below(self.pool.len());
+            let at = self.rng.usize(..self.pool.len());
             let index = self.pool.swap_remove(at);
             let o = &mut self.orders[index as usize];
             if o.state != State::Held || o.inflight.is_some() || o.uncertain {
@@ -542,7 +542,7 @@ mod tests {
     const LATER: u64 = NOW + 60_000;
 
     fn book(cap: u64) -> Book {
-        Book::new(4, cap, Rng::new(1))
+        Book::new(4, cap, fastrand::Rng::with_seed(1))
     }
 
     fn held(order: u128) -> Placed<'static> {

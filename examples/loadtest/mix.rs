@@ -151,42 +151,6 @@ impl Picker {
     }
 }
 
-/// SplitMix64: a tiny, fast, well-mixed generator. Good enough to pick
-/// which earlier order to act on; not for anything secret.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    #[cfg(test)]
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    /// Seeded from the clock and the process id.
-    pub fn from_entropy() -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        Rng(nanos ^ (u64::from(std::process::id()) << 32))
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        debug_assert!(n > 0);
-        // The modulo bias is below 2^-40 for any n this program sees.
-        (self.next_u64() % n as u64) as usize
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,13 +200,5 @@ mod tests {
         // Spread out: never more than a handful of non-buys in a row.
         let longest = ops.split(|o| *o == Op::Buy).map(<[Op]>::len).max().unwrap();
         assert!(longest <= 2, "{ops:?}");
-    }
-
-    #[test]
-    fn rng_below_stays_in_range() {
-        let mut rng = Rng::new(7);
-        for n in 1..50 {
-            assert!(rng.below(n) < n);
-        }
     }
 }

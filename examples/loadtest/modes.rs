@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::book::Book;
 use crate::checks::{self, Check, Restocks};
-use crate::mix::{Mix, Op, Rng};
+use crate::mix::{Mix, Op};
 use crate::workload::{self, Mixed, Restocker, RunReport, Target};
 use crate::{Answer, Args, Levels, admin_header, levels, product_state, stock_check};
 
@@ -140,8 +140,8 @@ pub async fn mixed(a: &Args, target: Arc<Target>, mix: &Mix) -> Result<bool, Exi
     } else {
         None
     };
-    let mut rng = Rng::from_entropy();
-    let run_id = format!("lt-{:012x}", rng.next_u64() >> 16);
+    let mut rng = fastrand::Rng::new();
+    let run_id = format!("lt-{:012x}", rng.u64(..) >> 16);
     let m = Arc::new(Mixed {
         mix: mix.clone(),
         book: Mutex::new(Book::new(a.users, cap, rng)),
