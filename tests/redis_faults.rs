@@ -745,39 +745,15 @@ async fn redis_killed_mid_rush_loses_and_doubles_no_order() {
             committed: won.len() as u64,
         }
     );
-    // Each engine sells again with the client it had before the crash. A
-    // fresh sale, so this holds even when the rush had sold out before the
+    // Each engine sells again with the client it had before the crash, on
+    // a fresh sale: this holds even when the rush had sold out before the
     // kill took effect (on a loaded machine it can); `after restart` above
     // counts the rush's own purchases after the restart.
-    let fresh = flashsale::testing::unique_product("after-restart");
-    let sale = Sale::builder(fresh.clone(), ENGINES as u32)
-        .build()
-        .unwrap();
-    // Retried: the first writes after a restart can outlast the port timeout.
-    wait_for(
-        "the fresh sale to be created",
-        Duration::from_secs(15),
-        || {
-            let (engine, sale) = (&engines[0], &sale);
-            async move { engine.create_sale(sale).await.ok() }
-        },
-    )
-    .await;
-    for (i, engine) in engines.iter().enumerate() {
-        let creds = Credentials::bearer(format!("token-{i}"));
-        wait_for(
-            "each engine to sell after the restart",
-            Duration::from_secs(15),
-            || {
-                let (engine, creds, fresh) = (engine, &creds, &fresh);
-                async move {
-                    let req = PurchaseRequest::new(fresh.clone(), Quantity::ONE);
-                    matches!(engine.purchase(creds, req).await, Outcome::Purchased(_)).then_some(())
-                }
-            },
-        )
+    let buyers: Vec<Credentials> = (0..ENGINES)
+        .map(|i| Credentials::bearer(format!("token-{i}")))
+        .collect();
+    flashsale::testing::faults::each_engine_sells_again(&engines, &buyers, Duration::from_secs(15))
         .await;
-    }
 }
 
 /// The shared fault scenarios of `flashsale::testing::faults`: two engines
