@@ -21,9 +21,9 @@
 #                           by then expire: the sweeper is soaked too)
 #   SOAK_RSS_EVERY=30       seconds between RSS samples
 #   CARGO_TARGET_DIR=target
-#   FLASHSALE_REDIS_URL     the Redis to use; else 127.0.0.1:6379 if it answers;
-#                           else a throwaway redis-server on a free port (not
-#                           under CI=true, where a missing Redis is an error)
+#   FLASHSALE_REDIS_URL     the Redis to use; when unset, the script runs
+#                           itself under backends/redis/with-redis.sh, which
+#                           finds one on 127.0.0.1:6379 or starts one
 #
 # The server listens on an ephemeral loopback port, keeps its keys under a
 # fresh prefix (flashsale-soak:<id>, deleted at the end) and signs with the
@@ -32,6 +32,9 @@
 # starts is stopped by PID at the end; logs stay in the printed directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ -z "${FLASHSALE_REDIS_URL:-}" ]]; then
+  exec backends/redis/with-redis.sh scripts/soak.sh "$@"
+fi
 
 SOAK_SECONDS="${SOAK_SECONDS:-300}"
 SOAK_PROFILE="${SOAK_PROFILE:-release}"
@@ -64,8 +67,8 @@ PREFIX="flashsale-soak:$ID"
 PRODUCT="soak-$ID"
 SERVER_PID=""
 SAMPLER_PID=""
-REDIS_PID=""
-REDIS_CLI=(redis-cli)
+REDIS_URL="$FLASHSALE_REDIS_URL"
+REDIS_CLI=(redis-cli -u "$REDIS_URL")
 
 cleanup() {
   local status=$?
@@ -87,11 +90,6 @@ cleanup() {
         xargs -r -n 500 "${REDIS_CLI[@]}" UNLINK >/dev/null 2>&1
     done
   fi
-  if [[ -n "$REDIS_PID" ]]; then
-    kill "$REDIS_PID" 2>/dev/null
-    wait "$REDIS_PID" 2>/dev/null
-    log "stopped the redis-server it had started"
-  fi
   log "logs in $LOGDIR"
   exit "$status"
 }
@@ -106,39 +104,9 @@ cargo build "${profile_args[@]}" --locked --quiet --features redis \
 BIN="$CARGO_TARGET_DIR/$SOAK_PROFILE/examples"
 
 # --- Redis ----------------------------------------------------------------
-answers() { redis-cli -u "$1" ping 2>/dev/null | grep -q PONG; }
-if [[ -n "${FLASHSALE_REDIS_URL:-}" ]]; then
-  REDIS_URL="$FLASHSALE_REDIS_URL"
-  answers "$REDIS_URL" || die "FLASHSALE_REDIS_URL=$REDIS_URL does not answer PING"
-  log "using FLASHSALE_REDIS_URL=$REDIS_URL"
-elif answers redis://127.0.0.1:6379; then
-  REDIS_URL=redis://127.0.0.1:6379
-  log "using the Redis answering on 127.0.0.1:6379"
-elif [[ "${CI:-}" == true ]]; then
-  die "no Redis: CI=true expects one (set FLASHSALE_REDIS_URL or run under backends/redis/with-redis.sh)"
-else
-  command -v redis-server >/dev/null || die "no Redis answers and redis-server is not installed (apt-get install redis-server)"
-  port=""
-  for candidate in $(seq 6390 6499); do
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-      port=$candidate
-      break
-    fi
-  done
-  [[ -n "$port" ]] || die "no free port for a throwaway redis-server between 6390 and 6499"
-  mkdir -p "$LOGDIR/redis"
-  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-    --dir "$LOGDIR/redis" --logfile "$LOGDIR/redis/redis.log" &
-  REDIS_PID=$!
-  REDIS_URL="redis://127.0.0.1:$port"
-  for _ in $(seq 100); do
-    answers "$REDIS_URL" && break
-    sleep 0.1
-  done
-  answers "$REDIS_URL" || die "the redis-server started on port $port does not answer"
-  log "started a throwaway redis-server on 127.0.0.1:$port"
-fi
-REDIS_CLI=(redis-cli -u "$REDIS_URL")
+redis-cli -u "$REDIS_URL" ping 2>/dev/null | grep -q PONG ||
+  die "FLASHSALE_REDIS_URL=$REDIS_URL does not answer PING"
+log "using FLASHSALE_REDIS_URL=$REDIS_URL"
 
 # --- the server -----------------------------------------------------------
 env -u FLASHSALE_JWT_SECRET -u FLASHSALE_DATABASE_URL -u FLASHSALE_KAFKA_BROKERS \
