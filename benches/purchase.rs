@@ -45,6 +45,7 @@ fn machine_pass(c: &mut Criterion) {
             let mut m = PurchaseMachine::new(req.clone(), order_id, NOW, MachineConfig::default());
             m.handle_authenticated(Ok(Ok(principal.clone()))).unwrap();
             m.handle_sale(Ok(Some(&sale))).unwrap();
+            m.handle_sold_out_checked(false).unwrap();
             m.handle_rate_checked(Ok(RateDecision::Allowed)).unwrap();
             let Action::Reserve(r) = m.poll_action() else {
                 unreachable!()

@@ -212,6 +212,22 @@ pub trait StockStore: Send + Sync + 'static {
     /// Reserves units atomically; see the trait's contract.
     async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveOutcome>;
 
+    /// Whether this instance already knows, without any I/O, that
+    /// [`reserve`](Self::reserve) of `req` would answer
+    /// [`ReserveOutcome::SoldOut`]. The engine asks before it charges the
+    /// rate limiter, so a `true` spares both the limiter's and the store's
+    /// round trips.
+    ///
+    /// Must be cheap and never block on I/O. Must answer `false` for a
+    /// request with an idempotency key (its key may name a finished
+    /// purchase, whose replay wins) and whenever units may have come back.
+    /// The default knows nothing; [`SoldOutCache`](crate::SoldOutCache)
+    /// answers from the sell-outs it saw.
+    fn known_sold_out(&self, req: &ReserveRequest) -> bool {
+        let _ = req;
+        false
+    }
+
     /// Turns a hold into a sale, if it is still held and not past its expiry
     /// at `now`; appends `confirmed`.
     async fn confirm(

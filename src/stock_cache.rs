@@ -27,6 +27,13 @@
 //! (an epoch counter detects the race), so a release can never be masked
 //! for a whole TTL by a reply that predates it.
 //!
+//! The [`Engine`](crate::Engine) asks the cache first
+//! ([`StockStore::known_sold_out`]), before it charges the rate limiter: an
+//! attempt the cache refuses costs no round trip at all, to the limiter or
+//! the store, and is not charged to the buyer's quota (it could not have
+//! bought anything). Every attempt the cache lets through is rate-checked
+//! as before, so a bot still cannot reach the store faster than its quota.
+//!
 //! Precedence note: a cached `SoldOut` is given before the store would
 //! check the sale window or the per-order maximum. The [`Engine`](crate::Engine)
 //! validates both before it reserves, so through the engine the answers
@@ -197,9 +204,7 @@ impl<S: StockStore> StockStore for SoldOutCache<S> {
 
     async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveOutcome> {
         let cacheable = req.idempotency_key.is_none();
-        if cacheable && self.refuses(req, self.clock.monotonic()) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            self.hits_metric.hit();
+        if self.known_sold_out(req) {
             return Ok(ReserveOutcome::SoldOut);
         }
         let epoch = self.epoch.load(Ordering::Acquire);
@@ -208,6 +213,17 @@ impl<S: StockStore> StockStore for SoldOutCache<S> {
             self.remember(req, epoch);
         }
         Ok(outcome)
+    }
+
+    /// Counted as a hit when `true`: the engine asks this before the rate
+    /// check and then does not call [`reserve`](StockStore::reserve).
+    fn known_sold_out(&self, req: &ReserveRequest) -> bool {
+        let known = req.idempotency_key.is_none() && self.refuses(req, self.clock.monotonic());
+        if known {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            self.hits_metric.hit();
+        }
+        known
     }
 
     async fn confirm(

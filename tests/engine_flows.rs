@@ -931,3 +931,94 @@ async fn a_bot_cycling_random_ids_costs_no_lookup_unauthenticated_and_evicts_no_
 async fn levels_of(engine: &Engine, p: &str) -> StockLevels {
     engine.snapshot(&pid(p)).await.unwrap().unwrap()
 }
+
+/// A memory limiter that counts the checks it is asked for.
+struct CountingLimiter {
+    inner: MemoryRateLimiter,
+    checks: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl flashsale::ports::RateLimiter for CountingLimiter {
+    async fn check(
+        &self,
+        key: &str,
+        cost: u32,
+    ) -> flashsale::Result<flashsale::ports::RateDecision> {
+        self.checks
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.check(key, cost).await
+    }
+}
+
+#[tokio::test]
+async fn a_known_sell_out_is_answered_without_a_rate_check_or_a_reserve() {
+    let clock = ManualClock::new(T0);
+    let limiter = Arc::new(CountingLimiter {
+        // Two attempts a second: a third rate-checked attempt would be 429.
+        inner: MemoryRateLimiter::with_clock("2/1s".parse().unwrap(), Arc::new(clock.clone())),
+        checks: Default::default(),
+    });
+    let store = Arc::new(flashsale::SoldOutCache::with_clock(
+        MemoryStockStore::new(),
+        Duration::from_secs(5),
+        Arc::new(clock.clone()),
+    ));
+    let engine = Engine::builder()
+        .stock_store(store.clone())
+        .rate_limiter(limiter.clone())
+        .order_sink(Arc::new(MemoryOrderSink::new()))
+        .authenticator(Arc::new(auth()))
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let checks = || limiter.checks.load(std::sync::atomic::Ordering::SeqCst);
+    engine
+        .create_sale(&Sale::builder(pid("p"), 1).build().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.purchase(&as_("alice"), buy("p", 1)).await.code(),
+        "purchased"
+    );
+    clock.advance(Duration::from_millis(1));
+    // The store says so once (rate-checked)...
+    assert_eq!(
+        engine.purchase(&as_("bob"), buy("p", 1)).await,
+        Outcome::SoldOut
+    );
+    assert_eq!((checks(), store.hits()), (2, 0));
+    // ...then every attempt is answered locally: not charged, so never 429.
+    for _ in 0..10 {
+        assert_eq!(
+            engine.purchase(&as_("bob"), buy("p", 1)).await,
+            Outcome::SoldOut
+        );
+    }
+    assert_eq!((checks(), store.hits()), (2, 10));
+    // A keyed attempt still goes through the limiter to the store (its key
+    // could name a finished purchase).
+    assert_eq!(
+        engine.purchase(&as_("bob"), keyed("p", 1, "k-1")).await,
+        Outcome::SoldOut
+    );
+    assert_eq!((checks(), store.hits()), (3, 10));
+    // Units back through this instance: the next attempt is rate-checked
+    // and served at once (bob's quota is spent, so it is a 429 first).
+    engine
+        .create_sale(&Sale::builder(pid("p"), 2).build().unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(
+        engine.purchase(&as_("bob"), buy("p", 1)).await,
+        Outcome::RateLimited { .. }
+    ));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        engine.purchase(&as_("bob"), buy("p", 1)).await.code(),
+        "purchased"
+    );
+    assert_eq!((checks(), store.hits()), (5, 10));
+    let levels = levels_of(&engine, "p").await;
+    assert_eq!((levels.available, levels.committed), (0, 2));
+}

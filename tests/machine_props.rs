@@ -164,6 +164,8 @@ struct Answers {
     auth: AuthAnswer,
     /// The sale lookup: `Ok` answers the scenario's sale (or its absence).
     sale: Result<(), Failure>,
+    /// The store's local answer to "already known sold out?".
+    known_sold_out: bool,
     rate: Result<RateDecision, Failure>,
     reserve: ReserveAnswer,
     void: Result<VoidOutcome, Failure>,
@@ -228,10 +230,12 @@ fn answers() -> impl Strategy<Value = Answers> {
     ];
     let submit = prop_oneof![2 => Just(Ok(())), 1 => failure().prop_map(Err)];
     let sale = prop_oneof![8 => Just(Ok(())), 1 => failure().prop_map(Err)];
-    (auth, sale, rate, reserve, void, submit).prop_map(
-        |(auth, sale, rate, reserve, void, submit)| Answers {
+    let known_sold_out = prop::bool::weighted(0.2);
+    (auth, sale, known_sold_out, rate, reserve, void, submit).prop_map(
+        |(auth, sale, known_sold_out, rate, reserve, void, submit)| Answers {
             auth,
             sale,
+            known_sold_out,
             rate,
             reserve,
             void,
@@ -249,6 +253,9 @@ enum Step {
     /// The sale lookup for this product: whether a sale was found, or how
     /// the lookup failed.
     Sale(Result<bool, Failure>),
+    /// The local "already known sold out?" question (no port I/O), with
+    /// the request it was asked about and the answer.
+    SoldOutCheck(ReserveRequest, bool),
     Rate {
         user: UserId,
         cost: u32,
@@ -302,6 +309,7 @@ impl Trace {
 enum Asked {
     Authenticate,
     LoadSale(ProductId),
+    CheckSoldOut(ReserveRequest),
     CheckRate(UserId, u32),
     Reserve(ReserveRequest),
     Void(ReserveRequest),
@@ -313,6 +321,7 @@ fn asked(m: &PurchaseMachine) -> Asked {
     match m.poll_action() {
         Action::Authenticate => Asked::Authenticate,
         Action::LoadSale { product } => Asked::LoadSale(product.clone()),
+        Action::CheckSoldOut(r) => Asked::CheckSoldOut(r.clone()),
         Action::CheckRate { user, cost } => Asked::CheckRate(user.clone(), cost),
         Action::Reserve(r) => Asked::Reserve(r.clone()),
         Action::Void(r) => Asked::Void(r.clone()),
@@ -365,9 +374,10 @@ fn reserve_outcome(
 }
 
 /// The `handle_*` methods, by name, for feeding wrong answers.
-const HANDLERS: [&str; 6] = [
+const HANDLERS: [&str; 7] = [
     "authentication",
     "sale",
+    "sold-out check",
     "rate check",
     "reservation",
     "void",
@@ -380,6 +390,7 @@ fn feed_any(m: &mut PurchaseMachine, which: &str) -> Result<(), StepError> {
     match which {
         "authentication" => m.handle_authenticated(Err(Failure::Error)),
         "sale" => m.handle_sale(Err(Failure::Error)),
+        "sold-out check" => m.handle_sold_out_checked(false),
         "rate check" => m.handle_rate_checked(Err(Failure::Error)),
         "reservation" => m.handle_reserved(Err(Failure::Timeout)),
         "void" => m.handle_voided(Err(Failure::Error)),
@@ -392,6 +403,7 @@ fn expected_handler(a: &Asked) -> &'static str {
     match a {
         Asked::Authenticate => "authentication",
         Asked::LoadSale(_) => "sale",
+        Asked::CheckSoldOut(_) => "sold-out check",
         Asked::CheckRate(..) => "rate check",
         Asked::Reserve(_) => "reservation",
         Asked::Void(_) => "void",
@@ -446,6 +458,10 @@ fn drive(s: &Scenario, answers: &Answers) -> Trace {
                 m.handle_sale(a).unwrap();
                 steps.push(Step::Sale(answers.sale.map(|()| s.known)));
             }
+            Asked::CheckSoldOut(req) => {
+                m.handle_sold_out_checked(answers.known_sold_out).unwrap();
+                steps.push(Step::SoldOutCheck(req, answers.known_sold_out));
+            }
             Asked::CheckRate(user, cost) => {
                 m.handle_rate_checked(answers.rate).unwrap();
                 steps.push(Step::Rate {
@@ -497,12 +513,14 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(3_000))]
 
     /// Authenticate, LoadSale, CheckRate, Reserve, then at most one of
-    /// Void or Submit: never more than five port calls, each kind at most
-    /// once.
+    /// Void or Submit: never more than five port calls (plus the local
+    /// sold-out question), each kind at most once.
     #[test]
     fn terminates_within_five_port_calls(s in scenario(), a in answers()) {
         let t = drive(&s, &a);
-        prop_assert!(t.steps.len() <= 5, "{:#?}", t.steps);
+        let port_calls = t.steps.iter().filter(|st| !matches!(st, Step::SoldOutCheck(..))).count();
+        prop_assert!(port_calls <= 5, "{:#?}", t.steps);
+        prop_assert!(t.steps.len() <= 6, "{:#?}", t.steps);
         let kinds: Vec<_> = t.steps.iter().map(std::mem::discriminant).collect();
         for (i, k) in kinds.iter().enumerate() {
             prop_assert!(!kinds[..i].contains(k), "a port was asked twice: {:#?}", t.steps);
@@ -691,8 +709,53 @@ proptest! {
         } else if !s.key && s.window != Window::Open {
             prop_assert_eq!(&t.outcome, &Outcome::NotOnSale);
             prop_assert!(validated_out(&t));
-        } else {
+        } else if s.key {
             prop_assert!(matches!(t.steps.get(2), Some(Step::Rate { .. })), "{:#?}", t.steps);
+        } else {
+            prop_assert!(matches!(t.steps.get(2), Some(Step::SoldOutCheck(..))), "{:#?}", t.steps);
+            if !a.known_sold_out {
+                prop_assert!(matches!(t.steps.get(3), Some(Step::Rate { .. })), "{:#?}", t.steps);
+            }
+        }
+    }
+
+    /// The local sold-out question comes only for a request without a key
+    /// whose sale is open and allows its quantity, right after the lookup,
+    /// about exactly the request the store would reserve. A known sell-out
+    /// ends `SoldOut` there: the rate limiter is not charged and the store
+    /// is not called.
+    #[test]
+    fn a_known_sell_out_costs_no_rate_check_and_no_store_call(s in scenario(), a in answers()) {
+        let t = drive(&s, &a);
+        let checks: Vec<(usize, &ReserveRequest, bool)> = t.steps.iter().enumerate()
+            .filter_map(|(i, st)| match st {
+                Step::SoldOutCheck(req, known) => Some((i, req, *known)),
+                _ => None,
+            })
+            .collect();
+        let eligible = matches!(a.auth, AuthAnswer::Ok)
+            && a.sale.is_ok()
+            && s.known
+            && !s.key
+            && s.quantity <= s.per_order_max
+            && s.window == Window::Open;
+        prop_assert_eq!(checks.len(), usize::from(eligible), "{:#?}", t.steps);
+        if let Some(&(i, req, known)) = checks.first() {
+            prop_assert_eq!(i, 2);
+            prop_assert_eq!(req, &ReserveRequest {
+                order_id: t.order_id,
+                product: product(),
+                user: alice(),
+                quantity: Quantity::new(s.quantity.into()).unwrap(),
+                idempotency_key: None,
+                now: NOW,
+            });
+            if known {
+                prop_assert_eq!(&t.outcome, &Outcome::SoldOut);
+                prop_assert_eq!(t.steps.len(), 3, "{:#?}", t.steps);
+            } else {
+                prop_assert!(t.steps.len() > 3, "{:#?}", t.steps);
+            }
         }
     }
 
@@ -739,6 +802,10 @@ proptest! {
                 matches!(o, Outcome::NotOnSale | Outcome::Invalid(_)),
                 "{:?}", o
             ),
+            Some(Step::SoldOutCheck(_, true)) => prop_assert_eq!(o, &Outcome::SoldOut),
+            Some(Step::SoldOutCheck(_, false)) => {
+                prop_assert!(false, "ended right after an unknown sold-out check")
+            }
             Some(Step::Rate { answer: Ok(RateDecision::Limited { retry_after }), .. }) => {
                 prop_assert_eq!(o, &Outcome::RateLimited { retry_after: *retry_after })
             }
@@ -815,6 +882,9 @@ fn to_reserve(m: &mut PurchaseMachine, s: &Scenario) -> ReserveRequest {
     m.handle_authenticated(Ok(Ok(Principal::user(alice()))))
         .unwrap();
     m.handle_sale(Ok(Some(&s.sale()))).unwrap();
+    if !s.key {
+        m.handle_sold_out_checked(false).unwrap();
+    }
     m.handle_rate_checked(Ok(RateDecision::Allowed)).unwrap();
     reserve_request(m)
 }

@@ -159,6 +159,10 @@ impl Engine {
                     let sale = answer.as_ref().map(Option::as_deref);
                     machine.handle_sale(sale.map_err(|_| Failure::Error))
                 }
+                Action::CheckSoldOut(req) => {
+                    let known = inner.stock.known_sold_out(req);
+                    machine.handle_sold_out_checked(known)
+                }
                 Action::CheckRate { user, cost } => {
                     if !span.is_disabled() {
                         span.record("user", user.as_str());

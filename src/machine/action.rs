@@ -20,6 +20,12 @@ pub enum Action<'a> {
         /// The product the request names.
         product: &'a ProductId,
     },
+    /// Ask [`StockStore::known_sold_out`](crate::ports::StockStore::known_sold_out)
+    /// about this request: a local question (no I/O) whose `true` means the
+    /// store already knows the reserve would answer `SoldOut`. Feed
+    /// `handle_sold_out_checked`. Asked only for a request without an
+    /// idempotency key whose sale is open and allows its quantity.
+    CheckSoldOut(&'a ReserveRequest),
     /// Call [`RateLimiter::check`](crate::ports::RateLimiter) for the buyer;
     /// feed `handle_rate_checked`.
     CheckRate {

@@ -8,10 +8,10 @@
 //! so every path is testable without a runtime.
 //!
 //! ```text
-//! Authenticate ─▶ LoadSale ─▶ validate ─▶ CheckRate ─▶ Reserve ──────────▶ Done
-//!      │              │           │           │          │   └─▶ Submit ─▶ Done   (HandOff::AwaitSink)
-//!      ▼              ▼           ▼           ▼          ▼ (lost answer)
-//!    Done           Done        Done        Done       Void ─────────────▶ Done (Unavailable)
+//! Authenticate ─▶ LoadSale ─▶ validate ─▶ CheckSoldOut ─▶ CheckRate ─▶ Reserve ──────────▶ Done
+//!      │              │           │            │              │          │   └─▶ Submit ─▶ Done   (HandOff::AwaitSink)
+//!      ▼              ▼           ▼            ▼ (known)      ▼          ▼ (lost answer)
+//!    Done           Done        Done         Done           Done       Void ─────────────▶ Done (Unavailable)
 //! ```
 //!
 //! Credentials come first: nothing about the product is looked up (in the
@@ -20,7 +20,12 @@
 //! round trip. Validation against the sale's terms (product known, quantity
 //! within the per-order maximum, sale window) is pure and happens right
 //! after the lookup, before the rate limiter or the store's reserve is
-//! asked anything.
+//! asked anything. Then the store is asked, locally, whether it already
+//! knows the product sold out for this quantity (a
+//! [`SoldOutCache`](crate::SoldOutCache) does, for a short while after a
+//! sell-out): if so the attempt ends `SoldOut` without a round trip to the
+//! limiter or the store. A request with an idempotency key skips that
+//! question, like the validation.
 //!
 //! A reservation the store accepted IS the order: the store wrote its
 //! `placed` event to its outbox in the same atomic step, and a relay hands
@@ -30,7 +35,9 @@
 //!
 //! Guarantees (checked by property tests over arbitrary port results):
 //! it reaches `Done` within five port calls, the sale lookup counted (the
-//! driver may answer it from a cache), and never looks the sale up for an
+//! driver may answer it from a cache), plus the local sold-out question;
+//! a known sell-out is never charged to the rate limiter nor sent to the
+//! store; it never looks the sale up for an
 //! unauthenticated request; every `Purchased`, `Accepted`
 //! or `Replayed` names a reservation the store reported as owning its units
 //! (or, for a replay, the original as it stands); an `Unavailable` after a

@@ -25,6 +25,9 @@ enum State {
     Authenticating,
     /// Authenticated (`req` is set), waiting for the sale's terms.
     LoadingSale,
+    /// The sale is open and the request has no idempotency key: waiting to
+    /// hear whether the store already knows it cannot be served.
+    CheckingSoldOut,
     CheckingRate,
     Reserving,
     Voiding,
@@ -87,6 +90,7 @@ impl PurchaseMachine {
             State::LoadingSale => Action::LoadSale {
                 product: &self.req().product,
             },
+            State::CheckingSoldOut => Action::CheckSoldOut(self.req()),
             State::CheckingRate => Action::CheckRate {
                 user: &self.req().user,
                 cost: self.config.rate_cost,
@@ -180,9 +184,34 @@ impl PurchaseMachine {
                 } else if !sale.is_open(req.now) {
                     State::Done(Outcome::NotOnSale)
                 } else {
-                    State::CheckingRate
+                    State::CheckingSoldOut
                 }
             }
+        };
+        Ok(())
+    }
+
+    /// Feeds the answer to [`Action::CheckSoldOut`]: `true` if the store
+    /// already knows, without asking anyone, that reserving this request
+    /// would answer `SoldOut` ([`StockStore::known_sold_out`]).
+    ///
+    /// A known sell-out ends the attempt in [`Outcome::SoldOut`] before the
+    /// rate limiter is asked: after a sell-out every further attempt is
+    /// answered locally, with no round trip to the limiter or the store.
+    /// Such an attempt is not charged to the buyer's quota; the store sees
+    /// nothing of it either, so a bot hammering a sold-out product costs
+    /// neither backend anything, and every attempt the store could serve
+    /// still goes through the limiter.
+    ///
+    /// [`StockStore::known_sold_out`]: crate::ports::StockStore::known_sold_out
+    pub fn handle_sold_out_checked(&mut self, known_sold_out: bool) -> Result<(), StepError> {
+        let State::CheckingSoldOut = self.state else {
+            return Err(self.unexpected("sold-out check"));
+        };
+        self.state = if known_sold_out {
+            State::Done(Outcome::SoldOut)
+        } else {
+            State::CheckingRate
         };
         Ok(())
     }
@@ -292,6 +321,7 @@ impl PurchaseMachine {
         let expected = match &self.state {
             State::Authenticating => "authentication",
             State::LoadingSale => "sale",
+            State::CheckingSoldOut => "sold-out check",
             State::CheckingRate => "rate check",
             State::Reserving => "reservation",
             State::Voiding => "void",

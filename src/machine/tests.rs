@@ -38,8 +38,18 @@ fn machine_with(req: PurchaseRequest, cfg: MachineConfig) -> PurchaseMachine {
     PurchaseMachine::new(req, OrderId::new(NOW), NOW, cfg)
 }
 
-/// A machine that has authenticated alice and been fed `sale`.
+/// A machine that has authenticated alice and been fed `sale`, and been
+/// told the store knows of no sell-out if it asked.
 fn validated(req: PurchaseRequest, sale: Option<&Sale>, cfg: MachineConfig) -> PurchaseMachine {
+    let mut m = looked_up(req, sale, cfg);
+    if let Action::CheckSoldOut(_) = m.poll_action() {
+        m.handle_sold_out_checked(false).unwrap();
+    }
+    m
+}
+
+/// A machine that has authenticated alice and been fed `sale`.
+fn looked_up(req: PurchaseRequest, sale: Option<&Sale>, cfg: MachineConfig) -> PurchaseMachine {
     let mut m = machine_with(req, cfg);
     m.handle_authenticated(Ok(Ok(Principal::user(alice()))))
         .unwrap();
@@ -194,6 +204,44 @@ fn failed_authentication_or_rate_check_is_unavailable_with_nothing_to_undo() {
     let mut m = validated_for(1, Some(&s));
     m.handle_rate_checked(Err(Failure::Error)).unwrap();
     assert_eq!(done(&m), &unavailable());
+}
+
+#[test]
+fn a_known_sell_out_ends_before_the_rate_check() {
+    let s = sale();
+    let mut m = looked_up(request_for(2), Some(&s), MachineConfig::default());
+    let asked = match m.poll_action() {
+        Action::CheckSoldOut(req) => req.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((&asked.user, asked.quantity.get()), (&alice(), 2));
+    // Any other answer is refused while the question is pending.
+    let err = m
+        .handle_rate_checked(Ok(RateDecision::Allowed))
+        .unwrap_err();
+    assert_eq!((err.expected, err.got), ("sold-out check", "rate check"));
+    m.handle_sold_out_checked(true).unwrap();
+    assert_eq!(done(&m), &Outcome::SoldOut);
+    let err = m.handle_sold_out_checked(true).unwrap_err();
+    assert_eq!(err.expected, "nothing (done)");
+}
+
+#[test]
+fn an_unknown_sell_out_goes_on_to_the_rate_check() {
+    let s = sale();
+    let mut m = looked_up(request_for(1), Some(&s), MachineConfig::default());
+    m.handle_sold_out_checked(false).unwrap();
+    assert!(matches!(m.poll_action(), Action::CheckRate { .. }));
+}
+
+#[test]
+fn a_keyed_request_is_never_asked_about_a_known_sell_out() {
+    let s = sale();
+    let req = request_for(1).with_idempotency_key(IdempotencyKey::new("k").unwrap());
+    let mut m = looked_up(req, Some(&s), MachineConfig::default());
+    assert!(matches!(m.poll_action(), Action::CheckRate { .. }));
+    let err = m.handle_sold_out_checked(true).unwrap_err();
+    assert_eq!((err.expected, err.got), ("rate check", "sold-out check"));
 }
 
 #[test]
