@@ -9,6 +9,13 @@
 
 use std::process::ExitCode;
 
+/// The servers allocate with jemalloc: under load glibc's malloc spent about
+/// a tenth of a `POST /buy`'s server time in its own code and in futex waits
+/// on its arena locks (docs/performance.md, "Issue 12"). The bare handler
+/// uses it too, so the benchmark's ratio compares like with like.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// About the size of a real purchase answer.
 const BODY: &str = r#"{"created_at":"2026-11-25T04:35:59.184Z","order_id":"01a210fd-3450-7acf-87a0-aa5eb825d471","product_id":"bench","quantity":1,"replayed":false,"status":"confirmed","user_id":"bench-buyer"}"#;
 
