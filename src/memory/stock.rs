@@ -587,15 +587,19 @@ impl StockStore for MemoryStockStore {
     }
 
     async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveOutcome> {
-        let reserved = self.with_product(&req.product, |p| {
-            let step = p.reserve(req);
-            if let ReserveOutcome::Reserved(r) = &step.0 {
-                // Under the product's lock, so a purge cannot run between
-                // the reservation and its index entry.
-                self.orders.insert(r.order_id, r.product.clone());
-            }
-            step
-        });
+        let reserved = self.with_product(&req.product, |p| p.reserve(req));
+        if let Some(ReserveOutcome::Reserved(r)) = &reserved {
+            // After the product's lock, not under it: on a hot product the
+            // index insert (a hash into a table as large as the orders kept)
+            // was the biggest single cost inside the critical section. The
+            // gap is harmless: until the index names the order,
+            // `reservation` answers `None` for it, as it did a moment
+            // earlier; and a purge cannot drop the record in between (its
+            // `placed` event is still pending, and purges wait for
+            // delivery), short of a relay delivering and acknowledging it
+            // and a record TTL passing within that gap.
+            self.orders.insert(r.order_id, r.product.clone());
+        }
         Ok(reserved.unwrap_or(ReserveOutcome::UnknownProduct))
     }
 
