@@ -73,8 +73,10 @@ pub const PORT_CALL_FAILURES_TOTAL: &str = "flashsale_port_call_failures_total";
 /// `outcome="rate_limited"`. No labels.
 pub const RATE_LIMITED_TOTAL: &str = "flashsale_rate_limited_total";
 
-/// Counter: reserves a [`SoldOutCache`](crate::SoldOutCache) answered
-/// `SoldOut` itself, without asking its store. No labels.
+/// Counter: purchase attempts a [`SoldOutCache`](crate::SoldOutCache)
+/// answered `SoldOut` itself (through the engine, before the rate check;
+/// or a `reserve` called on the cache directly), without asking its store.
+/// No labels.
 pub const SOLD_OUT_CACHE_HITS_TOTAL: &str = "flashsale_sold_out_cache_hits_total";
 
 /// Gauge, units: a product's stock, as last read by

@@ -134,7 +134,8 @@ impl<S: StockStore> SoldOutCache<S> {
         self.ttl
     }
 
-    /// How many reserves were answered locally so far (also counted in
+    /// How many attempts were answered locally so far, by
+    /// [`known_sold_out`](StockStore::known_sold_out) or `reserve` (also counted in
     /// [`SOLD_OUT_CACHE_HITS_TOTAL`](crate::metrics::SOLD_OUT_CACHE_HITS_TOTAL)).
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
@@ -544,6 +545,43 @@ mod tests {
         assert_eq!(f.reserves.load(Ordering::SeqCst), 4);
         assert_eq!(reserve(&f, "d", 1).await, ReserveOutcome::SoldOut);
         assert_eq!(f.reserves.load(Ordering::SeqCst), 4, "1+ answered locally");
+    }
+
+    #[tokio::test]
+    async fn known_sold_out_says_exactly_what_reserve_would_answer_locally() {
+        let f = fixture(3).await;
+        let ask = |user: &str, q: u32| f.cache.known_sold_out(&req(&f.product, user, q));
+        // Nothing seen yet: nothing known, and asking costs no round trip.
+        assert!(!ask("a", 1));
+        reserve(&f, "a", 2).await;
+        assert!(!ask("b", 2), "the store has not said sold out yet");
+        assert_eq!(reserve(&f, "b", 2).await, ReserveOutcome::SoldOut);
+        let hits = f.cache.hits();
+        assert!(ask("b", 2) && ask("c", 3), "2 or more units are known gone");
+        assert!(!ask("c", 1), "1 unit may still fit");
+        assert_eq!(f.cache.hits(), hits + 2, "each known answer is a hit");
+        let mut keyed = req(&f.product, "c", 2);
+        keyed.idempotency_key = Some(IdempotencyKey::new("k").unwrap());
+        assert!(
+            !f.cache.known_sold_out(&keyed),
+            "a key must reach the store"
+        );
+        assert_eq!(f.reserves.load(Ordering::SeqCst), 2, "asking is local");
+        // Units back through this instance: nothing is known any more.
+        f.cache
+            .create_sale(&Sale::builder(f.product.clone(), 5).build().unwrap())
+            .await
+            .unwrap();
+        assert!(!ask("b", 2));
+        // And the TTL bounds what is known.
+        assert!(matches!(
+            reserve(&f, "b", 2).await,
+            ReserveOutcome::Reserved(_)
+        ));
+        assert_eq!(reserve(&f, "c", 2).await, ReserveOutcome::SoldOut);
+        assert!(ask("d", 2));
+        f.clock.advance(TTL);
+        assert!(!ask("d", 2));
     }
 
     #[tokio::test]
