@@ -38,14 +38,31 @@ wait_for() { # url
     exit 1
 }
 
-run_wrk() { # label url token
+# The server's CPU time (user, system; clock ticks) and context switches
+# (voluntary, involuntary; all its threads), for per-request figures.
+proc_counters() { # pid
+    local ticks vol invol
+    ticks=$(awk '{print $14, $15}' "/proc/$1/stat")
+    vol=$(cat /proc/"$1"/task/*/status | awk '$1=="voluntary_ctxt_switches:" {s+=$2} END {print s}')
+    invol=$(cat /proc/"$1"/task/*/status | awk '$1=="nonvoluntary_ctxt_switches:" {s+=$2} END {print s}')
+    echo "$ticks $vol $invol"
+}
+
+run_wrk() { # label url token server-pid
     TOKEN="$3" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s scripts/wrk-buy.lua "$2" >/dev/null
+    local before after
+    before=$(proc_counters "$4")
     TOKEN="$3" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s scripts/wrk-buy.lua "$2" \
         >"$LOGDIR/$1.wrk"
-    local result non2xx
+    after=$(proc_counters "$4")
+    local result non2xx requests per_request
     result=$(grep '^RESULT' "$LOGDIR/$1.wrk")
     non2xx=$(grep -o 'Non-2xx or 3xx responses: [0-9]*' "$LOGDIR/$1.wrk" | grep -o '[0-9]*$' || echo 0)
-    echo "$1 $result non2xx=$non2xx" | tee -a "$LOGDIR/summary"
+    requests=$(echo "$result" | grep -o 'requests=[0-9]*' | cut -d= -f2)
+    per_request=$(echo "$before $after" | awk -v n="$requests" -v hz="$(getconf CLK_TCK)" '{
+        printf "user_us=%.1f sys_us=%.1f vcsw=%.3f ivcsw=%.3f",
+            ($5-$1)*1e6/hz/n, ($6-$2)*1e6/hz/n, ($7-$3)/n, ($8-$4)/n }')
+    echo "$1 $result non2xx=$non2xx $per_request" | tee -a "$LOGDIR/summary"
 }
 
 for fw in axum actix; do
@@ -61,27 +78,32 @@ for fw in axum actix; do
     curl -sf -X PUT http://127.0.0.1:18080/admin/products/bench \
         -H "Authorization: Bearer $admin" \
         -d '{"stock": 1000000000, "per_user_limit": 4294967295, "per_order_max": 10}' >/dev/null
-    run_wrk "$fw-flashsale" http://127.0.0.1:18080/buy/bench "$buyer"
+    run_wrk "$fw-flashsale" http://127.0.0.1:18080/buy/bench "$buyer" "${PIDS[-1]}"
     curl -s http://127.0.0.1:18080/products/bench >"$LOGDIR/$fw.product"
     kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true; unset 'PIDS[-1]'
 
     FLASHSALE_LISTEN=127.0.0.1:18081 "$BIN/http_bare" "$fw" >"$LOGDIR/$fw-bare.out" 2>&1 &
     PIDS+=($!)
     sleep 0.5
-    run_wrk "$fw-bare" http://127.0.0.1:18081/buy/bench "$buyer"
+    run_wrk "$fw-bare" http://127.0.0.1:18081/buy/bench "$buyer" "${PIDS[-1]}"
     kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true; unset 'PIDS[-1]'
     echo "$fw stock after the run: $(cat "$LOGDIR/$fw.product")"
 done
 
 echo
 echo "POST /buy, $CONNECTIONS connections, $THREADS wrk threads, $DURATION, $(nproc) cores"
-printf '%-18s %10s %9s %9s %8s\n' server req/s p50_ms p99_ms non2xx
-while read -r label _ rps p50 p99 _ _ non; do
-    printf '%-18s %10s %9s %9s %8s\n' "$label" "${rps#rps=}" "${p50#p50_ms=}" "${p99#p99_ms=}" "${non#non2xx=}"
+echo "(per request, in the server: CPU microseconds, voluntary and involuntary context switches)"
+printf '%-18s %10s %9s %9s %8s %8s %8s %7s %7s\n' server req/s p50_ms p99_ms non2xx user_us sys_us vcsw ivcsw
+while read -r label _ rps p50 p99 _ _ non user sys vcsw ivcsw; do
+    printf '%-18s %10s %9s %9s %8s %8s %8s %7s %7s\n' "$label" "${rps#rps=}" "${p50#p50_ms=}" "${p99#p99_ms=}" \
+        "${non#non2xx=}" "${user#user_us=}" "${sys#sys_us=}" "${vcsw#vcsw=}" "${ivcsw#ivcsw=}"
 done <"$LOGDIR/summary"
 for fw in axum actix; do
     real=$(awk -v l="$fw-flashsale" '$1==l {sub("rps=","",$3); print $3}' "$LOGDIR/summary")
     bare=$(awk -v l="$fw-bare" '$1==l {sub("rps=","",$3); print $3}' "$LOGDIR/summary")
-    awk -v f="$fw" -v r="$real" -v b="$bare" 'BEGIN {printf "%s: flashsale/bare = %.2f\n", f, r/b}'
+    real99=$(awk -v l="$fw-flashsale" '$1==l {sub("p99_ms=","",$5); print $5}' "$LOGDIR/summary")
+    bare99=$(awk -v l="$fw-bare" '$1==l {sub("p99_ms=","",$5); print $5}' "$LOGDIR/summary")
+    awk -v f="$fw" -v r="$real" -v b="$bare" -v r99="$real99" -v b99="$bare99" \
+        'BEGIN {printf "%s: flashsale/bare = %.2f req/s; p99 = %.1fx the bare handler'"'"'s\n", f, r/b, r99/b99}'
 done
 echo "(wrk output in $LOGDIR)"
