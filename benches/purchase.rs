@@ -139,11 +139,18 @@ fn single_task(c: &mut Criterion) {
     g.finish();
 }
 
+/// Time measured and iterations, summed over a bench's samples.
+type Totals = parking_lot::Mutex<(Duration, u64)>;
+
 /// 1,024 purchases over 64 tasks on `workers` threads; `hot`: all on one
-/// product, else one product per task.
+/// product, else one product per task. Prints, after the group, how many
+/// times one worker's throughput 2 workers reach (from the same samples
+/// criterion measured).
 fn contended(c: &mut Criterion) {
     const TASKS: usize = 64;
     const PER_TASK: usize = 16;
+    // Per configuration (hot, workers): total time and iterations measured.
+    let mut measured: Vec<(bool, usize, Arc<Totals>)> = Vec::new();
     let mut g = c.benchmark_group("contended");
     g.throughput(Throughput::Elements((TASKS * PER_TASK) as u64));
     g.measurement_time(Duration::from_secs(8));
@@ -178,6 +185,8 @@ fn contended(c: &mut Criterion) {
             } else {
                 "many_products"
             };
+            let totals = Arc::new(Totals::new((Duration::ZERO, 0)));
+            measured.push((hot, workers, totals.clone()));
             g.bench_with_input(BenchmarkId::new(name, workers), &workers, |b, _| {
                 b.iter_custom(|iters| {
                     let start = Instant::now();
@@ -210,12 +219,37 @@ fn contended(c: &mut Criterion) {
                             sink.drain();
                         }
                     }
-                    start.elapsed()
+                    let elapsed = start.elapsed();
+                    let mut t = totals.lock();
+                    t.0 += elapsed;
+                    t.1 += iters;
+                    elapsed
                 })
             });
         }
     }
     g.finish();
+    // Scaling: per-iteration time with 1 worker / with 2 workers.
+    let per_iter = |hot: bool, workers: usize| {
+        measured
+            .iter()
+            .find(|(h, w, _)| *h == hot && *w == workers)
+            .map(|(_, _, t)| {
+                let t = t.lock();
+                t.0.as_secs_f64() / t.1.max(1) as f64
+            })
+    };
+    for (hot, name) in [(true, "one_hot_product"), (false, "many_products")] {
+        if let (Some(one), Some(two)) = (per_iter(hot, 1), per_iter(hot, 2))
+            && one > 0.0
+            && two > 0.0
+        {
+            println!(
+                "contended/{name}: 2 workers = {:.2}x one worker's throughput",
+                one / two
+            );
+        }
+    }
 }
 
 /// A bot cycling random product ids: without valid credentials (answered
