@@ -220,9 +220,10 @@ pub trait StockStore: Send + Sync + 'static {
     ///
     /// Must be cheap and never block on I/O. Must answer `false` for a
     /// request with an idempotency key (its key may name a finished
-    /// purchase, whose replay wins) and whenever units may have come back.
-    /// The default knows nothing; [`SoldOutCache`](crate::SoldOutCache)
-    /// answers from the sell-outs it saw.
+    /// purchase, whose replay wins) and once this instance knows units came
+    /// back; units returned elsewhere may stay unseen only for a bounded
+    /// time. The default knows nothing; [`SoldOutCache`](crate::SoldOutCache)
+    /// answers from the sell-outs it saw, for its TTL.
     fn known_sold_out(&self, req: &ReserveRequest) -> bool {
         let _ = req;
         false
