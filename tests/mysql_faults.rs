@@ -465,10 +465,19 @@ async fn mysql_restarted_mid_rush_sells_out_exactly() {
     let mut last = String::new();
     let settle_deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if engines[0].drain_outbox().await.is_ok() {
+        let drained = engines[0].drain_outbox().await;
+        if let Err(e) = &drained {
+            // Say why, should the deadline pass with no good reading.
+            last = format!("the relay could not drain the outbox: {e}");
+        }
+        if drained.is_ok() {
             let (before, _) = standing_orders(&sink);
             let levels = probe.snapshot(&p).await;
-            if let (Ok(Some(l)), Some(left)) = (levels, outbox_left().await) {
+            let left = outbox_left().await;
+            if !matches!((&levels, left), (Ok(Some(_)), Some(_))) {
+                last = format!("the probe read {levels:?} and {left:?} events left");
+            }
+            if let (Ok(Some(l)), Some(left)) = (levels, left) {
                 assert!(l.is_consistent(), "{l:?}");
                 assert!(l.held + l.committed <= u64::from(STOCK), "oversold: {l:?}");
                 let (standing, _) = standing_orders(&sink);
