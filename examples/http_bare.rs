@@ -9,10 +9,8 @@
 
 use std::process::ExitCode;
 
-/// The servers allocate with jemalloc: under load glibc's malloc spent about
-/// a tenth of a `POST /buy`'s server time in its own code and in futex waits
-/// on its arena locks (docs/performance.md, "Issue 12"). The bare handler
-/// uses it too, so the benchmark's ratio compares like with like.
+/// The example servers' allocator (see `server/mod.rs`), so the benchmark
+/// compares like with like.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use flashsale::engine::{HandOff, RelayConfig};
@@ -14,10 +15,10 @@ use flashsale::memory::{
     MemoryOrderSink, MemoryRateLimiter, MemoryStockStore, StaticAuthenticator,
 };
 use flashsale::model::{EventType, OrderEvent, OrderStatus, Principal, StockLevels, UserId};
-use flashsale::ports::{ReserveOutcome, ReserveRequest, SaleWrite};
+use flashsale::ports::{RateDecision, RateLimiter, ReserveOutcome, ReserveRequest, SaleWrite};
 use flashsale::{
     Clock, Credentials, Engine, Error, IdempotencyKey, ManualClock, OrderId, Outcome, ProductId,
-    PurchaseRequest, Quantity, RateQuota, Sale, StockStore, Timestamp,
+    PurchaseRequest, Quantity, RateQuota, Sale, SoldOutCache, StockStore, Timestamp,
 };
 
 const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
@@ -935,18 +936,13 @@ async fn levels_of(engine: &Engine, p: &str) -> StockLevels {
 /// A memory limiter that counts the checks it is asked for.
 struct CountingLimiter {
     inner: MemoryRateLimiter,
-    checks: std::sync::atomic::AtomicUsize,
+    checks: AtomicUsize,
 }
 
 #[async_trait::async_trait]
-impl flashsale::ports::RateLimiter for CountingLimiter {
-    async fn check(
-        &self,
-        key: &str,
-        cost: u32,
-    ) -> flashsale::Result<flashsale::ports::RateDecision> {
-        self.checks
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+impl RateLimiter for CountingLimiter {
+    async fn check(&self, key: &str, cost: u32) -> flashsale::Result<RateDecision> {
+        self.checks.fetch_add(1, Ordering::SeqCst);
         self.inner.check(key, cost).await
     }
 }
@@ -959,7 +955,7 @@ async fn a_known_sell_out_is_answered_without_a_rate_check_or_a_reserve() {
         inner: MemoryRateLimiter::with_clock("2/1s".parse().unwrap(), Arc::new(clock.clone())),
         checks: Default::default(),
     });
-    let store = Arc::new(flashsale::SoldOutCache::with_clock(
+    let store = Arc::new(SoldOutCache::with_clock(
         MemoryStockStore::new(),
         Duration::from_secs(5),
         Arc::new(clock.clone()),
@@ -972,7 +968,7 @@ async fn a_known_sell_out_is_answered_without_a_rate_check_or_a_reserve() {
         .clock(Arc::new(clock.clone()))
         .build()
         .unwrap();
-    let checks = || limiter.checks.load(std::sync::atomic::Ordering::SeqCst);
+    let checks = || limiter.checks.load(Ordering::SeqCst);
     engine
         .create_sale(&Sale::builder(pid("p"), 1).build().unwrap())
         .await

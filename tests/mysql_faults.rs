@@ -462,22 +462,17 @@ async fn mysql_restarted_mid_rush_sells_out_exactly() {
     // the outbox: a void writes its event in the same transaction as it
     // returns the units, so if one lands meanwhile, either the outbox is
     // not empty or the two readings of the sink differ.
-    let mut last = String::new();
+    let mut last: String;
     let settle_deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let drained = engines[0].drain_outbox().await;
-        if let Err(e) = &drained {
-            // Say why, should the deadline pass with no good reading.
+        // `last` says why, should the deadline pass with no good reading.
+        if let Err(e) = engines[0].drain_outbox().await {
             last = format!("the relay could not drain the outbox: {e}");
-        }
-        if drained.is_ok() {
+        } else {
             let (before, _) = standing_orders(&sink);
             let levels = probe.snapshot(&p).await;
             let left = outbox_left().await;
-            if !matches!((&levels, left), (Ok(Some(_)), Some(_))) {
-                last = format!("the probe read {levels:?} and {left:?} events left");
-            }
-            if let (Ok(Some(l)), Some(left)) = (levels, left) {
+            if let (Ok(Some(l)), Some(left)) = (&levels, left) {
                 assert!(l.is_consistent(), "{l:?}");
                 assert!(l.held + l.committed <= u64::from(STOCK), "oversold: {l:?}");
                 let (standing, _) = standing_orders(&sink);
@@ -495,6 +490,8 @@ async fn mysql_restarted_mid_rush_sells_out_exactly() {
                     standing.len(),
                     answered.len()
                 );
+            } else {
+                last = format!("the probe read {levels:?} and {left:?} events left");
             }
         }
         assert!(

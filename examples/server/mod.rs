@@ -16,13 +16,6 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-/// The servers allocate with jemalloc: under load glibc's malloc spent about
-/// a tenth of a `POST /buy`'s server time in its own code and in futex waits
-/// on its arena locks (docs/performance.md, "Issue 12"). The bare handler
-/// uses it too, so the benchmark's ratio compares like with like.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 use flashsale::http::Api;
 use flashsale::jwt::{Claims, DEV_SECRET, JwtAuthenticator, sign_hs256};
 use flashsale::memory::{MemoryOrderSink, MemoryRateLimiter, MemoryStockStore};
@@ -33,6 +26,13 @@ use flashsale::{
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use parking_lot::RwLock;
 use tokio::sync::watch;
+
+/// The servers allocate with jemalloc: under load glibc's malloc spent about
+/// a tenth of a `POST /buy`'s server time in its own code and in futex waits
+/// on its arena locks (docs/performance.md, "Issue 12"). `http_bare.rs`
+/// uses it too, so the benchmark's ratio compares like with like.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// `--help` text (the framework's name is filled in).
 pub fn help(framework: &str, example: &str) -> String {
