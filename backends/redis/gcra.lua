@@ -10,6 +10,13 @@
 -- A request of cost n is admitted iff  now >= max(TAT, now) + n*T - count*T.
 -- Admitted: TAT advances by n*T. Refused: nothing is written.
 -- Returns {1, 0} (allowed) | {0, retry_after_us} (limited)
+--
+-- Clock steps: TIME is this Redis host's wall clock and TATs are wall-clock
+-- times, so a step of that clock acts on every key. A step back by D puts
+-- recently used keys' TAT up to D in the future: they are refused, with a
+-- retry-after of about D, until the clock catches up. A step forward by D
+-- makes every TAT look D older: quotas replenish early, once. The script
+-- does not guard against either (it has no monotonic clock to compare with).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])

@@ -1,5 +1,9 @@
 //! An in-process keyed GCRA [`RateLimiter`] on `governor`, driven by the
 //! engine's [`Clock`] so tests can move time by hand.
+//!
+//! It runs on the clock's [monotonic](Clock::monotonic) time: a limit only
+//! measures time passing inside this process, so a wall-clock step (NTP, a
+//! resumed VM) must neither refuse recent keys nor replenish quotas early.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -23,14 +27,16 @@ use crate::ports::{RateDecision, RateLimiter};
 /// evicted, so memory follows the number of recently active keys.
 const EVICT_EVERY: u64 = 4_096;
 
-/// Adapts a [`Clock`] to governor's clock trait.
+/// Adapts a [`Clock`]'s monotonic time to governor's clock trait. Not the
+/// wall clock: a step back of Δ there would put every recent key's state Δ
+/// in the future and refuse it for about Δ.
 #[derive(Debug, Clone)]
 struct ClockAdapter(Arc<dyn Clock>);
 
 impl GovernorClock for ClockAdapter {
     type Instant = Nanos;
     fn now(&self) -> Nanos {
-        Nanos::from(self.0.now().as_millis().saturating_mul(1_000_000))
+        Nanos::from(self.0.monotonic())
     }
 }
 
@@ -63,8 +69,9 @@ impl MemoryRateLimiter {
         Ok(Self::new(RateQuota::per_second(count)?))
     }
 
-    /// A limiter on `clock` (use a [`ManualClock`](crate::ManualClock) in
-    /// tests).
+    /// A limiter on `clock`'s monotonic time (use a
+    /// [`ManualClock`](crate::ManualClock) in tests: its `advance` moves the
+    /// limiter's time, its `set` does not).
     pub fn with_clock(quota: RateQuota, clock: Arc<dyn Clock>) -> Self {
         let burst = NonZeroU32::new(quota.count()).expect("RateQuota guarantees count >= 1");
         let gq = Quota::with_period(quota.emission_interval())
@@ -158,6 +165,50 @@ mod tests {
             "{} keys tracked",
             limiter.tracked_keys()
         );
+    }
+
+    #[tokio::test]
+    async fn a_wall_clock_step_back_neither_limits_recent_keys_nor_lifts_limits() {
+        let clock = ManualClock::new(Timestamp::from_millis(10_000_000));
+        let quota: RateQuota = "3/1m".parse().unwrap();
+        let limiter = MemoryRateLimiter::with_clock(quota, Arc::new(clock.clone()));
+        // The process has run for a while before the step (a step back to
+        // before the limiter was built would hide the fault).
+        clock.advance(Duration::from_secs(3_600));
+        let start = clock.now();
+        assert_eq!(limiter.check("u", 1).await.unwrap(), RateDecision::Allowed);
+        assert_eq!(
+            limiter.check("full", 3).await.unwrap(),
+            RateDecision::Allowed
+        );
+        // NTP steps the wall clock back 10 minutes; no time passes.
+        clock.set(Timestamp::from_millis(start.as_millis() - 600_000));
+        // "u" used 1 of its 3: still admitted, not refused for ~10 min.
+        for _ in 0..2 {
+            assert_eq!(limiter.check("u", 1).await.unwrap(), RateDecision::Allowed);
+        }
+        assert_eq!(
+            limiter.check("u", 1).await.unwrap(),
+            RateDecision::Limited {
+                retry_after: Duration::from_secs(20)
+            }
+        );
+        // And limits still hold, measured on monotonic time.
+        let RateDecision::Limited { retry_after } = limiter.check("full", 1).await.unwrap() else {
+            panic!("a spent quota was admitted after the step")
+        };
+        assert_eq!(retry_after, Duration::from_secs(20));
+        clock.advance(retry_after);
+        assert_eq!(
+            limiter.check("full", 1).await.unwrap(),
+            RateDecision::Allowed
+        );
+        // A step forward does not replenish quotas early either.
+        clock.set(Timestamp::from_millis(start.as_millis() + 3_600_000));
+        assert!(matches!(
+            limiter.check("full", 1).await.unwrap(),
+            RateDecision::Limited { .. }
+        ));
     }
 
     #[tokio::test]
