@@ -1,6 +1,7 @@
 //! The order worker: consumes the order topic at least once and folds the
-//! events into a MySQL `orders` table, idempotently; retries transient
-//! failures and sends what it cannot process to `<topic>.dlq`.
+//! events into a MySQL `orders` table, idempotently; waits out database
+//! outages (consumption paused, retrying) and sends what it cannot process
+//! to `<topic>.dlq`.
 //!
 //! ```text
 //! FLASHSALE_KAFKA_BROKERS=127.0.0.1:9092 \
@@ -246,8 +247,9 @@ Consuming; Ctrl-C or SIGTERM stops after the batch in flight. Progress every 10 
         .await
         .map_err(|e| format!("the worker could not start: {e}"))?;
     println!(
-        "stopped: {} event(s) handled, {} dead-lettered, {} retries, {} batches; offsets committed",
-        stats.handled, stats.dead_lettered, stats.retries, stats.batches
+        "stopped: {} event(s) handled, {} dead-lettered, {} retries, {} batches, {} stall(s) \
+         waiting out the database; offsets committed",
+        stats.handled, stats.dead_lettered, stats.retries, stats.batches, stats.stalls
     );
     Ok(())
 }

@@ -13,7 +13,7 @@
 //! | [`CONSUMER_GROUP`] `dlq.consumer.group` | the group of the worker that gave up on it |
 //! | [`ERROR`] `dlq.error` | the error, as text (at most 4 KiB) |
 //! | [`ATTEMPTS`] `dlq.attempts` | how many times the handler was called with this event on its own; `0` for a message that could not be decoded |
-//! | [`REASON`] `dlq.reason` | `undecodable`, `rejected` (a permanent error) or `retries_exhausted` (transient errors, `attempts` times) |
+//! | [`REASON`] `dlq.reason` | `undecodable` or `rejected` (a permanent error); letters of earlier versions may say `retries_exhausted` (transient errors, `attempts` times), which this one no longer writes |
 //!
 //! A replayed message carries the original headers (without the `dlq.*`
 //! ones) plus [`REPLAYED_FROM`].
@@ -49,8 +49,11 @@ pub const ERROR: &str = "dlq.error";
 /// decimal; `0` when the message could not be decoded.
 pub const ATTEMPTS: &str = "dlq.attempts";
 /// `undecodable` (not JSON, not an order event, an unknown schema
-/// version), `rejected` (the handler failed permanently) or
-/// `retries_exhausted` (it failed transiently every attempt).
+/// version) or `rejected` (the handler failed permanently).
+///
+/// Letters written by earlier versions may also say `retries_exhausted`
+/// (the handler failed transiently every attempt). This version no longer
+/// dead-letters transient failures: it pauses and retries until they pass.
 pub const REASON: &str = "dlq.reason";
 /// Set by [`replay_dead_letters`] on the message it puts back on the order
 /// topic: `<dead-letter topic>/<partition>/<offset>` of the dead letter.
@@ -76,7 +79,6 @@ const MAX_ERROR_LEN: usize = 4096;
 pub(crate) enum Reason {
     Undecodable,
     Rejected,
-    RetriesExhausted,
 }
 
 impl Reason {
@@ -84,7 +86,6 @@ impl Reason {
         match self {
             Reason::Undecodable => "undecodable",
             Reason::Rejected => "rejected",
-            Reason::RetriesExhausted => "retries_exhausted",
         }
     }
 }
@@ -604,7 +605,7 @@ mod tests {
         let letter = DeadLetter {
             message: &m,
             group: "g",
-            reason: Reason::RetriesExhausted,
+            reason: Reason::Rejected,
             error: &long,
             attempts: 5,
         };
@@ -620,7 +621,7 @@ mod tests {
         assert_eq!(header(h, ORIGINAL_OFFSET), Some("41"));
         assert_eq!(header(h, CONSUMER_GROUP), Some("g"));
         assert_eq!(header(h, ATTEMPTS), Some("5"));
-        assert_eq!(header(h, REASON), Some("retries_exhausted"));
+        assert_eq!(header(h, REASON), Some("rejected"));
         let error = header(h, ERROR).unwrap();
         assert!(error.len() <= MAX_ERROR_LEN && error.starts_with("éé"));
         assert_eq!(h.iter().filter(|x| x.key == ERROR).count(), 1);

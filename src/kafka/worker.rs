@@ -1,8 +1,9 @@
 //! [`OrderWorker`]: the consumer side. Reads the order topic at least
-//! once, hands decoded events to an [`EventHandler`] in batches, retries
-//! transient failures and dead-letters what it cannot process.
+//! once, hands decoded events to an [`EventHandler`] in batches, pauses
+//! consumption and retries while the handler fails transiently, and
+//! dead-letters what it cannot process.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
-use rdkafka::topic_partition_list::Offset;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 mod decode;
@@ -41,9 +42,14 @@ use crate::model::OrderEvent;
 ///
 /// Return `Ok` only when every event is processed durably. An error
 /// whose [`is_transient`](Error::is_transient) is true (a backend or a
-/// timeout) is retried with backoff; any other error is permanent. When a
-/// batch keeps failing, the worker hands its events over one at a time,
-/// so that only the events that fail on their own are dead-lettered.
+/// timeout: the database is down) is retried with backoff for as long as
+/// it lasts, with consumption paused; it never dead-letters an event. Any
+/// other error is permanent: the worker hands the batch's events over one
+/// at a time, and dead-letters those that fail permanently on their own.
+///
+/// So return a permanent error for what retrying cannot fix (a value the
+/// database refuses): a transient error that never clears stalls the
+/// worker until it is fixed or the worker is stopped.
 #[async_trait]
 pub trait EventHandler: Send + Sync + 'static {
     /// Processes `events` (never empty).
@@ -99,6 +105,34 @@ impl Stop {
     }
 }
 
+/// How often the consumer is polled while consumption is paused: often
+/// enough for any sane `max.poll.interval.ms` (which librdkafka checks
+/// between polls) and to serve rebalances promptly.
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
+
+/// What the worker carries from one retry to the next while the handler
+/// fails transiently.
+#[derive(Default)]
+struct Held {
+    /// The stall in progress, if any.
+    stall: Option<Stall>,
+    /// Messages that arrived while consumption was paused (fetched before
+    /// the pause took effect, or from a partition assigned since): handled
+    /// after the batch in flight, in the order they came.
+    backlog: VecDeque<OwnedMessage>,
+}
+
+/// Consumption paused because the handler fails transiently.
+struct Stall {
+    since: Instant,
+    /// Every partition paused during this stall, all resumed at its end: a
+    /// partition revoked meanwhile would otherwise stay paused if it were
+    /// assigned again later.
+    paused: BTreeSet<(String, i32)>,
+    /// When to log the next "still stalled" line.
+    report_at: Instant,
+}
+
 /// The fate of one message of a batch.
 enum Verdict {
     /// Processed (handled, or dead-lettered once the write is acked).
@@ -121,12 +155,21 @@ enum Verdict {
 ///   gaps).
 /// * **Batches.** Up to [`max_batch`](WorkerOptions::max_batch) messages
 ///   that are ready. Each is decoded; an undecodable one (not JSON, not an
-///   order event, an unknown schema version) is dead-lettered at once. The
-///   rest go to the handler as one batch, retried with backoff on
-///   transient errors; a batch that keeps failing, or fails permanently,
-///   is handed over one event at a time: an event failing permanently is
-///   dead-lettered at once, one failing transiently after
-///   [`max_attempts`](WorkerOptions::max_attempts) attempts.
+///   order event, an unknown schema version) is dead-lettered without a
+///   retry. The rest go to the handler as one batch. A batch that fails
+///   permanently, or transiently 5 times in a row (it may be too big for
+///   the database's timeouts), is handed over one event at a time: an
+///   event failing permanently is dead-lettered at once.
+/// * **Back-pressure.** While the handler fails transiently (its database
+///   is down), the worker retries the same batch, or event, with capped
+///   backoff for as long as it takes, and reads nothing further: it pauses
+///   its assigned partitions and stores no offset past the failing batch.
+///   It keeps polling the consumer meanwhile, so it stays in the group
+///   however long the outage. It logs a warning when the stall begins, an
+///   error every [`progress_interval`](WorkerOptions::progress_interval)
+///   while it lasts, and counts it in [`WorkerStats::stalls`] and
+///   [`WorkerCounters::stalled_for`]. Healthy events are never
+///   dead-lettered for an outage; they wait.
 /// * **Dead letters** go to `<topic>.dlq` with the original key, value and
 ///   headers plus the [`dlq`](super::dlq) headers (original topic,
 ///   partition, offset, group, error, attempts), through an idempotent
@@ -213,7 +256,8 @@ impl OrderWorker {
     ///
     /// "Finishes" means the handler call in progress completes and its
     /// results are dead-lettered as needed; retries still pending then
-    /// (a backoff, a dead-letter write that keeps failing) are given up,
+    /// (a backoff, a stall waiting for the handler's database, a
+    /// dead-letter write that keeps failing) are given up,
     /// and those messages, whose offsets are not committed, are delivered
     /// again to the group's next worker.
     ///
@@ -262,7 +306,14 @@ impl OrderWorker {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last = (Instant::now(), 0u64);
         let mut errors = 0u32;
+        let mut held = Held::default();
         loop {
+            if !held.backlog.is_empty() && !stop.fired() {
+                let n = held.backlog.len().min(self.opts.max_batch);
+                let batch = held.backlog.drain(..n).collect();
+                self.process(batch, &mut stop, &mut held).await;
+                continue;
+            }
             let first = tokio::select! {
                 biased;
                 () = stop.wait() => break,
@@ -296,7 +347,17 @@ impl OrderWorker {
                     Err(_) => break,
                 }
             }
-            self.process(batch, &mut stop).await;
+            self.process(batch, &mut stop, &mut held).await;
+        }
+        if let Some(stall) = held.stall.take() {
+            // Nothing held was processed, so no offset past it was stored:
+            // the group's next owner reads it all again.
+            self.counters.set_stalled_since(None);
+            tracing::warn!(
+                group = %self.opts.group,
+                stalled_ms = stall.since.elapsed().as_millis() as u64,
+                "order worker stopping while stalled: the failing batch is left to the group"
+            );
         }
         self.close().await;
         let stats = self.counters.snapshot();
@@ -306,13 +367,14 @@ impl OrderWorker {
             dead_lettered = stats.dead_lettered,
             retries = stats.retries,
             batches = stats.batches,
+            stalls = stats.stalls,
             "order worker stopped"
         );
         Ok(stats)
     }
 
     /// Processes one batch and stores the offsets of what it processed.
-    async fn process(&self, batch: Vec<OwnedMessage>, stop: &mut Stop) {
+    async fn process(&self, batch: Vec<OwnedMessage>, stop: &mut Stop, held: &mut Held) {
         let mut verdicts: Vec<Verdict> = Vec::with_capacity(batch.len());
         let mut events = Vec::with_capacity(batch.len());
         let mut slots = Vec::with_capacity(batch.len());
@@ -326,7 +388,10 @@ impl OrderWorker {
                 Err(why) => verdicts.push(Verdict::Dead(Reason::Undecodable, why, 0)),
             }
         }
-        for (slot, v) in slots.into_iter().zip(self.handle(&events, stop).await) {
+        for (slot, v) in slots
+            .into_iter()
+            .zip(self.handle(&events, stop, held).await)
+        {
             verdicts[slot] = v;
         }
         // Dead letters, all at once; each offset is stored only once its
@@ -380,8 +445,13 @@ impl OrderWorker {
     }
 
     /// Hands `events` to the handler: the batch, then one at a time if it
-    /// keeps failing. One verdict per event.
-    async fn handle(&self, events: &[OrderEvent], stop: &mut Stop) -> Vec<Verdict> {
+    /// fails permanently or keeps failing. One verdict per event.
+    async fn handle(
+        &self,
+        events: &[OrderEvent],
+        stop: &mut Stop,
+        held: &mut Held,
+    ) -> Vec<Verdict> {
         if events.is_empty() {
             return Vec::new();
         }
@@ -391,11 +461,18 @@ impl OrderWorker {
                 attempt += 1;
                 let e = match self.handler.handle(events).await {
                     Ok(()) => {
+                        self.end_stall(held);
                         WorkerCounters::add(&self.counters.handled, events.len() as u64);
                         return events.iter().map(|_| Verdict::Handled).collect();
                     }
                     Err(e) => e,
                 };
+                if !e.is_transient() {
+                    // The handler answered: whatever stalled it is over.
+                    self.end_stall(held);
+                }
+                // A batch failing transiently again and again may be too
+                // big for the database's timeouts: smaller calls may pass.
                 if !e.is_transient() || attempt >= self.opts.max_attempts {
                     tracing::warn!(
                         error = %e, events = events.len(), attempt,
@@ -403,8 +480,7 @@ impl OrderWorker {
                     );
                     break;
                 }
-                tracing::warn!(error = %e, events = events.len(), attempt, "batch failed; retrying");
-                if !stop.sleep(self.opts.backoff.delay(attempt)).await {
+                if !self.back_off(attempt, &e, events.len(), stop, held).await {
                     return events.iter().map(|_| Verdict::Abandoned).collect();
                 }
                 WorkerCounters::add(&self.counters.retries, 1);
@@ -415,36 +491,147 @@ impl OrderWorker {
             let v = if stop.fired() {
                 Verdict::Abandoned
             } else {
-                self.handle_one(e, stop).await
+                self.handle_one(e, stop, held).await
             };
             verdicts.push(v);
         }
         verdicts
     }
 
-    async fn handle_one(&self, event: &OrderEvent, stop: &mut Stop) -> Verdict {
-        let mut attempt = 0;
+    /// Hands one event to the handler until it succeeds or fails
+    /// permanently: a transient failure is waited out, never
+    /// dead-lettered.
+    async fn handle_one(&self, event: &OrderEvent, stop: &mut Stop, held: &mut Held) -> Verdict {
+        let mut attempt: u32 = 0;
         loop {
-            attempt += 1;
+            attempt = attempt.saturating_add(1);
             let e = match self.handler.handle(std::slice::from_ref(event)).await {
                 Ok(()) => {
+                    self.end_stall(held);
                     WorkerCounters::add(&self.counters.handled, 1);
                     return Verdict::Handled;
                 }
                 Err(e) => e,
             };
             if !e.is_transient() {
+                self.end_stall(held);
                 return Verdict::Dead(Reason::Rejected, e.to_string(), attempt);
             }
-            if attempt >= self.opts.max_attempts {
-                return Verdict::Dead(Reason::RetriesExhausted, e.to_string(), attempt);
-            }
-            tracing::warn!(error = %e, event_id = %event.event_id, attempt, "event failed; retrying");
-            if !stop.sleep(self.opts.backoff.delay(attempt)).await {
+            if !self.back_off(attempt, &e, 1, stop, held).await {
                 return Verdict::Abandoned;
             }
             WorkerCounters::add(&self.counters.retries, 1);
         }
+    }
+
+    /// Waits before retry `retry` of a handler call (of `events` events)
+    /// that failed transiently with `error`, with consumption paused: the
+    /// first such failure starts a stall. `false` if the worker was asked
+    /// to stop meanwhile.
+    async fn back_off(
+        &self,
+        retry: u32,
+        error: &Error,
+        events: usize,
+        stop: &mut Stop,
+        held: &mut Held,
+    ) -> bool {
+        let now = Instant::now();
+        let every = self.opts.progress_interval;
+        let group = &self.opts.group;
+        match &mut held.stall {
+            None => {
+                tracing::warn!(
+                    group = %group, error = %error, events,
+                    "handler failed transiently: consumption paused, retrying until it succeeds"
+                );
+                WorkerCounters::add(&self.counters.stalls, 1);
+                self.counters.set_stalled_since(Some(now));
+                held.stall = Some(Stall {
+                    since: now,
+                    paused: BTreeSet::new(),
+                    report_at: now + every,
+                });
+            }
+            Some(stall) if now >= stall.report_at => {
+                stall.report_at = now + every;
+                tracing::error!(
+                    group = %group, error = %error, events, retry,
+                    stalled_secs = stall.since.elapsed().as_secs(),
+                    "order worker stalled: the handler keeps failing transiently; \
+                     consumption paused, retrying"
+                );
+            }
+            Some(_) => {
+                tracing::debug!(error = %error, events, retry, "handler failed transiently; retrying")
+            }
+        }
+        let until = tokio::time::Instant::now() + self.opts.backoff.delay(retry);
+        loop {
+            if let Some(stall) = &mut held.stall {
+                self.pause_assigned(stall);
+            }
+            // Paused, yet polled at least every KEEP_ALIVE: librdkafka drops
+            // a member not polled within max.poll.interval.ms (a rebalance
+            // re-delivering everything), and serves rebalances only in polls.
+            tokio::select! {
+                biased;
+                () = stop.wait() => return false,
+                () = tokio::time::sleep_until(until) => return true,
+                m = self.consumer.recv() => match m {
+                    Ok(m) => held.backlog.push_back(m.detach()),
+                    Err(e) => tracing::debug!(error = %e, "kafka consumer error while paused"),
+                },
+                () = tokio::time::sleep(KEEP_ALIVE) => {}
+            }
+        }
+    }
+
+    /// Pauses every partition assigned now (again: one assigned since the
+    /// stall began must not be read either), remembering it for the resume.
+    fn pause_assigned(&self, stall: &mut Stall) {
+        let assigned = match self.consumer.assignment() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the assignment to pause it");
+                return;
+            }
+        };
+        if assigned.count() == 0 {
+            return;
+        }
+        for p in assigned.elements() {
+            stall.paused.insert((p.topic().to_owned(), p.partition()));
+        }
+        if let Err(e) = self.consumer.pause(&assigned) {
+            tracing::debug!(error = %e, "pausing the assigned partitions failed");
+        }
+    }
+
+    /// Ends the stall in progress, if any, the handler having answered:
+    /// resumes what it paused.
+    fn end_stall(&self, held: &mut Held) {
+        let Some(stall) = held.stall.take() else {
+            return;
+        };
+        let mut paused = TopicPartitionList::new();
+        for (topic, partition) in &stall.paused {
+            paused.add_partition(topic, *partition);
+        }
+        if paused.count() > 0
+            && let Err(e) = self.consumer.resume(&paused)
+        {
+            tracing::error!(
+                group = %self.opts.group, error = %e,
+                "resuming the paused partitions failed: restart the worker if it reads nothing"
+            );
+        }
+        self.counters.set_stalled_since(None);
+        tracing::warn!(
+            group = %self.opts.group,
+            stalled_ms = stall.since.elapsed().as_millis() as u64,
+            "handler answering again: consumption resumed"
+        );
     }
 
     /// Stores, per partition, the offset after the last message of the
@@ -496,6 +683,7 @@ impl OrderWorker {
                     handled = stats.handled,
                     dead_lettered = stats.dead_lettered,
                     retries = stats.retries,
+                    stalls = stats.stalls,
                     "order worker progress"
                 ),
                 Err(e) => tracing::info!(

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::kafka::KafkaOptions;
@@ -33,10 +35,10 @@ impl WorkerOptions {
     /// The default consumer group.
     pub const DEFAULT_GROUP: &'static str = "flashsale-order-worker";
 
-    /// The defaults: group `flashsale-order-worker`, 5 attempts per event,
-    /// backoff from 100 ms doubling to 5 s (with jitter), batches of up to
-    /// 500 events, a progress line every 30 s, stored offsets committed
-    /// every 5 s.
+    /// The defaults: group `flashsale-order-worker`, backoff from 100 ms
+    /// doubling to 5 s (with jitter), batches of up to 500 events (split
+    /// after 5 transient failures in a row), a progress line every 30 s,
+    /// stored offsets committed every 5 s.
     pub fn new() -> Self {
         Self {
             group: Self::DEFAULT_GROUP.to_owned(),
@@ -61,10 +63,19 @@ impl WorkerOptions {
         self
     }
 
-    /// How many times the handler is called with one event before a
-    /// transient failure dead-letters it (default 5; at least 1). A batch
-    /// is also tried this many times before its events are handed over
-    /// one at a time.
+    /// How many times a batch failing transiently is tried before its
+    /// events are handed over one at a time (default 5; at least 1).
+    ///
+    /// It used to be, above all, how many times one event was tried before
+    /// a transient failure dead-lettered it. Transient failures are no
+    /// longer dead-lettered: the worker pauses consumption and retries
+    /// until the handler succeeds (see [`OrderWorker`](super::OrderWorker)).
+    /// What is left, the batch split, needs no tuning; the option will go.
+    #[deprecated(
+        note = "transient failures are no longer dead-lettered (the worker pauses and retries \
+                until the handler succeeds); this now only sets after how many transient \
+                failures a batch is split into single events, and will be removed"
+    )]
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts;
         self
@@ -80,13 +91,14 @@ impl WorkerOptions {
 
     /// The most messages handed to the handler at once (default 500).
     ///
-    /// The consumer is not polled while a batch is processed: a batch,
-    /// retries and one-at-a-time fallback included, must finish within
-    /// librdkafka's `max.poll.interval.ms` (300 s by default; see
-    /// [`set`](Self::set)), or the worker drops out of the group and the
-    /// batch is delivered again to the next owner of its partitions. While
-    /// a backend is down, the fallback may take `max_batch` times what
-    /// `max_attempts` attempts of one event take: keep that below it.
+    /// The consumer is not polled while the handler runs: a handler call
+    /// must finish well within librdkafka's `max.poll.interval.ms` (300 s
+    /// by default; see [`set`](Self::set)), or the worker drops out of the
+    /// group and the batch is delivered again to the next owner of its
+    /// partitions. Between retries it is polled (with its partitions
+    /// paused), so an outage of any length keeps it in the group; after
+    /// one, the batch may be handled one event at a time, i.e. `max_batch`
+    /// calls in a row.
     pub fn max_batch(mut self, n: usize) -> Self {
         self.max_batch = n;
         self
@@ -219,6 +231,10 @@ pub struct WorkerStats {
     pub retries: u64,
     /// Batches of messages processed.
     pub batches: u64,
+    /// Times the worker paused consumption because the handler failed
+    /// transiently (its database was down), each time until the handler
+    /// answered again or the worker stopped.
+    pub stalls: u64,
 }
 
 /// Live counters of a running [`OrderWorker`](super::OrderWorker), from
@@ -230,6 +246,8 @@ pub struct WorkerCounters {
     pub(super) dead_lettered: AtomicU64,
     pub(super) retries: AtomicU64,
     pub(super) batches: AtomicU64,
+    pub(super) stalls: AtomicU64,
+    stalled_since: Mutex<Option<Instant>>,
 }
 
 impl WorkerCounters {
@@ -240,7 +258,21 @@ impl WorkerCounters {
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             batches: self.batches.load(Ordering::Relaxed),
+            stalls: self.stalls.load(Ordering::Relaxed),
         }
+    }
+
+    /// How long consumption has been paused, if it is paused now: the
+    /// handler keeps failing transiently (its database is down) and the
+    /// worker retries the same batch, reading nothing further, until it
+    /// succeeds. `None` while the worker consumes. Alert on it when it
+    /// stays `Some` for long.
+    pub fn stalled_for(&self) -> Option<Duration> {
+        self.stalled_since.lock().map(|since| since.elapsed())
+    }
+
+    pub(super) fn set_stalled_since(&self, since: Option<Instant>) {
+        *self.stalled_since.lock() = since;
     }
 
     pub(super) fn add(counter: &AtomicU64, n: u64) {
@@ -271,9 +303,11 @@ mod tests {
     #[test]
     fn options_validate_and_the_worker_keeps_its_offset_settings() {
         assert!(WorkerOptions::new().validate().is_ok());
+        #[allow(deprecated)] // still validated while it exists
+        let no_attempts = WorkerOptions::new().max_attempts(0);
         for bad in [
             WorkerOptions::new().group(" "),
-            WorkerOptions::new().max_attempts(0),
+            no_attempts,
             WorkerOptions::new().max_batch(0),
             WorkerOptions::new().backoff(Duration::ZERO, Duration::from_secs(1)),
             WorkerOptions::new().backoff(Duration::from_secs(2), Duration::from_secs(1)),
