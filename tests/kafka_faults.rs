@@ -193,8 +193,11 @@ async fn sink_outages_lose_no_order_and_never_reach_the_buyer() {
         .authenticator(Arc::new(auth))
         .relay(RelayConfig {
             batch: 64,
-            // Above the submit timeout plus the port timeout (2 s).
-            lease: Duration::from_secs(4),
+            // Must exceed the claim (the 2 s port timeout), the submit and
+            // librdkafka's 60 s delivery timeout; longer than the test, so
+            // that the one relay's failed batches are always resent at
+            // once, never left to lapse.
+            lease: Duration::from_secs(600),
             submit_timeout: Duration::from_secs(1),
         })
         .build()

@@ -54,7 +54,7 @@ struct Inner {
     /// without waiting for its next tick.
     relay_wake: tokio::sync::Notify,
     /// A claimed batch the relay failed to deliver, retried first.
-    relay_retry: parking_lot::Mutex<Option<(Vec<OrderEvent>, crate::model::Timestamp)>>,
+    relay_retry: parking_lot::Mutex<Option<relay::KeptBatch>>,
     /// This engine's metric handles ([`crate::metrics`]).
     metrics: EngineMetrics,
 }

@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use super::Engine;
 use crate::error::Result;
 use crate::metrics::{RelayStage, ops};
+use crate::model::{OrderEvent, Timestamp};
 
 impl Engine {
     /// One relay pass: claims up to [`RelayConfig::batch`](super::RelayConfig::batch)
@@ -24,8 +25,21 @@ impl Engine {
     /// lapses.
     ///
     /// A batch whose submit or ack failed is kept and retried first by the
-    /// next pass of this engine, without waiting for its lease to lapse
-    /// (but not after: then it is claimed afresh, by whichever relay).
+    /// next pass of this engine, without waiting for its lease to lapse,
+    /// but only while the lease left is longer than the whole resend can
+    /// take: [`RelayConfig::submit_timeout`](super::RelayConfig::submit_timeout),
+    /// then the longer of a [port timeout](super::EngineConfig::port_timeout)
+    /// (the ack) and the sink's
+    /// [`delivery_timeout`](crate::ports::OrderSink::delivery_timeout) (its
+    /// deliveries that may still land after a submit failed or was given
+    /// up on). With less left, the kept batch is dropped and the pass claims
+    /// afresh; the dropped events come back when their lease lapses, to
+    /// whichever relay claims them then. A resend that outlived the lease
+    /// could reach the sink after another relay had delivered the same
+    /// events and the same orders' later ones, i.e. put an order's
+    /// `placed` after its `cancelled`. The lease left is measured on both
+    /// of the engine's clocks and the shorter one counts, so that a
+    /// backward step of the wall clock cannot stretch it.
     ///
     /// Records the relay metrics: the batch size and the age of its oldest
     /// event ([`RELAY_BACKLOG_EVENTS`](crate::metrics::RELAY_BACKLOG_EVENTS),
@@ -36,21 +50,39 @@ impl Engine {
         let inner = &*self.inner;
         let cfg = inner.config.relay;
         let now = inner.clock.now();
-        // A kept batch is resent only while this relay still holds its
-        // lease: once it lapsed, another relay may have claimed those events
-        // and delivered later ones of the same orders after them, so a
-        // resend would put an order's events out of order in the sink.
-        let retry = inner.relay_retry.lock().take();
-        let (events, lease_until) = match retry {
-            Some((events, until)) if now < until => (events, until),
-            _ => {
-                let events = self
+        let monotonic = inner.clock.monotonic();
+        // A kept batch is resent only if this relay still holds its lease
+        // when the resend is over, late deliveries included: after that,
+        // another relay may have claimed those events and delivered later
+        // ones of the same orders, and the resend would land behind them.
+        let resend_takes =
+            cfg.delivery_window(inner.config.port_timeout, inner.sink.delivery_timeout());
+        let kept = inner.relay_retry.lock().take().filter(|kept| {
+            let left = kept.lease_left(now, monotonic);
+            let fits = left > resend_takes;
+            if !fits {
+                debug!(
+                    events = kept.events.len(),
+                    ?left,
+                    ?resend_takes,
+                    "kept batch dropped: too little of its lease is left to resend it; \
+                     it is claimed again once the lease lapses"
+                );
+            }
+            fits
+        });
+        let kept = match kept {
+            Some(kept) => kept,
+            None => KeptBatch {
+                events: self
                     .call_err(&ops::CLAIM, inner.stock.claim(now, cfg.batch, cfg.lease))
                     .await
-                    .inspect_err(|_| inner.metrics.relay_failed(RelayStage::Claim))?;
-                (events, now.saturating_add(cfg.lease))
-            }
+                    .inspect_err(|_| inner.metrics.relay_failed(RelayStage::Claim))?,
+                until: now.saturating_add(cfg.lease),
+                until_monotonic: monotonic.saturating_add(cfg.lease),
+            },
         };
+        let events = &kept.events;
         let oldest = events.iter().map(|e| e.at).min().unwrap_or(now);
         inner
             .metrics
@@ -59,17 +91,18 @@ impl Engine {
             return Ok(0);
         }
         let delivered = async {
-            self.call_err_within(&ops::SUBMIT, cfg.submit_timeout, inner.sink.submit(&events))
+            self.call_err_within(&ops::SUBMIT, cfg.submit_timeout, inner.sink.submit(events))
                 .await
                 .inspect_err(|_| inner.metrics.relay_failed(RelayStage::Submit))?;
-            self.call_err(&ops::ACK, inner.stock.ack(&events))
+            self.call_err(&ops::ACK, inner.stock.ack(events))
                 .await
                 .inspect_err(|_| inner.metrics.relay_failed(RelayStage::Ack))
         };
         if let Err(error) = delivered.await {
-            // Keep the batch: the next pass resends it at once (the sink
-            // may have stored part of it; consumers dedupe by event id).
-            *inner.relay_retry.lock() = Some((events, lease_until));
+            // Keep the batch: the next pass resends it at once if the lease
+            // allows (the sink may have stored part of it; consumers dedupe
+            // by event id).
+            *inner.relay_retry.lock() = Some(kept);
             return Err(error);
         }
         inner.metrics.relay_delivered(events.len());
@@ -129,5 +162,26 @@ impl Engine {
             }
             debug!("order relay stopped");
         })
+    }
+}
+
+/// A claimed batch whose submit or ack failed, kept for this engine's next
+/// relay pass, with the end of its lease.
+pub(super) struct KeptBatch {
+    events: Vec<OrderEvent>,
+    /// The lease's end as the store recorded it (wall clock): what other
+    /// relays compare their own time with.
+    until: Timestamp,
+    /// The same end on the engine's monotonic clock, which a backward step
+    /// of the wall clock cannot push out.
+    until_monotonic: Duration,
+}
+
+impl KeptBatch {
+    /// How much of the lease is left at `now` (wall) and `monotonic`: the
+    /// shorter of the two readings.
+    fn lease_left(&self, now: Timestamp, monotonic: Duration) -> Duration {
+        let wall = self.until.saturating_duration_since(now);
+        wall.min(self.until_monotonic.saturating_sub(monotonic))
     }
 }

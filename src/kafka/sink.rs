@@ -26,6 +26,8 @@ pub struct KafkaOrderSink {
     producer: FutureProducer,
     topic: String,
     request_timeout: Duration,
+    /// librdkafka's local message timeout, as the producer was given it.
+    delivery_timeout: Duration,
 }
 
 impl std::fmt::Debug for KafkaOrderSink {
@@ -67,6 +69,7 @@ impl KafkaOrderSink {
             producer,
             topic: opts.topic.clone(),
             request_timeout: opts.request_timeout,
+            delivery_timeout: message_timeout(&config).unwrap_or(opts.delivery_timeout),
         })
     }
 
@@ -162,6 +165,15 @@ impl OrderSink for KafkaOrderSink {
         }
     }
 
+    /// librdkafka's `delivery.timeout.ms` (default
+    /// [`KafkaOptions::delivery_timeout`], 60 s): a submit the relay gave up
+    /// on leaves its messages queued, and librdkafka keeps delivering them
+    /// for up to that long after they were enqueued, all of which happened
+    /// within the submit.
+    fn delivery_timeout(&self) -> Option<Duration> {
+        Some(self.delivery_timeout)
+    }
+
     /// Fetches the topic's metadata: fails if no broker answers within the
     /// request timeout, or if the topic does not exist or has an error.
     async fn ping(&self) -> Result<()> {
@@ -194,5 +206,52 @@ impl OrderSink for KafkaOrderSink {
         })
         .await
         .map_err(|e| Error::backend("kafka", "ping", e))?
+    }
+}
+
+/// The message timeout a producer with `config` uses: a user's property
+/// overrides the crate's default, under either of librdkafka's names for
+/// it (if both are set, which one librdkafka applies last is not defined,
+/// so the longer counts); `0` means no limit.
+fn message_timeout(config: &rdkafka::ClientConfig) -> Option<Duration> {
+    ["delivery.timeout.ms", "message.timeout.ms"]
+        .into_iter()
+        .filter_map(|key| config.get(key))
+        .map(|ms| match ms.trim().parse::<u64>() {
+            Ok(0) | Err(_) => Duration::MAX,
+            Ok(ms) => Duration::from_millis(ms),
+        })
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reported(opts: KafkaOptions) -> Option<Duration> {
+        KafkaOrderSink::new(&opts).unwrap().delivery_timeout()
+    }
+
+    #[test]
+    fn reports_the_delivery_timeout_the_producer_was_given() {
+        let opts = || KafkaOptions::new("127.0.0.1:9");
+        assert_eq!(reported(opts()), Some(Duration::from_secs(60)));
+        assert_eq!(
+            reported(opts().delivery_timeout(Duration::from_secs(20))),
+            Some(Duration::from_secs(20))
+        );
+        // A property set by hand wins, under either name; 0 is no limit.
+        assert_eq!(
+            reported(opts().set("delivery.timeout.ms", "15000")),
+            Some(Duration::from_secs(15))
+        );
+        assert_eq!(
+            reported(opts().set("message.timeout.ms", "90000")),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            reported(opts().set("message.timeout.ms", "0")),
+            Some(Duration::MAX)
+        );
     }
 }

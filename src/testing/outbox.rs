@@ -22,6 +22,15 @@ use super::ledger::{EventLedger, check_batch};
 use super::stock::{T0, at, fresh, hold_sale, ms, request, reserved, sale, secs};
 use super::user;
 
+/// Sets its flag when dropped: on return and on panic alike.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// The lease the outbox cases claim with.
 pub const CASE_LEASE: Duration = Duration::from_secs(30);
 
@@ -302,6 +311,9 @@ where
         let (store, h, n) = (store.clone(), h.clone(), n.clone());
         let (expected, done) = (expected.clone(), producer_done.clone());
         tokio::spawn(async move {
+            // Ends the race even if this task panics, so that the panic is
+            // reported (below) instead of the relays waiting forever.
+            let _finished = SetOnDrop(done);
             // Close every pre-made hold (many of them in the dead batch)
             // and void some sold orders, then keep placing and closing.
             for (i, (req, is_hold)) in pre.iter().enumerate() {
@@ -340,7 +352,6 @@ where
                 }
                 tokio::task::yield_now().await;
             }
-            done.store(true, Ordering::Release);
         })
     };
 
