@@ -2,7 +2,10 @@
 //! running beside it), against the ceiling `redis-benchmark` reaches running
 //! the same reserve script by EVALSHA; the Redis round trips per purchase,
 //! counted with `MONITOR` (commands run inside scripts excluded), relay
-//! included; and the post-sellout path with and without the sold-out cache.
+//! included; the post-sellout path with and without the sold-out cache; and
+//! the cost of `RedisOptions::wait_replicas(1, ..)`: purchases/s with and
+//! without `WAIT` on a throwaway primary with one replica (both started
+//! here with `redis-server` on spare loopback ports; skipped without it).
 //!
 //! ```text
 //! backends/redis/with-redis.sh cargo bench --bench redis --features redis
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use flashsale::memory::{MemoryOrderSink, MemoryRateLimiter, StaticAuthenticator};
 use flashsale::model::{Principal, UserId};
-use flashsale::redis::{RedisRateLimiter, RedisStockStore};
+use flashsale::redis::{RedisOptions, RedisRateLimiter, RedisStockStore};
 use flashsale::{
     Credentials, Engine, Outcome, ProductId, PurchaseRequest, Quantity, RateLimiter, RateQuota,
     Sale, SoldOutCache, StockStore,
@@ -156,7 +159,7 @@ fn redis_benchmark(s: &Setup, pipeline: usize) -> f64 {
         .expect("redis-cli on PATH");
     let sha = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert_eq!(sha.len(), 40, "SCRIPT LOAD answered {sha:?}");
-    let tag = format!("{{{}:rb}}", s.prefix);
+    let tag = format!("{{{}|rb}}", s.prefix);
     // The sale, written directly (as create_sale.lua would): plenty of stock.
     let status = Command::new("redis-cli")
         .args(["-h", &s.host, "-p", &s.port, "HSET", &format!("{tag}:sale")])
@@ -196,7 +199,7 @@ fn redis_benchmark(s: &Setup, pipeline: usize) -> f64 {
         .args(["-c", &s.concurrency.to_string()])
         .args(["-P", &pipeline.to_string()])
         .args(["-n", &requests, "-r", "100000000", "--csv"])
-        .args(["EVALSHA", &sha, "10"])
+        .args(["EVALSHA", &sha, "12"])
         .args([
             format!("{tag}:sale"),
             format!("{tag}:users"),
@@ -206,11 +209,13 @@ fn redis_benchmark(s: &Setup, pipeline: usize) -> f64 {
             format!("{tag}:done"),
             format!("{tag}:outbox"),
             format!("{tag}:events"),
-            format!("{}:order:__rand_int__", s.prefix),
-            format!("{}:outbox:products", s.prefix),
+            format!("{tag}:claims"),
+            format!("{}|order:__rand_int__", s.prefix),
+            format!("{{{}}}|pending", s.prefix),
+            format!("{{{}}}|due", s.prefix),
         ])
         // order id, user, quantity, no idempotency key, now, order-index
-        // ttl, product, record retention
+        // ttl, product, record retention, replay claim lifetime
         .args([
             "__rand_int__",
             "bench-user",
@@ -221,6 +226,7 @@ fn redis_benchmark(s: &Setup, pipeline: usize) -> f64 {
             "180000000",
             "rb",
             "86400000",
+            "900000",
         ])
         .output()
         .expect("redis-benchmark on PATH");
@@ -254,7 +260,11 @@ fn redis_benchmark(s: &Setup, pipeline: usize) -> f64 {
 }
 
 fn cleanup(s: &Setup) {
-    for pattern in [format!("{}:*", s.prefix), format!("{{{}:*", s.prefix)] {
+    for pattern in [
+        format!("{}|*", s.prefix),
+        format!("{{{}|*", s.prefix),
+        format!("{{{}}}|*", s.prefix),
+    ] {
         let keys = Command::new("redis-cli")
             .args([
                 "-h",
@@ -278,6 +288,155 @@ fn cleanup(s: &Setup) {
                 .output();
         }
     }
+}
+
+/// A throwaway `redis-server` (no persistence, like the CI standalone),
+/// killed on drop.
+struct Throwaway {
+    port: u16,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Throwaway {
+    fn start(extra: &[&str]) -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let dir = std::env::temp_dir().join(format!("flashsale-bench-{port}"));
+        std::fs::create_dir_all(&dir).ok()?;
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let t = Throwaway { port, child, dir };
+        t.wait_for("PONG", &["ping"]);
+        Some(t)
+    }
+
+    /// Polls `redis-cli args` until its output contains `want`.
+    fn wait_for(&self, want: &str, args: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("redis-cli")
+                .args(["-p", &self.port.to_string()])
+                .args(args)
+                .output()
+                .expect("redis-cli on PATH");
+            if String::from_utf8_lossy(&out.stdout).contains(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {}: no {want:?} from {args:?}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Throwaway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The cost of `wait_replicas(1, ..)`: purchases/s through the engine on a
+/// throwaway primary with one replica, without and with `WAIT`, at the
+/// bench's concurrency and with one buyer. Rows of (buyers, without, with);
+/// `None` without `redis-server`.
+async fn wait_cost(s: &Setup) -> Option<Vec<(usize, f64, f64)>> {
+    // Sync the replica at once, not after the default 5 s delay.
+    let Some(primary) = Throwaway::start(&["--repl-diskless-sync-delay", "0"]) else {
+        println!("WAIT cost: skipped (cannot start redis-server)");
+        return None;
+    };
+    let replica = Throwaway::start(&["--replicaof", "127.0.0.1", &primary.port.to_string()])?;
+    // The primary streams writes to a new replica only from its first ACK
+    // (up to 1 s after the sync): wait until one WAIT is answered.
+    let url = format!("redis://127.0.0.1:{}", primary.port);
+    let mut probe = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let _: () = redis::cmd("SET")
+            .arg(format!("{}:probe", s.prefix))
+            .arg(1)
+            .query_async(&mut probe)
+            .await
+            .unwrap();
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(100)
+            .query_async(&mut probe)
+            .await
+            .unwrap();
+        if acked == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica never acknowledged a write"
+        );
+    }
+    let quota = RateQuota::per_second(1_000_000).unwrap();
+    let limiter: Arc<dyn RateLimiter> = Arc::new(
+        RedisRateLimiter::connect(&url, &s.prefix, quota)
+            .await
+            .unwrap(),
+    );
+    let plain = RedisStockStore::connect(&url, &s.prefix).await.unwrap();
+    let waiting = RedisStockStore::with_options(
+        RedisOptions::single(&url)
+            .prefix(&s.prefix)
+            .wait_replicas(1, Duration::from_millis(100)),
+    )
+    .await
+    .unwrap();
+    let product = ProductId::new("bench-wait").unwrap();
+    let mut rows = Vec::new();
+    for buyers in [s.concurrency, 1] {
+        let at = Setup {
+            concurrency: buyers,
+            ..s.clone()
+        };
+        let mut rates = [0.0; 2];
+        for (i, stock) in [plain.clone(), waiting.clone()].into_iter().enumerate() {
+            let e = engine(Arc::new(stock), limiter.clone(), buyers);
+            e.create_sale(
+                &Sale::builder(product.clone(), Sale::MAX_STOCK)
+                    .build()
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+            rates[i] = load(&e, &product, &at).await.1;
+        }
+        println!(
+            "engine purchases/s, {buyers} buyer(s), primary + 1 replica: {:.0} without WAIT, \
+             {:.0} with wait_replicas(1, 100 ms) (ratio {:.2})",
+            rates[0],
+            rates[1],
+            rates[1] / rates[0]
+        );
+        rows.push((buyers, rates[0], rates[1]));
+    }
+    drop(replica);
+    Some(rows)
 }
 
 fn main() {
@@ -416,6 +575,9 @@ fn main() {
     );
     cleanup(&s);
 
+    // 5. The cost of WAIT, on its own primary and replica.
+    let wait_rows = rt.block_on(wait_cost(&s));
+
     println!("summary:");
     println!(
         "  engine purchases/s / pipelined reserve ceiling = {:.2}",
@@ -443,4 +605,13 @@ fn main() {
         "  post-sellout attempts/s (sold-out cache, Redis limiter) / engine purchases/s = {:.1}",
         post[1] / purchases
     );
+    for (buyers, without, with) in wait_rows.unwrap_or_default() {
+        // At N buyers each purchase takes N / rate seconds on average.
+        let extra_us = (buyers as f64 / with - buyers as f64 / without) * 1e6;
+        println!(
+            "  wait_replicas(1, ..) purchases/s / without WAIT, {buyers} buyer(s) = {:.2} \
+             ({extra_us:.0} us more per purchase)",
+            with / without
+        );
+    }
 }

@@ -6,7 +6,10 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClientBuilder;
 use ::redis::cluster_async::ClusterConnection;
-use ::redis::{Cmd, FromRedisValue, RedisResult, ScriptInvocation};
+use ::redis::cluster_routing::{
+    MultipleNodeRoutingInfo, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+};
+use ::redis::{Cmd, FromRedisValue, RedisResult, ScriptInvocation, Value};
 
 use super::{RedisOptions, RedisTarget, backend_err};
 use crate::error::Result;
@@ -104,6 +107,68 @@ impl Conn {
         match self.clone() {
             Conn::Single(mut c) => cmd.query_async(&mut c).await,
             Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+        }
+    }
+
+    /// Runs a pipeline of commands (on a cluster their keys must share one
+    /// slot).
+    pub(crate) async fn pipe<T: FromRedisValue>(&self, pipe: &::redis::Pipeline) -> RedisResult<T> {
+        match self.clone() {
+            Conn::Single(mut c) => pipe.query_async(&mut c).await,
+            Conn::Cluster(mut c) => pipe.query_async(&mut c).await,
+        }
+    }
+
+    /// Runs `cmd` on every primary: the one server (answering as `single`)
+    /// or each cluster master (answering by address). One answer per node,
+    /// so a node that refuses the command does not hide the others.
+    pub(crate) async fn query_each_primary(
+        &self,
+        cmd: &Cmd,
+        single: &str,
+    ) -> Vec<(String, RedisResult<Value>)> {
+        match self.clone() {
+            Conn::Single(mut c) => vec![(single.to_owned(), cmd.query_async(&mut c).await)],
+            Conn::Cluster(mut c) => {
+                // No response policy: the driver answers a map of node
+                // address to that node's reply (or its error).
+                let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                match c.route_command(cmd.clone(), routing).await {
+                    Ok(Value::Map(replies)) => replies
+                        .into_iter()
+                        .map(|(node, reply)| {
+                            let node = String::from_redis_value(node)
+                                .unwrap_or_else(|_| "a cluster node".to_owned());
+                            (node, reply.extract_error())
+                        })
+                        .collect(),
+                    Ok(other) => vec![(
+                        "the cluster".to_owned(),
+                        Ok(other).and_then(Value::extract_error),
+                    )],
+                    Err(e) => vec![("the cluster".to_owned(), Err(e))],
+                }
+            }
+        }
+    }
+
+    /// Runs `cmd` on the primary that owns `key`'s slot. For commands that
+    /// name no key but must reach the node that ran an earlier write on
+    /// this connection (`WAIT`): the cluster driver would otherwise send
+    /// them to every master.
+    pub(crate) async fn query_on_node_of<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        key: &str,
+    ) -> RedisResult<T> {
+        match self.clone() {
+            Conn::Single(mut c) => cmd.query_async(&mut c).await,
+            Conn::Cluster(mut c) => {
+                let route = Route::with_key(key, SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let reply = c.route_command(cmd.clone(), routing).await?;
+                Ok(T::from_redis_value(reply)?)
+            }
         }
     }
 
