@@ -166,6 +166,12 @@ pub enum SaleWrite {
     },
 }
 
+/// How long stores keep a same-request replay's claim on the order it was
+/// answered with, by default (15 min): longer than the engine's default
+/// [`void_retry_for`](crate::EngineConfig::void_retry_for) (10 min) plus
+/// its port timeouts, so every void that can still arrive finds the claim.
+pub const DEFAULT_REPLAY_CLAIM_TTL: Duration = Duration::from_secs(15 * 60);
+
 /// Owns sales, stock, reservations and the outbox of order events.
 ///
 /// # Contract
@@ -186,7 +192,10 @@ pub enum SaleWrite {
 ///   units come back and a `voided` event follows the `placed` one; if the
 ///   reserve never ran, a tombstone makes a late one reserve nothing. An
 ///   order a replay was handed stands until every request that may answer
-///   with it has voided (see [`ReserveOutcome::Duplicate`]).
+///   with it has voided (see [`ReserveOutcome::Duplicate`]). A replay's
+///   claim is kept for [`replay_claim_ttl`](StockStore::replay_claim_ttl),
+///   outside the reservation and its events, so neither grows with the
+///   number of replays.
 /// * At every moment, for every product,
 ///   `total == available + held + committed` (see [`StockLevels`]), and a
 ///   buyer's held + committed units never exceed the per-user cap.
@@ -227,6 +236,15 @@ pub trait StockStore: Send + Sync + 'static {
     fn known_sold_out(&self, req: &ReserveRequest) -> bool {
         let _ = req;
         false
+    }
+
+    /// How long a replay's claim on an order is kept
+    /// ([`ReserveOutcome::Duplicate`]): a void of that replay arriving later
+    /// no longer finds it. The engine refuses to build unless its
+    /// [`void_retry_for`](crate::EngineConfig::void_retry_for) plus two port
+    /// timeouts is shorter.
+    fn replay_claim_ttl(&self) -> Duration {
+        DEFAULT_REPLAY_CLAIM_TTL
     }
 
     /// Turns a hold into a sale, if it is still held and not past its expiry
@@ -320,6 +338,10 @@ pub trait RateLimiter: Send + Sync + 'static {
 /// batch will be submitted again. Events of one order are written in the
 /// order given. Submitting an event twice is allowed: consumers dedupe by
 /// [`EventId`](crate::model::EventId).
+///
+/// An event may become durable after `submit` returned an error or was
+/// abandoned (its future dropped, e.g. on the relay's submit timeout) only
+/// within [`delivery_timeout`](OrderSink::delivery_timeout) of that.
 #[async_trait]
 pub trait OrderSink: Send + Sync + 'static {
     /// Makes every event of `events` durable.
@@ -328,6 +350,23 @@ pub trait OrderSink: Send + Sync + 'static {
     /// Checks the backend answers (for readiness probes).
     async fn ping(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// The longest an event given to [`submit`](OrderSink::submit) may
+    /// still become durable in the sink after that call returned an error
+    /// or was abandoned: `None` (the default) when nothing outlives the
+    /// call, `Some(Duration::MAX)` when there is no bound. A sink that
+    /// queues events and delivers them in the background reports its
+    /// queue's bound (the Kafka sink: librdkafka's `delivery.timeout.ms`).
+    ///
+    /// The relay counts it as part of every pass: such a late delivery
+    /// must land while the relay still holds the batch's lease, or it could
+    /// reach the sink after another relay delivered the same orders' later
+    /// events. [`EngineBuilder::build`](crate::engine::EngineBuilder::build)
+    /// refuses a lease too short for it, and a kept batch is resent only
+    /// with that much lease left.
+    fn delivery_timeout(&self) -> Option<Duration> {
+        None
     }
 }
 

@@ -227,6 +227,10 @@ impl<S: StockStore> StockStore for SoldOutCache<S> {
         known
     }
 
+    fn replay_claim_ttl(&self) -> std::time::Duration {
+        self.inner.replay_claim_ttl()
+    }
+
     async fn confirm(
         &self,
         product: &ProductId,

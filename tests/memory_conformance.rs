@@ -14,3 +14,10 @@ mod sold_out_cache {
 
     flashsale::stock_store_conformance!(|| async { SoldOutCache::new(MemoryStockStore::new()) });
 }
+
+/// A record waits for its events' delivery before it is purged.
+#[tokio::test]
+async fn purge_waits_for_delivery() {
+    flashsale::testing::stock::purge_waits_for_delivery(&|| async { MemoryStockStore::new() })
+        .await;
+}

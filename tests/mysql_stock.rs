@@ -166,7 +166,7 @@ async fn migrate_is_idempotent_and_creates_every_table() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
 }
 
 /// Bad prefixes are refused before any connection is made.
@@ -353,4 +353,43 @@ async fn killed_connection_mid_reserve_writes_nothing() {
         s.reserve(&request(&p, 9, T0)).await.unwrap(),
         ReserveOutcome::SoldOut
     );
+}
+
+/// Replay claims are rows of `replays` only while they may matter: the
+/// sweep after their lapse deletes them, so replaying one key forever does
+/// not grow the table.
+#[tokio::test]
+async fn lapsed_replay_claims_are_swept() {
+    use flashsale::testing::stock::{T0, at, keyed};
+    let p = prefix();
+    let s = store_with(options(&p)).await;
+    let product = unique_product("lapse");
+    s.create_sale(&Sale::builder(product.clone(), 5).build().unwrap())
+        .await
+        .unwrap();
+    let key = flashsale::IdempotencyKey::new("k").unwrap();
+    s.reserve(&keyed(&product, &user(1), 1, T0, &key))
+        .await
+        .unwrap();
+    for i in 1..=50 {
+        let replay = keyed(&product, &user(1), 1, at(Duration::from_millis(i)), &key);
+        s.reserve(&replay).await.unwrap();
+    }
+    let pool = sqlx::MySqlPool::connect(&database_url()).await.unwrap();
+    let rows = || {
+        let pool = pool.clone();
+        let table = format!("{p}replays");
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(rows().await, 50);
+    s.expire(at(Duration::from_secs(60)), 100).await.unwrap();
+    assert_eq!(rows().await, 50, "claims swept before they lapsed");
+    let lapsed = at(s.replay_claim_ttl() + Duration::from_secs(1));
+    s.expire(lapsed, 100).await.unwrap();
+    assert_eq!(rows().await, 0);
 }

@@ -121,7 +121,7 @@ async fn drain(s: &RedisStockStore, now: Timestamp) -> Vec<OrderEvent> {
 
 async fn pending_set(prefix: &str) -> HashSet<String> {
     redis::cmd("SMEMBERS")
-        .arg(format!("{prefix}:outbox:products"))
+        .arg(format!("{{{prefix}}}|pending"))
         .query_async(&mut raw().await)
         .await
         .unwrap()
@@ -183,7 +183,7 @@ async fn lost_pending_mark_is_repaired() {
     let req = request(&p, 1, T0);
     reserve(&s, &req).await;
     let _: i64 = redis::cmd("SREM")
-        .arg(format!("{prefix}:outbox:products"))
+        .arg(format!("{{{prefix}}}|pending"))
         .arg(p.as_str())
         .query_async(&mut raw().await)
         .await
@@ -253,4 +253,66 @@ async fn relay_racing_buyers_leaves_no_event_behind() {
     assert_eq!(ids.len(), seen.len(), "an event was handed out twice");
     assert_eq!(ids.len(), BUYERS * EACH, "events left in the outbox");
     assert!(pending_set(&prefix).await.is_empty());
+}
+
+/// A record waits for its events' delivery before it is purged.
+#[tokio::test]
+async fn purge_waits_for_delivery() {
+    flashsale::testing::stock::purge_waits_for_delivery(&store).await;
+}
+
+/// A void whose script ran but whose follow-ups (the order index and the
+/// pending mark, in other slots) were lost, as when its answer never came
+/// back: the engine retries it, the script answers `already_voided`, and
+/// the retry writes both again.
+#[tokio::test]
+async fn a_retried_void_writes_what_the_first_lost() {
+    let prefix = prefix();
+    let s = store_on(&prefix).await;
+    let p = unique_product("void-retry");
+    s.create_sale(&Sale::builder(p.clone(), 5).build().unwrap())
+        .await
+        .unwrap();
+    let mut c = raw().await;
+    // A tombstone (the reserve never ran) and a voided order (with events).
+    let never = request(&p, 1, T0);
+    let sold = request(&p, 2, T0);
+    reserve(&s, &sold).await;
+    for req in [&never, &sold] {
+        s.void(req, T0).await.unwrap();
+        let _: i64 = redis::cmd("DEL")
+            .arg(format!("{prefix}|order:{}", req.order_id))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let _: i64 = redis::cmd("SREM")
+        .arg(format!("{{{prefix}}}|pending"))
+        .arg(p.as_str())
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(s.reservation(&never.order_id).await.unwrap(), None);
+    for req in [&never, &sold] {
+        assert_eq!(
+            s.void(req, T0).await.unwrap(),
+            flashsale::ports::VoidOutcome::AlreadyVoided
+        );
+        let found = s.reservation(&req.order_id).await.unwrap();
+        assert_eq!(
+            found.map(|r| r.state),
+            Some(flashsale::model::ReservationState::Voided),
+            "the retry wrote the order index again"
+        );
+    }
+    let marked: bool = redis::cmd("SISMEMBER")
+        .arg(format!("{{{prefix}}}|pending"))
+        .arg(p.as_str())
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(
+        marked,
+        "the retry marked the product's outbox pending again"
+    );
 }

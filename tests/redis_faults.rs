@@ -661,7 +661,7 @@ async fn redis_killed_mid_rush_loses_and_doubles_no_order() {
     // once the engines' background voids of answers lost in the crash have
     // landed (they back off while Redis is down). Batches claimed by a
     // relay when Redis died come back when their lease lapses.
-    let outbox_key = format!("{{{prefix}:{p}}}:outbox");
+    let outbox_key = format!("{{{prefix}|{p}}}:outbox");
     let raw = redis::Client::open(url.as_str()).unwrap();
     let mut raw = raw.get_multiplexed_async_connection().await.unwrap();
     let drain_deadline = Instant::now() + Duration::from_secs(30);

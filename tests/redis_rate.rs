@@ -63,7 +63,7 @@ async fn idle_keys_expire() {
     l.check("bob", 2).await.unwrap();
     let client = redis::Client::open(redis_url()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let key = format!("{p}:rate:bob");
+    let key = format!("{p}|rate:bob");
     let ttl: i64 = redis::cmd("PTTL")
         .arg(&key)
         .query_async(&mut c)

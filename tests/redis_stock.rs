@@ -5,9 +5,8 @@
 //! bookkeeping of the outbox. Run through
 //! `backends/redis/with-redis.sh cargo test --all-features`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use flashsale::model::EventType;
 use flashsale::ports::{ReserveOutcome, ReserveRequest};
 use flashsale::redis::{RedisOptions, RedisStockStore};
 use flashsale::testing::{unique_product, user};
@@ -98,7 +97,7 @@ async fn raw() -> redis::aio::MultiplexedConnection {
 
 async fn marked(prefix: &str, p: &flashsale::ProductId) -> bool {
     redis::cmd("SISMEMBER")
-        .arg(format!("{prefix}:outbox:products"))
+        .arg(format!("{{{prefix}}}|pending"))
         .arg(p.as_str())
         .query_async(&mut raw().await)
         .await
@@ -132,7 +131,7 @@ async fn pending_mark_follows_the_outbox() {
 
     // A stale mark (an outbox emptied by hand) is dropped by the next claim.
     let _: i64 = redis::cmd("SADD")
-        .arg(format!("{prefix}:outbox:products"))
+        .arg(format!("{{{prefix}}}|pending"))
         .arg(p.as_str())
         .query_async(&mut raw().await)
         .await
@@ -141,33 +140,54 @@ async fn pending_mark_follows_the_outbox() {
     assert!(!marked(&prefix, &p).await);
 }
 
-/// Finished records are purged after `record_ttl`; their events still in
-/// the outbox carry the whole order and are relayed all the same.
+/// A record waits for its events' delivery before it is purged (it used to
+/// be purged after `record_ttl` whatever its events).
 #[tokio::test]
-async fn events_outlive_purged_records() {
-    let s = store_with(
-        RedisOptions::single(redis_url())
-            .prefix(prefix())
-            .record_ttl(Duration::from_millis(1)),
-    )
-    .await;
-    let p = unique_product("purged");
-    s.create_sale(&Sale::builder(p.clone(), 5).build().unwrap())
+async fn purge_waits_for_delivery() {
+    flashsale::testing::stock::purge_waits_for_delivery(&store).await;
+}
+
+/// Prefixes and product ids may both hold `:`; no two (prefix, product)
+/// pairs share a key, nor does a prefix's store-wide set meet another's.
+#[tokio::test]
+async fn prefixes_never_share_keys() {
+    let base = prefix();
+    let shop = store_with(RedisOptions::single(redis_url()).prefix(base.clone())).await;
+    let eu = store_with(RedisOptions::single(redis_url()).prefix(format!("{base}:eu"))).await;
+    let outbox =
+        store_with(RedisOptions::single(redis_url()).prefix(format!("{base}:outbox"))).await;
+    let eu_x = flashsale::ProductId::new("eu:x").unwrap();
+    let x = flashsale::ProductId::new("x").unwrap();
+    assert_eq!(
+        shop.create_sale(&Sale::builder(eu_x.clone(), 5).build().unwrap())
+            .await
+            .unwrap(),
+        flashsale::ports::SaleWrite::Created
+    );
+    assert_eq!(
+        eu.create_sale(&Sale::builder(x.clone(), 7).build().unwrap())
+            .await
+            .unwrap(),
+        flashsale::ports::SaleWrite::Created,
+        "prefix `{base}:eu` product `x` met prefix `{base}` product `eu:x`"
+    );
+    reserve_one(&shop, &eu_x).await;
+    assert_eq!(shop.snapshot(&eu_x).await.unwrap().unwrap().available, 4);
+    assert_eq!(eu.snapshot(&x).await.unwrap().unwrap().available, 7);
+    // The other prefix's relay sees none of these events.
+    assert!(outbox.claim(T0, 10, LEASE).await.unwrap().is_empty());
+    assert!(eu.claim(T0, 10, LEASE).await.unwrap().is_empty());
+    assert_eq!(shop.claim(T0, 10, LEASE).await.unwrap().len(), 1);
+    // `|` ends the prefix in every key, so a prefix may not hold one.
+    let err = RedisStockStore::with_options(RedisOptions::single(redis_url()).prefix("a|b"))
         .await
-        .unwrap();
-    let req = request(&p, 1, T0);
-    let ReserveOutcome::Reserved(r) = s.reserve(&req).await.unwrap() else {
-        panic!("not reserved");
-    };
-    // The purge runs by the server's clock, 1 ms after the sale.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while s.reservation(&req.order_id).await.unwrap().is_some() {
-        assert!(Instant::now() < deadline, "the record was never purged");
-        s.expire(T0, 10).await.unwrap();
-    }
-    let events = s.claim(T0, 10, LEASE).await.unwrap();
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].event_type, EventType::Placed);
-    assert_eq!(events[0].order, r.to_order());
-    s.ack(&events).await.unwrap();
+        .unwrap_err();
+    assert!(err.to_string().contains('|'), "{err}");
+}
+
+async fn reserve_one(s: &RedisStockStore, p: &flashsale::ProductId) {
+    assert!(matches!(
+        s.reserve(&request(p, 1, T0)).await.unwrap(),
+        ReserveOutcome::Reserved(_)
+    ));
 }

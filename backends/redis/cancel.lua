@@ -7,7 +7,8 @@
 -- KEYS[1] {p:x}:sale   KEYS[2] {p:x}:users  KEYS[3] {p:x}:res
 -- KEYS[4] {p:x}:exp    KEYS[5] {p:x}:done   KEYS[6] {p:x}:outbox
 -- KEYS[7] {p:x}:events
--- KEYS[8] optional: p:outbox:products (standalone Redis only)
+-- KEYS[8] optional: {p}|pending   } standalone Redis only; on a cluster
+-- KEYS[9] optional: {p}|due       } written afterwards
 -- ARGV[1] order id   ARGV[2] now (ms)   ARGV[3] record retention (ms)
 -- ARGV[4] product id
 --
@@ -15,8 +16,9 @@
 --       | {"unknown"}
 -- (holds.lua is prepended.)
 local sale, users, res, exp, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local outbox, events, gset = KEYS[6], KEYS[7], KEYS[8]
-local oid, now, product = ARGV[1], ARGV[2], ARGV[4]
+local outbox, events = KEYS[6], KEYS[7]
+local oid, now = ARGV[1], ARGV[2]
+global.pending, global.due, global.product, global.now = KEYS[8], KEYS[9], ARGV[4], ARGV[2]
 local retention = tonumber(ARGV[3])
 
 local enc = redis.call('HGET', res, oid)
@@ -33,9 +35,9 @@ end
 return_units(sale, users, exp, oid, r)
 if tonumber(now) >= tonumber(r.e) then
   enc = finish(res, done, oid, r, 'expired', retention)
-  append_event(outbox, events, gset, product, oid, '2', 'expired', now, enc)
+  append_event(outbox, events, oid, '2', 'expired', now, enc)
   return {'not_held', 'expired'}
 end
 enc = finish(res, done, oid, r, 'cancelled', retention)
-append_event(outbox, events, gset, product, oid, '2', 'cancelled', now, enc)
+append_event(outbox, events, oid, '2', 'cancelled', now, enc)
 return {'cancelled'}

@@ -2,10 +2,20 @@
 -- void.lua and expire.lua. Prepended to each of them when the crate embeds
 -- the scripts, so every script still runs as ONE atomic EVALSHA.
 
--- Milliseconds on the Redis server's clock (shared by every app instance).
-local function server_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- The keys outside the product's slot, set by each script on standalone
+-- Redis only (nil on a cluster, where the client writes them after the
+-- script): `pending`, the set of products with pending events, and `due`,
+-- the zset of products by the ms their next hold expiry or purge is due.
+-- `now` is the operation's time (ms, the app's clock, as the memory store
+-- is given it): purges are scheduled by it, as hold expiries are.
+local global = {pending = nil, due = nil, product = nil, now = nil}
+
+-- Something of this product falls due at `at` (ms): lower its entry in the
+-- due index to `at` if that is earlier (standalone Redis only).
+local function due_at(at)
+  if global.due then
+    redis.call('ZADD', global.due, 'LT', at, global.product)
+  end
 end
 
 -- Gives a reservation's units back to `available`: from `held` for a hold,
@@ -25,14 +35,15 @@ local function return_units(sale, users, exp, oid, r)
   end
 end
 
--- Schedules the purge of record `oid` `retention_ms` from now by the
--- server's clock.
+-- Schedules the purge of record `oid` `retention_ms` after `global.now`.
 local function schedule_purge(done, oid, retention_ms)
-  redis.call('ZADD', done, string.format('%.0f', server_ms() + retention_ms), oid)
+  local at = string.format('%.0f', tonumber(global.now) + retention_ms)
+  redis.call('ZADD', done, at, oid)
+  due_at(at)
 end
 
 -- Stores the reservation in state `state` and schedules its purge
--- `retention_ms` from now by the server's clock. Returns the new JSON.
+-- `retention_ms` after `global.now`. Returns the new JSON.
 local function finish(res, done, oid, r, state, retention_ms)
   r.s = state
   local enc = cjson.encode(r)
@@ -66,14 +77,49 @@ end
 
 -- Appends event `<oid>.<seq>` to the product's outbox: the zset `outbox`
 -- (event id -> ms from which it may be claimed, here `at`) and the hash
--- `events` (event id -> "<type>|<at ms>|<record JSON>"). `gset` (standalone
--- Redis only, else nil) is the set of products with pending events.
-local function append_event(outbox, events, gset, product, oid, seq, kind, at, enc)
+-- `events` (event id -> "<type>|<at ms>|<record JSON>").
+local function append_event(outbox, events, oid, seq, kind, at, enc)
   local id = oid .. '.' .. seq
   redis.call('ZADD', outbox, at, id)
   redis.call('HSET', events, id, kind .. '|' .. at .. '|' .. enc)
-  if gset then
-    redis.call('SADD', gset, product)
+  if global.pending then
+    redis.call('SADD', global.pending, global.product)
   end
+end
+
+-- Replay claims: a same-request replay answered with order `prior` may
+-- still void (its own answer lost) until its claim lapses. The claims on
+-- `prior` are the zset `<base>:<prior>` (`base` is the product's
+-- `{p:x}:claims`, so it shares the product's slot): replay order id -> ms
+-- the claim lapses. It holds only the claims of one claim lifetime, and
+-- expires with its last claim, whatever the number of replays in all.
+
+-- Replay `oid` claims order `prior` until `until_ms` (lifetime `ttl_ms`).
+local function add_claim(base, prior, oid, now, until_ms, ttl_ms)
+  local key = base .. ':' .. prior
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  redis.call('ZADD', key, until_ms, oid)
+  -- A backstop by the server's clock, a minute past the last lapse.
+  redis.call('PEXPIRE', key, string.format('%.0f', ttl_ms + 60000))
+end
+
+-- Claims on `prior` that have not lapsed at `now`.
+local function live_claims(base, prior, now)
+  return redis.call('ZCOUNT', base .. ':' .. prior, '(' .. now, '+inf')
+end
+
+-- Replay `oid` gives up its claim on `prior`. Returns whether it held one
+-- (not lapsed), and the claims on `prior` still live at `now`.
+local function drop_claim(base, prior, oid, now)
+  local key = base .. ':' .. prior
+  local score = redis.call('ZSCORE', key, oid)
+  if not score then
+    return false, 0
+  end
+  redis.call('ZREM', key, oid)
+  if tonumber(score) <= tonumber(now) then
+    return false, 0
+  end
+  return true, live_claims(base, prior, now)
 end
 

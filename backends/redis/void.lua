@@ -17,8 +17,10 @@
 -- KEYS[1] {p:x}:sale   KEYS[2] {p:x}:users  KEYS[3] {p:x}:res
 -- KEYS[4] {p:x}:idem   KEYS[5] {p:x}:exp    KEYS[6] {p:x}:done
 -- KEYS[7] {p:x}:outbox KEYS[8] {p:x}:events
--- KEYS[9]  optional: p:order:<order id>   } standalone Redis only; on a
--- KEYS[10] optional: p:outbox:products    } cluster written afterwards
+-- KEYS[9] {p:x}:claims (base of the replay claims, holds.lua)
+-- KEYS[10] optional: p|order:<order id>   } standalone Redis only; on a
+-- KEYS[11] optional: {p}|pending          } cluster written afterwards
+-- KEYS[12] optional: {p}|due              }
 -- ARGV[1] order id   ARGV[2] user   ARGV[3] quantity
 -- ARGV[4] idempotency key ("" = none)   ARGV[5] the request's time (ms)
 -- ARGV[6] now (ms, stamps the event)    ARGV[7] record retention (ms)
@@ -28,10 +30,12 @@
 --       (this request was the last replay holding a claim on the order its
 --       key names, whose first request's void was waiting: that order was
 --       voided now) | {"already_voided"} | {"already_closed", state}
---       | {"kept"} (a replay may have answered with this order; see rp/vw)
+--       | {"kept"} (a replay may have answered with this order: it holds a
+--         claim on it; `vw` marks the first request's void as waiting)
 -- (holds.lua is prepended.)
 local sale, users, res, idem, exp, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local outbox, events = KEYS[7], KEYS[8]
+local outbox, events, claims = KEYS[7], KEYS[8], KEYS[9]
+global.pending, global.due, global.product, global.now = KEYS[11], KEYS[12], ARGV[9], ARGV[6]
 local oid = ARGV[1]
 local retention = tonumber(ARGV[7])
 
@@ -40,9 +44,10 @@ local retention = tonumber(ARGV[7])
 local function void_order(id, r)
   return_units(sale, users, exp, id, r)
   free_key(idem, id, r)
-  r.rp, r.vw = nil, nil
+  r.vw = nil
+  redis.call('DEL', claims .. ':' .. id)
   local done_enc = finish(res, done, id, r, 'voided', retention)
-  append_event(outbox, events, KEYS[10], ARGV[9], id, '2', 'voided', ARGV[6], done_enc)
+  append_event(outbox, events, id, '2', 'voided', ARGV[6], done_enc)
 end
 
 -- Still this request's to undo: held, or sold by a sale without holds (a
@@ -59,8 +64,8 @@ if not enc then
   end
   redis.call('HSET', res, oid, cjson.encode(rec))
   schedule_purge(done, oid, retention)
-  if KEYS[9] then
-    redis.call('SET', KEYS[9], ARGV[9], 'PX', ARGV[8])
+  if KEYS[10] then
+    redis.call('SET', KEYS[10], ARGV[9], 'PX', ARGV[8])
   end
   -- Was this request a replay of the order its key names? Then it no
   -- longer answers with it; if the first request's void is waiting and no
@@ -69,18 +74,13 @@ if not enc then
     local prior = redis.call('HGET', idem, idem_field(rec))
     local penc = prior and redis.call('HGET', res, prior)
     if penc then
-      local p = cjson.decode(penc)
-      local list = ',' .. (p.rp or '') .. ','
-      local needle = ',' .. oid .. ','
-      local at = string.find(list, needle, 1, true)
-      if at then
-        list = string.sub(list, 1, at) .. string.sub(list, at + string.len(needle))
-        p.rp = string.sub(list, 2, -2)
-        if p.rp == '' and p.vw == '1' and live(p) then
+      local held, left = drop_claim(claims, prior, oid, ARGV[6])
+      if held and left == 0 then
+        local p = cjson.decode(penc)
+        if p.vw == '1' and live(p) then
           void_order(prior, p)
           return {'nothing_reserved', 'voided_claimed'}
         end
-        redis.call('HSET', res, prior, cjson.encode(p))
       end
     end
   end
@@ -96,7 +96,7 @@ if not live(r) then
 end
 -- A replay was handed this order and may have answered 2xx with it: keep
 -- it until that replay voids too.
-if r.rp and r.rp ~= '' then
+if live_claims(claims, oid, ARGV[6]) > 0 then
   r.vw = '1'
   redis.call('HSET', res, oid, cjson.encode(r))
   return {'kept'}

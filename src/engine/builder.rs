@@ -65,19 +65,50 @@ impl Default for EngineConfig {
 pub struct RelayConfig {
     /// Most events claimed, and submitted to the sink, per pass.
     pub batch: usize,
-    /// How long claimed events stay invisible to other relays. Must exceed
-    /// `submit_timeout` plus a port timeout (the ack), or a slow pass lets
-    /// another relay deliver the same events again.
+    /// How long claimed events stay invisible to other relays (default
+    /// 90 s). A relay that dies holding a batch delays it by up to this
+    /// long.
+    ///
+    /// Must exceed the longest a pass can take, or a slow pass could still
+    /// be delivering its batch after another relay claimed it, and an
+    /// order's `placed` could reach the sink after its `cancelled`. A pass
+    /// is the claim ([`EngineConfig::port_timeout`]), the submit
+    /// (`submit_timeout`), then the longer of the ack (a port timeout) and
+    /// the sink's late deliveries ([`OrderSink::delivery_timeout`]; the
+    /// Kafka sink's 60 s by default). [`EngineBuilder::build`] checks it. The default fits the defaults
+    /// (2 s + 10 s + 60 s) with 18 s to spare; the more to spare, the
+    /// longer after its claim a batch whose submit failed is still resent
+    /// at once rather than left to lapse (see
+    /// [`Engine::relay_once`](super::Engine::relay_once)).
     pub lease: Duration,
     /// Longest wait for the sink to acknowledge one batch.
     pub submit_timeout: Duration,
+}
+
+impl RelayConfig {
+    /// The longest a pass can still be delivering a batch it holds, from
+    /// the moment it holds it (the claim returned, or a resend starts):
+    /// the submit, then either the ack (a port timeout) or, after a failed
+    /// or abandoned submit, the sink's late deliveries
+    /// ([`OrderSink::delivery_timeout`]). Never both: a submit that
+    /// succeeded left nothing in flight.
+    pub(super) fn delivery_window(
+        &self,
+        port_timeout: Duration,
+        sink_delivery_timeout: Option<Duration>,
+    ) -> Duration {
+        let after_submit = port_timeout.max(sink_delivery_timeout.unwrap_or(Duration::ZERO));
+        self.submit_timeout.saturating_add(after_submit)
+    }
 }
 
 impl Default for RelayConfig {
     fn default() -> Self {
         Self {
             batch: 256,
-            lease: Duration::from_secs(30),
+            // Above 2 s claim + 10 s submit + 60 s of Kafka's late
+            // deliveries.
+            lease: Duration::from_secs(90),
             submit_timeout: Duration::from_secs(10),
         }
     }
@@ -180,14 +211,7 @@ impl EngineBuilder {
                 "HandOff::AwaitSink needs a timeout above zero".into(),
             ));
         }
-        if c.relay.lease <= c.relay.submit_timeout + c.port_timeout {
-            return Err(Error::Config(format!(
-                "the relay lease ({:?}) must exceed its submit timeout plus a port timeout \
-                 ({:?}), or a slow relay pass lets another relay deliver the same events again",
-                c.relay.lease,
-                c.relay.submit_timeout + c.port_timeout
-            )));
-        }
+        check_lease(c, self.sink.as_ref().and_then(|s| s.delivery_timeout()))?;
         if c.machine.rate_cost == 0
             || c.sweep_batch == 0
             || c.relay.batch == 0
@@ -198,9 +222,22 @@ impl EngineBuilder {
                     .into(),
             ));
         }
+        let stock = self.stock.ok_or_else(|| missing("stock store"))?;
+        // A replay's claim must outlive every void that can still arrive for
+        // it (the first attempt and its background retries).
+        let voids_for = c.void_retry_for + c.port_timeout * 2;
+        if stock.replay_claim_ttl() <= voids_for {
+            return Err(Error::Config(format!(
+                "the stock store keeps replay claims for {:?}, not longer than void_retry_for \
+                 plus two port timeouts ({voids_for:?}): a late void could undo an order a \
+                 replay was answered with. Raise the store's replay_claim_ttl or lower \
+                 void_retry_for",
+                stock.replay_claim_ttl()
+            )));
+        }
         Ok(Engine {
             inner: Arc::new(Inner {
-                stock: self.stock.ok_or_else(|| missing("stock store"))?,
+                stock,
                 limiter: self.limiter.ok_or_else(|| missing("rate limiter"))?,
                 sink: self.sink.ok_or_else(|| missing("order sink"))?,
                 auth: self.auth.ok_or_else(|| missing("authenticator"))?,
@@ -213,4 +250,40 @@ impl EngineBuilder {
             }),
         })
     }
+}
+
+/// Refuses a relay lease that a whole pass can outlast (see
+/// [`RelayConfig::lease`]), saying what to change.
+fn check_lease(c: &EngineConfig, sink_delivery_timeout: Option<Duration>) -> Result<()> {
+    let lease = c.relay.lease;
+    let pass = c.port_timeout.saturating_add(
+        c.relay
+            .delivery_window(c.port_timeout, sink_delivery_timeout),
+    );
+    if lease > pass {
+        return Ok(());
+    }
+    let why = "or a slow relay pass could still be delivering its batch when another relay \
+               claims it, and an order's events could reach the sink out of order";
+    Err(Error::Config(match sink_delivery_timeout {
+        Some(Duration::MAX) => format!(
+            "the order sink sets no delivery timeout (its late deliveries have no bound, e.g. \
+             Kafka's delivery.timeout.ms=0), so no RelayConfig::lease ({lease:?}) covers a relay \
+             pass; give the sink one (KafkaOptions::delivery_timeout) well below the lease, {why}"
+        ),
+        Some(late) if late > c.port_timeout => format!(
+            "RelayConfig::lease ({lease:?}) must exceed a whole relay pass: the claim (port \
+             timeout {:?}), the submit (RelayConfig::submit_timeout {:?}) and the order sink's \
+             late deliveries (its delivery timeout {late:?}, for Kafka \
+             KafkaOptions::delivery_timeout), {pass:?} in all; raise the lease above {pass:?} or \
+             shorten those timeouts, {why}",
+            c.port_timeout, c.relay.submit_timeout
+        ),
+        _ => format!(
+            "RelayConfig::lease ({lease:?}) must exceed a whole relay pass: the claim and the ack \
+             (a port timeout each, {:?}) and the submit (RelayConfig::submit_timeout {:?}), \
+             {pass:?} in all; raise the lease above {pass:?} or shorten those timeouts, {why}",
+            c.port_timeout, c.relay.submit_timeout
+        ),
+    }))
 }

@@ -20,7 +20,7 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use crate::error::Result;
-use crate::fast_hash::{HashMap, HashSet, RandomState};
+use crate::fast_hash::{HashMap, RandomState};
 use crate::model::{
     EventId, EventType, IdempotencyKey, OrderEvent, OrderId, ProductId, Reservation,
     ReservationState, Sale, StockLevels, Timestamp, UserId,
@@ -51,6 +51,8 @@ pub struct MemoryStockStore {
     pending: DashMap<ProductId, (), RandomState>,
     /// How long finished reservations are kept.
     record_ttl: Duration,
+    /// How long a replay's claim on an order is kept.
+    replay_claim_ttl: Duration,
 }
 
 #[derive(Debug)]
@@ -71,6 +73,12 @@ struct ProductState {
     /// Orders that a replay (same key, same request) was handed: who else
     /// may hold a 2xx naming them. See [`Claims`].
     claims: HashMap<OrderId, Claims>,
+    /// Every claim by the time it lapses, (lapse, order, replay), in the
+    /// order made: the times the store is given only grow (up to the skew
+    /// between concurrent calls), so the front lapses first.
+    claim_lapses: VecDeque<(Timestamp, OrderId, OrderId)>,
+    /// How long a replay's claim is kept.
+    claim_ttl: Duration,
     /// Finished reservations with their purge time (record TTL after they
     /// finished), in the order they finished: the times the store is given
     /// only grow (up to the skew between concurrent calls), so the front is
@@ -102,8 +110,9 @@ struct Record {
 /// is already waiting).
 #[derive(Debug, Default)]
 struct Claims {
-    /// Replays (by their own order id) not known to have failed.
-    replays: HashSet<OrderId>,
+    /// Replays (by their own order id) not known to have failed, with the
+    /// time their claim lapses.
+    replays: HashMap<OrderId, Timestamp>,
     /// The order's own request asked for a void.
     void_waiting: bool,
 }
@@ -124,7 +133,7 @@ type Step<T> = (T, bool);
 const PURGE_RETRY: Duration = Duration::from_secs(60);
 
 impl ProductState {
-    fn new(sale: Sale, record_ttl: Duration) -> Self {
+    fn new(sale: Sale, record_ttl: Duration, claim_ttl: Duration) -> Self {
         let total = u64::from(sale.stock());
         Self {
             sale,
@@ -140,6 +149,8 @@ impl ProductState {
             expiry: BTreeSet::new(),
             outbox: BTreeMap::new(),
             claims: HashMap::default(),
+            claim_lapses: VecDeque::new(),
+            claim_ttl,
             purges: VecDeque::new(),
             retries: VecDeque::new(),
             record_ttl,
@@ -254,8 +265,12 @@ impl ProductState {
             if existing.state.owns_units() && existing.quantity == req.quantity {
                 // This replay will answer 2xx with the order: it must stand
                 // unless this replay's answer is lost too.
+                self.prune_claims(req.now);
+                let until = req.now.saturating_add(self.claim_ttl);
                 let claims = self.claims.entry(existing.order_id).or_default();
-                claims.replays.insert(req.order_id);
+                claims.replays.insert(req.order_id, until);
+                self.claim_lapses
+                    .push_back((until, existing.order_id, req.order_id));
             }
             return (ReserveOutcome::Duplicate(existing), false);
         }
@@ -415,6 +430,7 @@ impl ProductState {
                 false,
             ),
             ReservationState::Held | ReservationState::Committed => {
+                self.prune_claims(now);
                 if let Some(claims) = self.claims.get_mut(&req.order_id)
                     && !claims.replays.is_empty()
                 {
@@ -434,6 +450,25 @@ impl ProductState {
         // A retry with the same key starts afresh.
         self.free_key(&r);
         first
+    }
+
+    /// Drops the claims that lapsed at `now`; an order left with none
+    /// forgets a waiting void (no replay can void it any more: it stands).
+    fn prune_claims(&mut self, now: Timestamp) {
+        while let Some(&(until, order, replay)) = self.claim_lapses.front() {
+            if until > now {
+                break;
+            }
+            self.claim_lapses.pop_front();
+            if let Some(claims) = self.claims.get_mut(&order) {
+                if claims.replays.get(&replay) == Some(&until) {
+                    claims.replays.remove(&replay);
+                }
+                if claims.replays.is_empty() {
+                    self.claims.remove(&order);
+                }
+            }
+        }
     }
 
     /// Deletes `r`'s idempotency key, if it still names `r`.
@@ -458,10 +493,11 @@ impl ProductState {
         else {
             return false;
         };
+        self.prune_claims(now);
         let Some(claims) = self.claims.get_mut(&order) else {
             return false;
         };
-        if !claims.replays.remove(&req.order_id) || !claims.replays.is_empty() {
+        if claims.replays.remove(&req.order_id).is_none() || !claims.replays.is_empty() {
             return false;
         }
         let r = &self.reservations[&order].reservation;
@@ -504,6 +540,7 @@ impl Default for MemoryStockStore {
             orders: DashMap::default(),
             pending: DashMap::default(),
             record_ttl: Self::DEFAULT_RECORD_TTL,
+            replay_claim_ttl: crate::ports::DEFAULT_REPLAY_CLAIM_TTL,
         }
     }
 }
@@ -529,6 +566,17 @@ impl MemoryStockStore {
     #[must_use]
     pub fn record_ttl(mut self, ttl: Duration) -> Self {
         self.record_ttl = ttl;
+        self
+    }
+
+    /// Keeps a same-request replay's claim on the order it was answered
+    /// with for `ttl` (default
+    /// [`DEFAULT_REPLAY_CLAIM_TTL`](crate::ports::DEFAULT_REPLAY_CLAIM_TTL)),
+    /// by the times the store is given. Set it before the first sale is
+    /// created, as [`record_ttl`](Self::record_ttl).
+    #[must_use]
+    pub fn replay_claim_ttl(mut self, ttl: Duration) -> Self {
+        self.replay_claim_ttl = ttl;
         self
     }
 
@@ -562,6 +610,7 @@ impl StockStore for MemoryStockStore {
                 v.insert(Arc::new(Mutex::new(ProductState::new(
                     sale.clone(),
                     self.record_ttl,
+                    self.replay_claim_ttl,
                 ))));
                 Ok(SaleWrite::Created)
             }
@@ -580,6 +629,10 @@ impl StockStore for MemoryStockStore {
                 Ok(SaleWrite::Updated)
             }
         }
+    }
+
+    fn replay_claim_ttl(&self) -> Duration {
+        self.replay_claim_ttl
     }
 
     async fn sale(&self, product: &ProductId) -> Result<Option<Sale>> {
@@ -886,5 +939,36 @@ mod tests {
         store.expire(late, 100).await.unwrap();
         store.expire(late, 100).await.unwrap();
         assert_eq!(sizes(&store), (0, 0, 0, 0, 0));
+    }
+
+    /// Replays of one key keep one claim each only until it lapses: the
+    /// claims and their lapse queue shrink back once the claim TTL passed.
+    #[tokio::test]
+    async fn replay_claims_lapse() {
+        let store = store_with(Sale::builder(pid(), 5)).await;
+        let first = req("alice", Some("k"), T0);
+        store.reserve(&first).await.unwrap();
+        for i in 0..1_000 {
+            let replay = req("alice", Some("k"), at(Duration::from_millis(i)));
+            assert!(matches!(
+                store.reserve(&replay).await.unwrap(),
+                ReserveOutcome::Duplicate(_)
+            ));
+        }
+        let claims = |store: &MemoryStockStore| {
+            let p = store.product(&pid()).unwrap();
+            let p = p.lock();
+            (
+                p.claims.values().map(|c| c.replays.len()).sum::<usize>(),
+                p.claim_lapses.len(),
+            )
+        };
+        assert_eq!(claims(&store), (1_000, 1_000));
+        let later = at(crate::ports::DEFAULT_REPLAY_CLAIM_TTL + Duration::from_secs(2));
+        store
+            .reserve(&req("alice", Some("k"), later))
+            .await
+            .unwrap();
+        assert_eq!(claims(&store), (1, 1), "only the newest claim is left");
     }
 }

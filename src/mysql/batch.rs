@@ -542,7 +542,7 @@ impl MySqlStockStore {
             let mut new_by_id: HashMap<OrderId, usize> = HashMap::new();
             let mut new_by_key: HashMap<(UserId, String), usize> = HashMap::new();
             let mut added: BTreeMap<UserId, u64> = BTreeMap::new();
-            let mut replays: Vec<(OrderId, OrderId)> = Vec::new();
+            let mut replays: Vec<(OrderId, OrderId, crate::model::Timestamp)> = Vec::new();
             for req in reqs {
                 if let Some(r) = own.get(&req.order_id) {
                     outcomes.push(ReserveOutcome::Reserved(r.clone()));
@@ -559,7 +559,8 @@ impl MySqlStockStore {
                         .or_else(|| new_by_key.get(&k).map(|&i| &new[i]));
                     if let Some(found) = found {
                         if found.state.owns_units() && found.quantity == req.quantity {
-                            replays.push((found.order_id, req.order_id));
+                            let lapse = req.now.saturating_add(self.replay_claim_ttl);
+                            replays.push((found.order_id, req.order_id, lapse));
                         }
                         outcomes.push(ReserveOutcome::Duplicate(found.clone()));
                         continue;
@@ -633,13 +634,15 @@ impl MySqlStockStore {
             }
             if !replays.is_empty() {
                 sql.push_str(&format!(
-                    "INSERT INTO {p}replays (order_id, replay_id) VALUES "
+                    "INSERT INTO {p}replays (order_id, replay_id, lapses_at) VALUES "
                 ));
-                each(&mut sql, &replays, |s, (order, replay)| {
+                each(&mut sql, &replays, |s, (order, replay, lapse)| {
                     s.push('(');
                     hex(s, oid_bytes(order));
                     s.push_str(", ");
                     hex(s, oid_bytes(replay));
+                    s.push_str(", ");
+                    num(s, lapse.as_millis());
                     s.push(')');
                 });
                 sql.push_str(" ON DUPLICATE KEY UPDATE replay_id = replay_id;\n");

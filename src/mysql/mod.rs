@@ -95,6 +95,7 @@ pub struct MySqlOptions {
     pub(crate) batch_max: usize,
     pub(crate) batch_wait: Duration,
     pub(crate) batch_lanes: usize,
+    pub(crate) replay_claim_ttl: Duration,
 }
 
 impl MySqlOptions {
@@ -115,6 +116,7 @@ impl MySqlOptions {
             batch_max: 128,
             batch_wait: Duration::ZERO,
             batch_lanes: 1,
+            replay_claim_ttl: crate::ports::DEFAULT_REPLAY_CLAIM_TTL,
         }
     }
 
@@ -201,6 +203,16 @@ impl MySqlOptions {
     /// costs more than it gains.
     pub fn batch_lanes(mut self, n: usize) -> Self {
         self.batch_lanes = n;
+        self
+    }
+
+    /// How long a same-request replay's claim on the order it was answered
+    /// with is kept (default
+    /// [`DEFAULT_REPLAY_CLAIM_TTL`](crate::ports::DEFAULT_REPLAY_CLAIM_TTL)),
+    /// by the times the store is given; the sweeper deletes lapsed claims.
+    /// Only used by [`MySqlStockStore`].
+    pub fn replay_claim_ttl(mut self, d: Duration) -> Self {
+        self.replay_claim_ttl = d;
         self
     }
 

@@ -22,6 +22,8 @@ use crate::ports::{
     VoidOutcome,
 };
 
+/// Lapsed replay claims deleted per sweep, at most.
+const REPLAY_PURGE_BATCH: u64 = 1_000;
 /// The columns every reservation read selects, in [`Sql::reservation`]'s
 /// order.
 pub(super) const RES_COLS: &str = "order_id, product_id, user_id, quantity, idempotency_key, \
@@ -54,6 +56,8 @@ pub struct MySqlStockStore {
     max_retries: u32,
     /// Hot-row batching of `reserve` (`None`: off).
     pub(super) batcher: Option<Arc<Batcher>>,
+    /// How long a replay's claim on an order is kept.
+    pub(super) replay_claim_ttl: Duration,
 }
 
 /// Every statement, with the table prefix filled in (built once).
@@ -85,6 +89,7 @@ pub(super) struct Sql {
     replay_remove: String,
     replay_count: String,
     replay_clear: String,
+    replay_lapsed: String,
     outbox_insert: String,
     outbox_candidates: String,
     outbox_lock_head: String,
@@ -169,12 +174,15 @@ impl Sql {
             res_due: q("SELECT order_id FROM {p}reservations \
                  WHERE state = 'held' AND expires_at <= ? ORDER BY expires_at, order_id LIMIT ?"),
             replay_add: q(
-                "INSERT INTO {p}replays (order_id, replay_id) VALUES (?, ?) \
+                "INSERT INTO {p}replays (order_id, replay_id, lapses_at) VALUES (?, ?, ?) \
                  ON DUPLICATE KEY UPDATE replay_id = replay_id",
             ),
-            replay_remove: q("DELETE FROM {p}replays WHERE order_id = ? AND replay_id = ?"),
-            replay_count: q("SELECT COUNT(*) FROM {p}replays WHERE order_id = ?"),
+            // A lapsed claim no longer counts, nor is it dropped by a void.
+            replay_remove: q("DELETE FROM {p}replays \
+                 WHERE order_id = ? AND replay_id = ? AND lapses_at > ?"),
+            replay_count: q("SELECT COUNT(*) FROM {p}replays WHERE order_id = ? AND lapses_at > ?"),
             replay_clear: q("DELETE FROM {p}replays WHERE order_id = ?"),
+            replay_lapsed: q("DELETE FROM {p}replays WHERE lapses_at <= ? LIMIT ?"),
             outbox_insert: q(
                 "INSERT INTO {p}outbox (order_id, seq, product_id, visible_at, payload) \
                  VALUES (?, ?, ?, 0, ?)",
@@ -356,6 +364,7 @@ impl MySqlStockStore {
                     opts.batch_lanes,
                 ))
             }),
+            replay_claim_ttl: opts.replay_claim_ttl,
         })
     }
 
@@ -556,6 +565,7 @@ impl MySqlStockStore {
                     sqlx::query(&s.replay_add)
                         .bind(oid_bytes(&found.order_id))
                         .bind(oid)
+                        .bind(req.now.saturating_add(self.replay_claim_ttl).as_millis())
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -866,6 +876,7 @@ impl MySqlStockStore {
             ReservationState::Held | ReservationState::Committed => {
                 let replays: i64 = sqlx::query_scalar(&s.replay_count)
                     .bind(oid_bytes(&r.order_id))
+                    .bind(now.as_millis())
                     .fetch_one(&mut *tx)
                     .await?;
                 if replays > 0 {
@@ -913,6 +924,7 @@ impl MySqlStockStore {
         let removed = sqlx::query(&s.replay_remove)
             .bind(oid_bytes(&prior.order_id))
             .bind(oid_bytes(&req.order_id))
+            .bind(now.as_millis())
             .execute(&mut *tx)
             .await?;
         if removed.rows_affected() == 0 || !void_waiting {
@@ -920,6 +932,7 @@ impl MySqlStockStore {
         }
         let left: i64 = sqlx::query_scalar(&s.replay_count)
             .bind(oid_bytes(&prior.order_id))
+            .bind(now.as_millis())
             .fetch_one(&mut *tx)
             .await?;
         // Still this request's to undo: held, or sold by a sale without
@@ -1126,6 +1139,13 @@ impl StockStore for MySqlStockStore {
                 expired.push(r);
             }
         }
+        // Lapsed replay claims, a bounded batch per sweep.
+        sqlx::query(&self.sql.replay_lapsed)
+            .bind(now.as_millis())
+            .bind(REPLAY_PURGE_BATCH)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_err(OP))?;
         Ok(expired)
     }
 
@@ -1169,6 +1189,10 @@ impl StockStore for MySqlStockStore {
             .await?;
         }
         Ok(())
+    }
+
+    fn replay_claim_ttl(&self) -> Duration {
+        self.replay_claim_ttl
     }
 
     async fn ping(&self) -> Result<()> {

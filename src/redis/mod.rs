@@ -11,7 +11,7 @@
 //!   command each.
 //! * Each product keeps its own outbox of order events in its slot, written
 //!   by the same script as the state change; a purchase is one round trip.
-//! * All keys of one product share one hash tag, `{prefix:product}`, so every
+//! * All keys of one product share one hash tag, `{prefix|product}`, so every
 //!   script touches a single slot and the same code runs on Redis Cluster.
 //! * The rate limiter is GCRA in one script per check, on the server's clock
 //!   (`TIME`), so every app instance agrees on "now".
@@ -39,13 +39,17 @@
 //! ```
 
 mod conn;
+mod durability;
 mod rate;
 mod stock;
 
 use std::time::Duration;
 
+pub use durability::Durability;
 pub use rate::RedisRateLimiter;
 pub use stock::RedisStockStore;
+
+use durability::WaitReplicas;
 
 use crate::error::{Error, Result};
 
@@ -70,7 +74,10 @@ pub struct RedisOptions {
     pub(crate) connect_timeout: Duration,
     pub(crate) response_timeout: Duration,
     pub(crate) record_ttl: Duration,
+    pub(crate) replay_claim_ttl: Duration,
     pub(crate) lazy: bool,
+    pub(crate) wait: Option<WaitReplicas>,
+    pub(crate) require_durable: bool,
 }
 
 impl RedisOptions {
@@ -86,7 +93,10 @@ impl RedisOptions {
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(5),
             record_ttl: Self::DEFAULT_RECORD_TTL,
+            replay_claim_ttl: crate::ports::DEFAULT_REPLAY_CLAIM_TTL,
             lazy: false,
+            wait: None,
+            require_durable: false,
         }
     }
 
@@ -143,6 +153,17 @@ impl RedisOptions {
         self
     }
 
+    /// How long a same-request replay's claim on the order it was answered
+    /// with is kept (default
+    /// [`DEFAULT_REPLAY_CLAIM_TTL`](crate::ports::DEFAULT_REPLAY_CLAIM_TTL)):
+    /// as long as that replay's own void may still arrive. The engine
+    /// refuses to build when its `void_retry_for` does not fit in it. Only
+    /// used by [`RedisStockStore`].
+    pub fn replay_claim_ttl(mut self, d: Duration) -> Self {
+        self.replay_claim_ttl = d;
+        self
+    }
+
     /// Standalone only: do not connect until the first call (default:
     /// connect, and fail, at construction). A lazy backend starts even
     /// while Redis is down; its calls fail until Redis answers.
@@ -151,15 +172,50 @@ impl RedisOptions {
         self
     }
 
+    /// After each reserve that places an order, send `WAIT replicas
+    /// timeout` to the primary that ran it (on a cluster, the master of the
+    /// product's slot) and answer the purchase only once at least
+    /// `replicas` replicas have the order (default: off). Fewer within
+    /// `timeout` fails the reserve, so the engine voids it and answers 503:
+    /// the buyer owns nothing. For replicated setups whose failover can
+    /// promote a replica (Sentinel, Cluster), where a 200 otherwise only
+    /// means "in the primary's memory". See [`Durability`].
+    ///
+    /// Costs one more round trip per purchase plus the replicas' lag, and
+    /// the `WAIT` holds the shared connection meanwhile: other calls on
+    /// this store queue behind it, up to `timeout` while replicas are
+    /// missing. Keep `timeout` short (tens of milliseconds), at least 1 ms
+    /// and below [`response_timeout`](Self::response_timeout) and the
+    /// engine's port timeout. `replicas` must be at least 1. Only used by
+    /// [`RedisStockStore`].
+    pub fn wait_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait = Some(WaitReplicas { replicas, timeout });
+        self
+    }
+
+    /// Refuse to connect unless the store can tell that an answered
+    /// purchase survives a crash ([`Durability::is_durable`]): AOF with
+    /// `appendfsync always` on every primary, or
+    /// [`wait_replicas`](Self::wait_replicas). Default `false`: connect and
+    /// log a warning. Needs a connection at start, so it cannot be combined
+    /// with [`lazy`](Self::lazy) unless `wait_replicas` is set. Only used
+    /// by [`RedisStockStore`].
+    pub fn require_durable(mut self, require: bool) -> Self {
+        self.require_durable = require;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
+        durability::validate(self)?;
         let p = &self.prefix;
         if p.is_empty()
             || p.len() > 64
             || p.chars()
-                .any(|c| c == '{' || c == '}' || c.is_whitespace() || c.is_control())
+                .any(|c| matches!(c, '{' | '}' | '|') || c.is_whitespace() || c.is_control())
         {
+            // `|` ends the prefix in every key, so no two prefixes share one.
             return Err(Error::Config(format!(
-                "redis key prefix {p:?} must be 1-64 bytes with no braces or whitespace"
+                "redis key prefix {p:?} must be 1-64 bytes with no braces, `|` or whitespace"
             )));
         }
         match &self.target {

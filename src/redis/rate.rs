@@ -24,6 +24,23 @@ static GCRA: LazyLock<Script> =
 /// timestamp and expires as soon as it has fully replenished, so idle
 /// buyers cost no memory. Refused attempts write nothing.
 ///
+/// # Clock steps on the Redis host
+///
+/// `TIME` is the Redis host's wall clock, and the stored timestamps are
+/// wall-clock times, so a step of that clock (NTP, a resumed VM, or a
+/// failover to a replica whose clock differs) acts on every key:
+///
+/// * a step **back** by Δ puts every recently used key's timestamp up to Δ
+///   in the future: those buyers are refused, with a `Retry-After` of about
+///   Δ, until the clock catches up (keys idle for a full period are
+///   unaffected, having expired);
+/// * a step **forward** by Δ makes every key look Δ older: quotas
+///   replenish early, by up to a full burst, once.
+///
+/// Keep the Redis hosts' clocks slewed, not stepped (e.g. chrony with
+/// `makestep` limited to boot). The in-process `MemoryRateLimiter` (cargo
+/// feature `memory`) measures monotonic time instead and is immune.
+///
 /// Cheap to clone; clones share the connection.
 #[derive(Debug, Clone)]
 pub struct RedisRateLimiter {
@@ -84,7 +101,7 @@ impl RateLimiter for RedisRateLimiter {
                 retry_after: self.quota.period().max(Duration::from_millis(1)),
             });
         }
-        let mut inv = GCRA.key(format!("{}:rate:{}", self.prefix, key));
+        let mut inv = GCRA.key(format!("{}|rate:{}", self.prefix, key));
         inv.arg(self.interval_us).arg(self.quota.count()).arg(cost);
         let reply: Vec<i64> = self.conn.script(&inv).await.map_err(backend_err(OP))?;
         match reply.as_slice() {

@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 
 use super::conn::Conn;
+use super::durability::Guard;
 use super::{RedisOptions, backend_err, bad_reply};
 use crate::error::{Error, Result};
 use crate::model::{
@@ -46,9 +47,16 @@ static CLAIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../backends/redis/claim.lua")));
 static ACK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../backends/redis/ack.lua")));
+static PROBE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../backends/redis/probe.lua")));
 
 /// Finished records purged per product per sweep, at most.
 const PURGE_BATCH: usize = 200;
+/// Products one sweep visits, at most (those the due index names first).
+const SWEEP_PRODUCTS: usize = 100;
+/// How long a due purge waits when the record's events are still in the
+/// outbox (a replay must find the record until the order is delivered).
+const PURGE_RETRY: Duration = Duration::from_secs(60);
 /// Extra life of the order → product index past the longest a record can
 /// live (the longest hold plus its retention).
 const INDEX_SLACK: Duration = Duration::from_secs(3600);
@@ -80,8 +88,13 @@ const OUTBOX_REPAIR_BATCH: usize = 100;
 ///   runs one script per such product; `ack` runs one script per product.
 ///   Their cost follows the pending events, not the number of products.
 /// * Idempotency keys and finished reservations are kept for
-///   [`RedisOptions::record_ttl`] (default 24 h) after they finish; the
-///   sweeper purges them.
+///   [`RedisOptions::record_ttl`] (default 24 h) after they finish, and
+///   until their events are delivered; the sweeper purges them.
+/// * The sweeper ([`expire`](StockStore::expire)) reads a due index
+///   (`{prefix}|due`: each product by the time its next hold expiry or
+///   purge is due, kept by the scripts) and visits only the products that
+///   are due, at most 100 per call: an idle store costs one command per
+///   sweep, whatever its number of products.
 ///
 /// Cheap to clone; clones share the connection.
 #[derive(Debug, Clone)]
@@ -90,7 +103,9 @@ pub struct RedisStockStore {
     prefix: String,
     record_ttl_ms: u64,
     index_ttl_ms: u64,
+    replay_claim_ttl: Duration,
     relay: Arc<Mutex<RelayCursor>>,
+    pub(super) durability: Arc<Guard>,
 }
 
 /// Where the next `claim` starts, and where the cluster repair pass is.
@@ -104,7 +119,7 @@ struct RelayCursor {
     repair_cursor: Option<u64>,
 }
 
-/// The keys of one product: all share the hash tag `{prefix:product}`.
+/// The keys of one product: all share the hash tag `{prefix|product}`.
 struct ProductKeys {
     sale: String,
     users: String,
@@ -114,6 +129,7 @@ struct ProductKeys {
     done: String,
     outbox: String,
     events: String,
+    claims: String,
 }
 
 /// A reservation as the scripts store it (JSON, every number a string so
@@ -145,9 +161,12 @@ impl RedisStockStore {
         Self::with_options(RedisOptions::cluster(urls.iter().copied()).prefix(prefix)).await
     }
 
-    /// Connects with explicit options.
+    /// Connects with explicit options. Reads every primary's persistence
+    /// settings and warns when an answered purchase could be lost (see
+    /// [`Self::durability`], [`RedisOptions::require_durable`]).
     pub async fn with_options(opts: RedisOptions) -> Result<Self> {
         let conn = Conn::connect(&opts).await?;
+        let durability = Arc::new(Guard::check(&conn, &opts).await?);
         if !opts.lazy {
             conn.preload(&[
                 &CREATE_SALE,
@@ -158,6 +177,7 @@ impl RedisStockStore {
                 &EXPIRE,
                 &CLAIM,
                 &ACK,
+                &PROBE,
             ])
             .await?;
         }
@@ -168,7 +188,9 @@ impl RedisStockStore {
             record_ttl_ms,
             // A record lives at most the longest hold, then its retention.
             index_ttl_ms: millis(Sale::MAX_HOLD + INDEX_SLACK).saturating_add(record_ttl_ms),
+            replay_claim_ttl: opts.replay_claim_ttl,
             relay: Arc::default(),
+            durability,
         })
     }
 
@@ -185,8 +207,10 @@ impl RedisStockStore {
         RESERVE_SOURCE
     }
 
+    /// The keys of `product`. The prefix cannot hold `|` nor a product id
+    /// `}`, so no two (prefix, product) pairs share a key.
     fn keys(&self, product: &ProductId) -> ProductKeys {
-        let tag = format!("{{{}:{}}}", self.prefix, product);
+        let tag = format!("{{{}|{}}}", self.prefix, product);
         ProductKeys {
             sale: format!("{tag}:sale"),
             users: format!("{tag}:users"),
@@ -196,22 +220,31 @@ impl RedisStockStore {
             done: format!("{tag}:done"),
             outbox: format!("{tag}:outbox"),
             events: format!("{tag}:events"),
+            claims: format!("{tag}:claims"),
             // `tag` is dropped here.
         }
     }
 
-    /// Every product with a sale (what the sweeper visits).
+    /// Every product with a sale (what the cluster's repair pass walks).
+    /// The store-wide keys share the tag `{prefix}`, one slot: a product's
+    /// tag always holds a `|`, so none of them is a product's key.
     fn products_key(&self) -> String {
-        format!("{}:products", self.prefix)
+        format!("{{{}}}|products", self.prefix)
     }
 
     /// The products whose outbox may hold events (what the relay visits).
     fn pending_key(&self) -> String {
-        format!("{}:outbox:products", self.prefix)
+        format!("{{{}}}|pending", self.prefix)
+    }
+
+    /// The products by the time (ms) their next hold expiry or purge is
+    /// due (what the sweeper visits).
+    fn due_key(&self) -> String {
+        format!("{{{}}}|due", self.prefix)
     }
 
     fn order_key(&self, order: &OrderId) -> String {
-        format!("{}:order:{}", self.prefix, order)
+        format!("{}|order:{}", self.prefix, order)
     }
 
     fn is_cluster(&self) -> bool {
@@ -239,7 +272,7 @@ impl RedisStockStore {
             .key(&k.done)
             .key(&k.outbox)
             .key(&k.events);
-        self.pending_key_in_script(&mut inv);
+        self.global_keys_in_script(&mut inv);
         inv.arg(order.to_string())
             .arg(now.as_millis())
             .arg(self.record_ttl_ms)
@@ -253,24 +286,56 @@ impl RedisStockStore {
         }
     }
 
+    /// Standalone Redis: adds the pending set and the due index as the
+    /// script's last keys, so the script writes them itself. On a cluster
+    /// they live in another slot; see [`Self::mark`].
+    fn global_keys_in_script(&self, inv: &mut ScriptInvocation<'_>) {
+        if !self.is_cluster() {
+            inv.key(self.pending_key()).key(self.due_key());
+        }
+    }
+
+    /// The time (ms) a record finished at `now` is due for purging: the
+    /// cluster's follow-up for the due index (the script schedules the
+    /// purge by the same `now`).
+    fn purge_due(&self, now: Timestamp) -> u64 {
+        now.as_millis().saturating_add(self.record_ttl_ms)
+    }
+
     /// Cluster only, after a script appended an event: marks the product as
     /// having pending events. A failure is logged, not returned: the event
     /// is safely in the outbox, and `claim`'s periodic repair pass finds it.
     async fn mark_pending(&self, product: &ProductId) {
-        let r = self
-            .conn
-            .query::<i64>(
-                ::redis::cmd("SADD")
-                    .arg(self.pending_key())
-                    .arg(product.as_str()),
-            )
-            .await;
-        if let Err(e) = r {
+        self.mark(product, true, None).await;
+    }
+
+    /// Cluster only, after a script: marks the product as having pending
+    /// events (with `pending`) and, with `due`, lowers its entry in the due
+    /// index to `due` (ms) if that is earlier; one pipeline, as both keys
+    /// share a slot. Best effort, as [`Self::mark_pending`]: the repair
+    /// pass finds what a failure leaves out.
+    async fn mark(&self, product: &ProductId, pending: bool, due: Option<u64>) {
+        let mut pipe = ::redis::pipe();
+        if pending {
+            pipe.cmd("SADD")
+                .arg(self.pending_key())
+                .arg(product.as_str())
+                .ignore();
+        }
+        if let Some(due) = due {
+            pipe.cmd("ZADD")
+                .arg(self.due_key())
+                .arg("LT")
+                .arg(due)
+                .arg(product.as_str())
+                .ignore();
+        }
+        if let Err(e) = self.conn.pipe::<()>(&pipe).await {
             tracing::warn!(
                 product = %product,
                 error = %e,
                 "redis: could not mark the product's outbox as pending; \
-                 the relay's repair pass will find its events"
+                 the repair pass will find its events and due holds"
             );
         }
     }
@@ -318,11 +383,12 @@ impl RedisStockStore {
     }
 
     /// Cluster only: one step of the repair pass that starts about once
-    /// per [`OUTBOX_REPAIR_EVERY`]. It walks `<p>:products` with `SSCAN`,
+    /// per [`OUTBOX_REPAIR_EVERY`]. It walks `{p}|products` with `SSCAN`,
     /// [`OUTBOX_REPAIR_BATCH`] products per step (one step per `claim`), and
     /// puts back into the pending set every product whose outbox holds
-    /// events but which is missing from it (a process died between a script
-    /// and its `SADD`). Returns the pending set with the products it put
+    /// events but which is missing from it, and into the due index every
+    /// product's next expiry or purge (a process died between a script and
+    /// its follow-up). Returns the pending set with the products it put
     /// back (sorted). Best effort: a failed step ends the pass; the next one
     /// starts on time.
     async fn repair_step(&self, now: Timestamp, mut pending: Vec<String>) -> Vec<String> {
@@ -359,23 +425,28 @@ impl RedisStockStore {
             }
         };
         for name in names {
-            if pending.binary_search(&name).is_ok() {
-                continue;
-            }
             let Ok(product) = ProductId::new(name.as_str()) else {
                 continue;
             };
-            let left = self
+            let k = self.keys(&product);
+            let probe = self
                 .conn
-                .query::<u64>(::redis::cmd("ZCARD").arg(self.keys(&product).outbox))
+                .script::<(u64, String)>(PROBE.key(&k.outbox).key(&k.exp).key(&k.done))
                 .await;
-            match left {
-                Ok(0) => {}
-                Ok(left) => {
-                    tracing::info!(product = %product, left, "redis: outbox found by the repair pass");
-                    self.mark_pending(&product).await;
-                    let at = pending.binary_search(&name).unwrap_or_else(|i| i);
-                    pending.insert(at, name);
+            match probe {
+                Ok((left, due)) => {
+                    // A due time the index lacks is lowered into it (a no-op
+                    // when the index already has it or an earlier one).
+                    let due = due.parse::<u64>().ok();
+                    let missing = left > 0 && pending.binary_search(&name).is_err();
+                    if missing {
+                        tracing::info!(product = %product, left, "redis: outbox found by the repair pass");
+                        let at = pending.binary_search(&name).unwrap_or_else(|i| i);
+                        pending.insert(at, name);
+                    }
+                    if missing || due.is_some() {
+                        self.mark(&product, missing, due).await;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(product = %product, error = %e, "redis: outbox repair skipped a product");
@@ -578,13 +649,14 @@ impl StockStore for RedisStockStore {
             .key(&k.exp)
             .key(&k.done)
             .key(&k.outbox)
-            .key(&k.events);
-        // On one server the order index and the pending mark are written
-        // inside the script; on a cluster they live in other slots and are
-        // written after a success.
+            .key(&k.events)
+            .key(&k.claims);
+        // On one server the order index, the pending mark and the due index
+        // are written inside the script; on a cluster they live in other
+        // slots and are written after a success.
         if !self.is_cluster() {
-            inv.key(self.order_key(&req.order_id))
-                .key(self.pending_key());
+            inv.key(self.order_key(&req.order_id));
+            self.global_keys_in_script(&mut inv);
         }
         inv.arg(req.order_id.to_string())
             .arg(req.user.as_str())
@@ -594,7 +666,8 @@ impl StockStore for RedisStockStore {
             .arg(req.now.as_millis())
             .arg(self.index_ttl_ms)
             .arg(req.product.as_str())
-            .arg(self.record_ttl_ms);
+            .arg(self.record_ttl_ms)
+            .arg(millis(self.replay_claim_ttl));
         let reply: Vec<String> = self.conn.script(&inv).await.map_err(backend_err(OP))?;
         let record = |i: usize| -> Result<Reservation> {
             let raw = reply.get(i).ok_or_else(|| unexpected(OP, &reply))?;
@@ -604,13 +677,20 @@ impl StockStore for RedisStockStore {
             Some("reserved") => {
                 let r = record(1)?;
                 if self.is_cluster() {
+                    // A hold is due at its expiry, a sale at its purge.
+                    let due = if r.state == ReservationState::Held {
+                        r.expires_at.as_millis()
+                    } else {
+                        self.purge_due(r.created_at)
+                    };
                     // Two slots, two nodes maybe: both at once, one wait.
                     let (indexed, ()) = tokio::join!(
                         self.write_index(OP, &req.order_id, &req.product),
-                        self.mark_pending(&req.product)
+                        self.mark(&req.product, true, Some(due))
                     );
                     indexed?;
                 }
+                self.durability.after_reserve(&self.conn, &k.sale).await?;
                 ReserveOutcome::Reserved(r)
             }
             Some("duplicate") => ReserveOutcome::Duplicate(record(1)?),
@@ -651,7 +731,7 @@ impl StockStore for RedisStockStore {
                 ConfirmOutcome::Confirmed | ConfirmOutcome::NotHeld(ReservationState::Expired)
             )
         {
-            self.mark_pending(product).await;
+            self.mark(product, true, Some(self.purge_due(now))).await;
         }
         Ok(outcome)
     }
@@ -679,7 +759,7 @@ impl StockStore for RedisStockStore {
                 CancelOutcome::Cancelled | CancelOutcome::NotHeld(ReservationState::Expired)
             )
         {
-            self.mark_pending(product).await;
+            self.mark(product, true, Some(self.purge_due(now))).await;
         }
         Ok(outcome)
     }
@@ -694,10 +774,11 @@ impl StockStore for RedisStockStore {
             .key(&k.exp)
             .key(&k.done)
             .key(&k.outbox)
-            .key(&k.events);
+            .key(&k.events)
+            .key(&k.claims);
         if !self.is_cluster() {
-            inv.key(self.order_key(&req.order_id))
-                .key(self.pending_key());
+            inv.key(self.order_key(&req.order_id));
+            self.global_keys_in_script(&mut inv);
         }
         inv.arg(req.order_id.to_string())
             .arg(req.user.as_str())
@@ -709,24 +790,35 @@ impl StockStore for RedisStockStore {
             .arg(self.index_ttl_ms)
             .arg(req.product.as_str());
         let reply: Vec<String> = self.conn.script(&inv).await.map_err(backend_err(OP))?;
+        // Every void that wrote something schedules a purge.
+        let due = Some(self.purge_due(now));
         match reply.first().map(String::as_str) {
             Some("voided") => {
                 if self.is_cluster() {
-                    self.mark_pending(&req.product).await;
+                    self.mark(&req.product, true, due).await;
                 }
                 Ok(VoidOutcome::Voided)
             }
             Some("nothing_reserved") => {
                 if self.is_cluster() {
                     self.write_index(OP, &req.order_id, &req.product).await?;
-                    if reply.get(1).is_some_and(|s| s == "voided_claimed") {
-                        self.mark_pending(&req.product).await;
-                    }
+                    let claimed = reply.get(1).is_some_and(|s| s == "voided_claimed");
+                    self.mark(&req.product, claimed, due).await;
                 }
                 Ok(VoidOutcome::NothingReserved)
             }
             Some("kept") => Ok(VoidOutcome::Kept),
-            Some("already_voided") => Ok(VoidOutcome::AlreadyVoided),
+            Some("already_voided") => {
+                // A retry of a void whose script ran but whose follow-ups
+                // were lost (the first answer never came back): the script
+                // cannot tell which it wrote, so write both again (each is
+                // idempotent).
+                if self.is_cluster() {
+                    self.write_index(OP, &req.order_id, &req.product).await?;
+                    self.mark(&req.product, true, due).await;
+                }
+                Ok(VoidOutcome::AlreadyVoided)
+            }
             Some("already_closed") => {
                 Ok(VoidOutcome::AlreadyClosed(parse_state(OP, reply.get(1))?))
             }
@@ -764,16 +856,40 @@ impl StockStore for RedisStockStore {
         if max == 0 {
             return Ok(expired);
         }
-        let mut products: Vec<String> = self
+        // Only the products whose next expiry or purge is due: an idle store
+        // costs this one command.
+        let due: Vec<(String, u64)> = self
             .conn
-            .query(::redis::cmd("SMEMBERS").arg(self.products_key()))
+            .query(
+                ::redis::cmd("ZRANGEBYSCORE")
+                    .arg(self.due_key())
+                    .arg("-inf")
+                    .arg(now.as_millis())
+                    .arg("WITHSCORES")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(SWEEP_PRODUCTS),
+            )
             .await
             .map_err(backend_err(OP))?;
-        products.sort_unstable();
         // One script per product: each runs on the node owning the product's
         // slot, so the sweep works on a cluster too.
-        for product in products {
-            let product = ProductId::new(product).map_err(|e| bad_reply(OP, e))?;
+        for (name, was_due) in due {
+            let product = ProductId::new(name.as_str()).map_err(|e| bad_reply(OP, e))?;
+            if self.is_cluster() {
+                // Out of the index first, then the script, then its next due
+                // time back with `LT`: a reserve's follow-up racing with this
+                // either lands after the removal or its hold is seen by the
+                // script, so no due time is lost.
+                self.conn
+                    .query::<i64>(
+                        ::redis::cmd("ZREM")
+                            .arg(self.due_key())
+                            .arg(product.as_str()),
+                    )
+                    .await
+                    .map_err(backend_err(OP))?;
+            }
             let k = self.keys(&product);
             let mut inv = EXPIRE.key(&k.sale);
             inv.key(&k.users)
@@ -783,18 +899,35 @@ impl StockStore for RedisStockStore {
                 .key(&k.done)
                 .key(&k.outbox)
                 .key(&k.events);
-            self.pending_key_in_script(&mut inv);
+            self.global_keys_in_script(&mut inv);
             inv.arg(now.as_millis())
                 .arg(max - expired.len())
                 .arg(PURGE_BATCH)
                 .arg(self.record_ttl_ms)
-                .arg(product.as_str());
-            let records: Vec<String> = self.conn.script(&inv).await.map_err(backend_err(OP))?;
-            if !records.is_empty() && self.is_cluster() {
-                self.mark_pending(&product).await;
+                .arg(product.as_str())
+                .arg(millis(PURGE_RETRY));
+            let reply = self.conn.script::<Vec<String>>(&inv).await;
+            let reply = match reply {
+                Ok(reply) => reply,
+                Err(e) => {
+                    if self.is_cluster() {
+                        // Put the entry back, so the next sweep tries again.
+                        self.mark(&product, false, Some(was_due)).await;
+                    }
+                    return Err(backend_err(OP)(e));
+                }
+            };
+            let Some((next, records)) = reply.split_first() else {
+                return Err(unexpected(OP, &reply));
+            };
+            if self.is_cluster() {
+                let next = next.parse::<u64>().ok();
+                if !records.is_empty() || next.is_some() {
+                    self.mark(&product, !records.is_empty(), next).await;
+                }
             }
             for raw in records {
-                expired.push(self.parse_record(OP, &product, &raw)?);
+                expired.push(self.parse_record(OP, &product, raw)?);
             }
             if expired.len() >= max {
                 break;
@@ -940,6 +1073,10 @@ impl StockStore for RedisStockStore {
             }
         }
         failure.map_or(Ok(()), |e| Err(backend_err(OP)(e)))
+    }
+
+    fn replay_claim_ttl(&self) -> Duration {
+        self.replay_claim_ttl
     }
 
     async fn ping(&self) -> Result<()> {

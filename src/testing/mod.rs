@@ -121,6 +121,7 @@ macro_rules! __stock_store_cases {
             void_of_closed_hold_changes_nothing,
             void_of_confirmed_hold_changes_nothing,
             a_replayed_order_is_kept_until_its_replays_void,
+            many_replays_stay_flat,
             sold_out_is_exact,
             per_user_cap,
             per_order_max,

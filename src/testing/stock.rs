@@ -926,6 +926,134 @@ where
     }
 }
 
+/// Ten thousand same-request replays of one purchase change neither the
+/// record they are answered with nor the order's events (a claim per
+/// replay is kept outside both), and a replay's claim lapses after
+/// [`replay_claim_ttl`](StockStore::replay_claim_ttl): a void of the first
+/// request arriving later undoes the order, and what the claims held is
+/// gone.
+pub async fn many_replays_stay_flat<F, Fut, S>(make: &F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+    S: StockStore,
+{
+    const REPLAYS: u64 = 10_000;
+    const WAVE: u64 = 100;
+    let store = fresh(make).await;
+    let p = hold_sale(&*store, "replays-flat", 5, HOLD).await;
+    let (ka, kb) = (key("k-flat-a"), key("k-flat-b"));
+    let first = keyed(&p, &user(1), 1, T0, &ka);
+    let r = reserved(&*store, &first).await;
+    // The same purchase by another buyer, never replayed: what flat means.
+    let control = reserved(&*store, &keyed(&p, &user(2), 1, T0, &kb)).await;
+    for wave in 0..REPLAYS / WAVE {
+        let mut tasks = Vec::new();
+        for i in 0..WAVE {
+            let store = store.clone();
+            let req = keyed(&p, &user(1), 1, at(ms(1 + wave * WAVE + i)), &ka);
+            tasks.push(tokio::spawn(async move { store.reserve(&req).await }));
+        }
+        for t in tasks {
+            let answer = t.await.expect("task panicked").unwrap();
+            assert_eq!(answer, ReserveOutcome::Duplicate(r.clone()));
+        }
+    }
+    let late = at(secs(20));
+    for order in [&r, &control] {
+        assert_eq!(
+            store.confirm(&p, &order.order_id, late).await.unwrap(),
+            ConfirmOutcome::Confirmed
+        );
+    }
+    let events = by_order(&drain_outbox(&*store, late).await);
+    let size = |e: &OrderEvent| serde_json::to_vec(e).expect("events serialize").len();
+    let (mine, theirs) = (&events[&r.order_id], &events[&control.order_id]);
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    for (m, t) in mine.iter().zip(theirs) {
+        assert_eq!(m.event_type, t.event_type);
+        assert_eq!(size(m), size(t), "a replayed order's event grew: {m:?}");
+    }
+    let found = store.reservation(&r.order_id).await.unwrap().unwrap();
+    assert_eq!(found.state, ReservationState::Committed);
+
+    // A claim lapses: the first request's void, arriving after it, undoes
+    // the order a replay was answered with (within it, it is kept).
+    let lapse = store.replay_claim_ttl();
+    let plain = sale(&*store, "replays-lapse", 5).await;
+    let k = key("k-lapse");
+    let first = keyed(&plain, &user(3), 2, at(secs(30)), &k);
+    let r = reserved(&*store, &first).await;
+    duplicate_of(&*store, &keyed(&plain, &user(3), 2, at(secs(31)), &k)).await;
+    let after = at(secs(31)).saturating_add(lapse).saturating_add(secs(1));
+    assert_eq!(
+        store.void(&first, after).await.unwrap(),
+        VoidOutcome::Voided
+    );
+    assert_eq!(levels(&*store, &plain).await, lv(5, 5, 0, 0));
+    assert_eq!(
+        drained(&*store, after).await,
+        vec![
+            (r.order_id, EventType::Placed),
+            (r.order_id, EventType::Voided)
+        ]
+    );
+}
+
+/// A finished record is not purged while its events wait in the outbox (a
+/// relay down for longer than the record TTL): a replay with its key still
+/// finds it and reserves nothing new, so no key yields two `placed`
+/// events. Once delivered, a later sweep purges it.
+///
+/// Not part of [`stock_store_conformance!`](crate::stock_store_conformance),
+/// for stores that purge finished records: `make` must build a store whose
+/// record TTL is at most a day.
+pub async fn purge_waits_for_delivery<F, Fut, S>(make: &F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+    S: StockStore,
+{
+    const DAY: u64 = 24 * 3600;
+    let store = fresh(make).await;
+    let p = sale(&*store, "purge-waits", 5).await;
+    let k = key("k-purge");
+    let r = reserved(&*store, &keyed(&p, &user(1), 1, T0, &k)).await;
+    // Past the TTL, with sweeps in between; the relay is down.
+    for i in 0..5 {
+        store
+            .expire(at(secs(DAY + 60 + i * 120)), 100)
+            .await
+            .unwrap();
+    }
+    let found = store.reservation(&r.order_id).await.unwrap();
+    assert_eq!(
+        found.map(|f| f.order_id),
+        Some(r.order_id),
+        "purged before its events were delivered"
+    );
+    let replay = keyed(&p, &user(1), 1, at(secs(DAY + 900)), &k);
+    assert_eq!(duplicate_of(&*store, &replay).await.order_id, r.order_id);
+    assert_eq!(levels(&*store, &p).await, lv(5, 4, 0, 1));
+    assert_eq!(
+        drained(&*store, at(secs(DAY + 900))).await,
+        vec![(r.order_id, EventType::Placed)]
+    );
+    // Delivered: a later sweep purges it (a put-off purge waits at most a
+    // minute).
+    for i in 0..5 {
+        store
+            .expire(at(secs(DAY + 1000 + i * 120)), 100)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.reservation(&r.order_id).await.unwrap(),
+        None,
+        "never purged after delivery"
+    );
+}
+
 /// Voiding a hold that already ended (cancelled, expired by the sweeper,
 /// or found expired by a late confirm) answers `AlreadyClosed` with its
 /// state and changes nothing: no units move, no `voided` event.
