@@ -25,12 +25,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use flashsale::memory::{MemoryOrderSink, MemoryRateLimiter, StaticAuthenticator};
-use flashsale::model::{Principal, UserId};
 use flashsale::mysql::{MySqlOptions, MySqlStockStore};
 use flashsale::{
     Credentials, Engine, Outcome, ProductId, PurchaseRequest, Quantity, RateLimiter, RateQuota,
     Sale, StockStore,
 };
+use flashsale::{Principal, UserId};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -144,7 +144,7 @@ async fn raw_load(
             let user = UserId::new(format!("bench-user-{b}")).unwrap();
             while !stop.load(Ordering::Relaxed) {
                 let now = flashsale::Timestamp::from_millis(1_767_225_600_000);
-                let req = flashsale::ports::ReserveRequest {
+                let req = flashsale::ReserveRequest {
                     order_id: flashsale::OrderId::new(now),
                     product: product.clone(),
                     user: user.clone(),
@@ -153,7 +153,7 @@ async fn raw_load(
                     now,
                 };
                 match store.reserve(&req).await {
-                    Ok(flashsale::ports::ReserveOutcome::Reserved(_)) => {
+                    Ok(flashsale::ReserveOutcome::Reserved(_)) => {
                         bought.fetch_add(1, Ordering::Relaxed);
                     }
                     other => panic!("unexpected {other:?}"),

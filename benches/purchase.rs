@@ -23,12 +23,12 @@ use flashsale::machine::{Action, MachineConfig, PurchaseMachine};
 use flashsale::memory::{
     MemoryOrderSink, MemoryRateLimiter, MemoryStockStore, StaticAuthenticator,
 };
-use flashsale::model::{Principal, UserId};
-use flashsale::ports::{RateDecision, ReserveOutcome};
 use flashsale::{
     Credentials, Engine, OrderId, Outcome, ProductId, PurchaseRequest, Quantity, RateQuota, Sale,
     Timestamp,
 };
+use flashsale::{Principal, UserId};
+use flashsale::{RateDecision, ReserveOutcome};
 
 const USERS: usize = 4_096;
 const NOW: Timestamp = Timestamp::from_millis(1_767_225_600_000);

@@ -25,12 +25,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use flashsale::memory::{MemoryOrderSink, MemoryRateLimiter, StaticAuthenticator};
-use flashsale::model::{Principal, UserId};
 use flashsale::redis::{RedisOptions, RedisRateLimiter, RedisStockStore};
 use flashsale::{
     Credentials, Engine, Outcome, ProductId, PurchaseRequest, Quantity, RateLimiter, RateQuota,
     Sale, SoldOutCache, StockStore,
 };
+use flashsale::{Principal, UserId};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -152,7 +152,12 @@ async fn count_round_trips<T>(
 /// `redis-benchmark` running reserve.lua by EVALSHA against its own sale,
 /// with the same keys and arguments the store passes; returns requests/s.
 fn redis_benchmark(s: &Setup, pipeline: usize) -> f64 {
-    let script = RedisStockStore::reserve_script();
+    // The script exactly as the store sends it: the shared helpers, then
+    // reserve.lua.
+    let script = concat!(
+        include_str!("../backends/redis/holds.lua"),
+        include_str!("../backends/redis/reserve.lua")
+    );
     let out = Command::new("redis-cli")
         .args(["-h", &s.host, "-p", &s.port, "SCRIPT", "LOAD", script])
         .output()

@@ -20,10 +20,10 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, header};
+use flashsale::UserId;
 use flashsale::http::Api;
 use flashsale::jwt::{Claims, DEV_SECRET, JwtAuthenticator, sign_hs256};
 use flashsale::memory::{MemoryOrderSink, MemoryRateLimiter, MemoryStockStore};
-use flashsale::model::UserId;
 use flashsale::{Clock, Engine, ProductId, RateQuota, Sale, SystemClock};
 use http_body_util::BodyExt;
 use tower::ServiceExt;

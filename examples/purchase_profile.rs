@@ -23,10 +23,10 @@ use std::sync::Arc;
 use flashsale::memory::{
     MemoryOrderSink, MemoryRateLimiter, MemoryStockStore, StaticAuthenticator,
 };
-use flashsale::model::{Principal, UserId};
 use flashsale::{
     Credentials, Engine, Outcome, ProductId, PurchaseRequest, Quantity, RateQuota, Sale,
 };
+use flashsale::{Principal, UserId};
 
 const USERS: usize = 4_096;
 

@@ -1,13 +1,4 @@
-//! Where "now" comes from. The engine reads the clock once per request and
-//! passes the time into the pure state machine; tests inject a
-//! [`ManualClock`] and move time by hand.
-//!
-//! A clock tells two kinds of time: [`Clock::now`], the wall clock, for
-//! everything that is stored or compared across processes (sale windows,
-//! hold expiries, event times); and [`Clock::monotonic`], which never
-//! steps, for durations measured inside one process (how long a cached
-//! answer is believed). A wall clock that steps backwards (NTP, a VM
-//! resumed from a snapshot) must not make a cache entry live longer.
+//! Where "now" comes from: the [`Clock`] trait and its two clocks.
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +7,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::model::Timestamp;
 
-/// A source of wall-clock and monotonic time.
+/// A source of wall-clock and monotonic time. The engine reads the clock
+/// once per request and
+/// passes the time into the pure state machine; tests inject a
+/// [`ManualClock`] and move time by hand.
+///
+/// A clock tells two kinds of time: [`Clock::now`], the wall clock, for
+/// everything that is stored or compared across processes (sale windows,
+/// hold expiries, event times); and [`Clock::monotonic`], which never
+/// steps, for durations measured inside one process (how long a cached
+/// answer is believed). A wall clock that steps backwards (NTP, a VM
+/// resumed from a snapshot) must not make a cache entry live longer.
 pub trait Clock: Send + Sync + Debug + 'static {
     /// The current wall-clock time.
     fn now(&self) -> Timestamp;

@@ -1,9 +1,4 @@
 //! The one error type for infrastructure failures.
-//!
-//! Business results (sold out, rate limited, ...) are values of
-//! [`Outcome`](crate::Outcome), never errors. An [`Error`] means a backend or
-//! the configuration failed; every backend maps its driver's errors into it,
-//! so driver types never appear in this crate's public signatures.
 
 use std::time::Duration;
 
@@ -12,7 +7,12 @@ use crate::model::InvalidInput;
 /// A boxed source error from a backend driver.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// An infrastructure failure.
+/// An infrastructure failure: the one error type of the crate.
+///
+/// Business results (sold out, rate limited, ...) are values of
+/// [`Outcome`](crate::Outcome), never errors. An [`Error`] means a backend or
+/// the configuration failed; every backend maps its driver's errors into it,
+/// so driver types never appear in this crate's public signatures.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -46,7 +46,7 @@
 //! use std::time::Duration;
 //! use flashsale::jwt::{Claims, JwtAuthenticator, sign_hs256};
 //! use flashsale::{Clock, Credentials, SystemClock, UserId};
-//! use flashsale::ports::Authenticator;
+//! use flashsale::Authenticator;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), flashsale::Error> {
@@ -78,10 +78,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::Authenticator;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::model::{AuthRejection, Credentials, Principal, Timestamp, UserId};
-use crate::ports::Authenticator;
 
 /// The longest token accepted, in bytes (8 KiB). Longer tokens are refused
 /// with [`AuthRejection::TooLarge`] before any decoding.

@@ -10,12 +10,23 @@
 //! * [`machine`]: the purchase state machine. Pure and deterministic: no
 //!   I/O, no async, no clock reads. It is told what happened and says what
 //!   to do next.
-//! * [`ports`]: four async traits ([`StockStore`], [`RateLimiter`],
+//! * The ports: four async traits ([`StockStore`], [`RateLimiter`],
 //!   [`OrderSink`], [`Authenticator`]) with one contract each, and
-//!   backends behind cargo features (`memory`, on by default).
+//!   backends behind cargo features (`memory`, on by default; [`redis`],
+//!   [`mysql`], [`kafka`]). A fifth, [`EventHandler`], is what an order
+//!   worker hands consumed events to. Each trait is `async` (via
+//!   `async-trait`, so `Arc<dyn StockStore>` works for backends chosen at
+//!   run time) and returns an [`Error`] only for infrastructure failures:
+//!   business answers (sold out, limited, rejected) are values.
 //! * [`Engine`]: the async driver that runs the machine against the ports,
 //!   with per-call timeouts, a sale cache, a hold sweeper and the outbox
 //!   relay.
+//!
+//! The domain values ([`Sale`], [`ProductId`], [`Quantity`], ...) check
+//! their value on construction and cannot hold a bad one; constructors
+//! return an [`InvalidInput`] that names the field, so the HTTP layer can
+//! answer `400` precisely. They, the ports, the engine, [`Error`] and the
+//! clocks live at the crate root; backends and adapters in their modules.
 //!
 //! The engine records [metrics] (purchases by outcome,
 //! latencies, port failures, stock, relay backlog and lag) through the
@@ -26,7 +37,7 @@
 //! use std::sync::Arc;
 //! use flashsale::{Engine, PurchaseRequest, ProductId, Quantity, Sale, Outcome, Credentials};
 //! use flashsale::memory::{MemoryStockStore, MemoryRateLimiter, MemoryOrderSink, StaticAuthenticator};
-//! use flashsale::model::{Principal, UserId};
+//! use flashsale::{Principal, UserId};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), flashsale::Error> {
@@ -53,11 +64,12 @@
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
+#![warn(unreachable_pub, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
-pub mod clock;
-pub mod engine;
-pub mod error;
+mod clock;
+mod engine;
+mod error;
 mod fast_hash;
 pub mod http;
 #[cfg(feature = "jwt")]
@@ -68,25 +80,32 @@ pub mod machine;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod metrics;
-pub mod model;
+mod model;
 #[cfg(feature = "mysql")]
 pub mod mysql;
-pub mod ports;
+mod ports;
 #[cfg(feature = "redis")]
 pub mod redis;
-pub mod stock_cache;
+mod sold_out_cache;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
+// One public path per type: the core (domain values, ports, engine, errors,
+// clocks) lives at the crate root; backends and adapters in their modules.
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use engine::{Engine, EngineBuilder, EngineConfig};
-pub use error::{Error, Result};
+pub use engine::{Engine, EngineBuilder, EngineConfig, Readiness, RelayConfig};
+pub use error::{BoxError, Error, Result};
 pub use model::{
-    Credentials, IdempotencyKey, InvalidInput, Order, OrderId, Outcome, ProductId, PurchaseRequest,
-    Quantity, RateQuota, Sale, StockLevels, Timestamp, UserId,
+    AuthRejection, CancelOutcome, ConfirmOutcome, Credentials, EventId, EventType, IdempotencyKey,
+    InvalidInput, Order, OrderEvent, OrderId, OrderStatus, Outcome, Principal, ProductId,
+    PurchaseRequest, PurchaseSummary, Quantity, RateDecision, RateQuota, Reservation,
+    ReservationState, ReserveOutcome, ReserveRequest, Sale, SaleBuilder, SaleWrite, StockLevels,
+    Timestamp, UserId, VoidOutcome,
 };
-pub use ports::{Authenticator, OrderSink, RateLimiter, StockStore};
-pub use stock_cache::SoldOutCache;
+pub use ports::{
+    Authenticator, DEFAULT_REPLAY_CLAIM_TTL, EventHandler, OrderSink, RateLimiter, StockStore,
+};
+pub use sold_out_cache::SoldOutCache;
 
 /// The README's code blocks, compiled as doctests so they stay true.
 #[cfg(doctest)]

@@ -202,7 +202,7 @@ async fn ten_thousand_buyers_one_thousand_orders_in_answers_table_and_topic() {
     let statuses = table.count_by_status(Some(&pid)).await.unwrap();
     assert_eq!(
         format!("{statuses:?}"),
-        format!("{:?}", vec![(flashsale::model::EventType::Placed, UNITS)])
+        format!("{:?}", vec![(flashsale::EventType::Placed, UNITS)])
     );
 
     // An outside client finds every answered order on the topic.

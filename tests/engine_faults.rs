@@ -28,20 +28,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flashsale::engine::{HandOff, RelayConfig};
+use flashsale::RelayConfig;
 use flashsale::http::ApiResponse;
+use flashsale::machine::HandOff;
 use flashsale::memory::{
     MemoryOrderSink, MemoryRateLimiter, MemoryStockStore, StaticAuthenticator,
 };
-use flashsale::model::{
+use flashsale::{
     AuthRejection, Credentials, EventType, IdempotencyKey, OrderEvent, OrderId, OrderStatus,
     Principal, ProductId, Reservation, ReservationState, StockLevels, Timestamp, UserId,
 };
-use flashsale::ports::{
+use flashsale::{Authenticator, Clock, Engine, Error, Outcome, PurchaseRequest, Quantity, Sale};
+use flashsale::{
     CancelOutcome, ConfirmOutcome, OrderSink, RateDecision, RateLimiter, ReserveOutcome,
     ReserveRequest, SaleWrite, StockStore, VoidOutcome,
 };
-use flashsale::{Authenticator, Clock, Engine, Error, Outcome, PurchaseRequest, Quantity, Sale};
 use mockall::mock;
 use proptest::prelude::*;
 

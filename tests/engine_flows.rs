@@ -9,17 +9,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use flashsale::engine::{HandOff, RelayConfig};
+use flashsale::RelayConfig;
 use flashsale::http::ApiResponse;
+use flashsale::machine::HandOff;
 use flashsale::memory::{
     MemoryOrderSink, MemoryRateLimiter, MemoryStockStore, StaticAuthenticator,
 };
-use flashsale::model::{EventType, OrderEvent, OrderStatus, Principal, StockLevels, UserId};
-use flashsale::ports::{RateDecision, RateLimiter, ReserveOutcome, ReserveRequest, SaleWrite};
 use flashsale::{
     Clock, Credentials, Engine, Error, IdempotencyKey, ManualClock, OrderId, Outcome, ProductId,
     PurchaseRequest, Quantity, RateQuota, Sale, SoldOutCache, StockStore, Timestamp,
 };
+use flashsale::{EventType, OrderEvent, OrderStatus, Principal, StockLevels, UserId};
+use flashsale::{RateDecision, RateLimiter, ReserveOutcome, ReserveRequest, SaleWrite};
 
 const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
 
@@ -810,7 +811,7 @@ impl StockStore for CountingLookups {
         p: &ProductId,
         o: &OrderId,
         now: Timestamp,
-    ) -> flashsale::Result<flashsale::ports::ConfirmOutcome> {
+    ) -> flashsale::Result<flashsale::ConfirmOutcome> {
         self.inner.confirm(p, o, now).await
     }
     async fn cancel(
@@ -818,27 +819,24 @@ impl StockStore for CountingLookups {
         p: &ProductId,
         o: &OrderId,
         now: Timestamp,
-    ) -> flashsale::Result<flashsale::ports::CancelOutcome> {
+    ) -> flashsale::Result<flashsale::CancelOutcome> {
         self.inner.cancel(p, o, now).await
     }
     async fn void(
         &self,
         r: &ReserveRequest,
         now: Timestamp,
-    ) -> flashsale::Result<flashsale::ports::VoidOutcome> {
+    ) -> flashsale::Result<flashsale::VoidOutcome> {
         self.inner.void(r, now).await
     }
-    async fn reservation(
-        &self,
-        o: &OrderId,
-    ) -> flashsale::Result<Option<flashsale::model::Reservation>> {
+    async fn reservation(&self, o: &OrderId) -> flashsale::Result<Option<flashsale::Reservation>> {
         self.inner.reservation(o).await
     }
     async fn expire(
         &self,
         now: Timestamp,
         max: usize,
-    ) -> flashsale::Result<Vec<flashsale::model::Reservation>> {
+    ) -> flashsale::Result<Vec<flashsale::Reservation>> {
         self.inner.expire(now, max).await
     }
     async fn snapshot(&self, p: &ProductId) -> flashsale::Result<Option<StockLevels>> {

@@ -11,11 +11,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+use flashsale::Principal;
 use flashsale::http::Api;
 use flashsale::memory::{
     MemoryOrderSink, MemoryRateLimiter, MemoryStockStore, StaticAuthenticator,
 };
-use flashsale::model::Principal;
 use flashsale::{Engine, ProductId, RateQuota, Sale, UserId};
 
 const PRODUCT: &str = "body-limit";

@@ -17,13 +17,13 @@ use flashsale::http::Api;
 use flashsale::memory::{
     MemoryOrderSink, MemoryRateLimiter, MemoryStockStore, StaticAuthenticator,
 };
-use flashsale::model::{OrderEvent, Principal, Reservation, StockLevels};
-use flashsale::ports::{
+use flashsale::{
     CancelOutcome, ConfirmOutcome, ReserveOutcome, ReserveRequest, SaleWrite, VoidOutcome,
 };
 use flashsale::{
     Engine, OrderId, ProductId, RateQuota, Result, Sale, StockStore, Timestamp, UserId,
 };
+use flashsale::{OrderEvent, Principal, Reservation, StockLevels};
 
 /// How long `reserve` waits before it reaches the store.
 const RESERVE_DELAY: Duration = Duration::from_millis(300);

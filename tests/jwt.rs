@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use flashsale::Authenticator;
 use flashsale::jwt::{Claims, DEFAULT_LEEWAY, DEV_SECRET, JwtAuthenticator, MAX_TOKEN_BYTES};
-use flashsale::model::{AuthRejection, Principal};
-use flashsale::ports::Authenticator;
+use flashsale::{AuthRejection, Principal};
 use flashsale::{Credentials, ManualClock, Timestamp, UserId};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};

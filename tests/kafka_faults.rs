@@ -22,10 +22,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use flashsale::engine::RelayConfig;
+use flashsale::RelayConfig;
 use flashsale::kafka::{KafkaOptions, KafkaOrderSink, ensure_topics};
 use flashsale::memory::{MemoryRateLimiter, MemoryStockStore, StaticAuthenticator};
-use flashsale::model::{EventType, OrderEvent, OrderId, Principal};
 use flashsale::testing::faults::fault_seed;
 use flashsale::testing::ledger::EventLedger;
 use flashsale::testing::proxy::{Direction, Fault, FaultProxy};
@@ -33,6 +32,7 @@ use flashsale::testing::{unique_product, user};
 use flashsale::{
     Credentials, Engine, Outcome, PurchaseRequest, Quantity, RateQuota, Sale, StockStore, Timestamp,
 };
+use flashsale::{EventType, OrderEvent, OrderId, Principal};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};

@@ -20,15 +20,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use flashsale::EventHandler;
 use flashsale::kafka::{
-    EventHandler, KafkaOptions, KafkaOrderSink, OrderWorker, WorkerCounters, WorkerOptions,
-    WorkerStats, dlq, ensure_topics, headers, replay_dead_letters,
+    KafkaOptions, KafkaOrderSink, OrderWorker, WorkerCounters, WorkerOptions, WorkerStats, dlq,
+    ensure_topics, headers, replay_dead_letters,
 };
-use flashsale::model::{EventType, OrderEvent};
 use flashsale::mysql::MySqlOrderTable;
 use flashsale::testing::stock::{T0, at, request};
 use flashsale::testing::{unique_product, user};
 use flashsale::{Error, InvalidInput, OrderId, OrderSink};
+use flashsale::{EventType, OrderEvent};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::mocking::MockCluster;

@@ -7,12 +7,12 @@
 use std::time::Duration;
 
 use flashsale::machine::{Action, Failure, HandOff, MachineConfig, PurchaseMachine, StepError};
-use flashsale::model::{
+use flashsale::{
     AuthRejection, IdempotencyKey, OrderEvent, OrderId, OrderStatus, Outcome, Principal, ProductId,
     PurchaseRequest, PurchaseSummary, Quantity, Reservation, ReservationState, Sale, Timestamp,
     UserId,
 };
-use flashsale::ports::{RateDecision, ReserveOutcome, ReserveRequest, VoidOutcome};
+use flashsale::{RateDecision, ReserveOutcome, ReserveRequest, VoidOutcome};
 use proptest::prelude::*;
 
 const NOW: Timestamp = Timestamp::from_millis(1_767_225_600_000);

@@ -14,12 +14,12 @@ use flashsale::memory::{
     MemoryOrderSink, MemoryRateLimiter, MemoryStockStore, StaticAuthenticator,
 };
 use flashsale::metrics as m;
-use flashsale::model::{OrderEvent, Principal, Timestamp, UserId};
-use flashsale::ports::{OrderSink, RateDecision, RateLimiter, StockStore};
 use flashsale::{
     Credentials, Engine, EngineBuilder, Error, ManualClock, Outcome, ProductId, PurchaseRequest,
     Quantity, Sale, SoldOutCache,
 };
+use flashsale::{OrderEvent, Principal, Timestamp, UserId};
+use flashsale::{OrderSink, RateDecision, RateLimiter, StockStore};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use metrics_util::{CompositeKey, MetricKind};
 use mockall::mock;

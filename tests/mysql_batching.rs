@@ -20,12 +20,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flashsale::model::OrderEvent;
+use flashsale::OrderEvent;
 use flashsale::mysql::{MySqlOptions, MySqlStockStore};
-use flashsale::ports::{ReserveOutcome, ReserveRequest, VoidOutcome};
 use flashsale::testing::ledger::drain_outbox;
 use flashsale::testing::{unique_product, user};
 use flashsale::{IdempotencyKey, OrderId, ProductId, Quantity, Sale, StockStore, Timestamp};
+use flashsale::{ReserveOutcome, ReserveRequest, VoidOutcome};
 
 /// 2026-01-01T00:00:00Z.
 const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
@@ -273,7 +273,7 @@ async fn idempotent_retries_inside_one_batch() {
         );
         assert_eq!(
             st.reservation(&a.order_id).await.unwrap().unwrap().state,
-            flashsale::model::ReservationState::Voided
+            flashsale::ReservationState::Voided
         );
     }
     let l = b.snapshot(&p).await.unwrap().unwrap();
@@ -308,7 +308,7 @@ async fn tombstones_and_standing_orders_inside_one_batch() {
     let ReserveOutcome::Reserved(t) = &outs[0] else {
         panic!("{:?}", outs[0])
     };
-    assert_eq!(t.state, flashsale::model::ReservationState::Voided);
+    assert_eq!(t.state, flashsale::ReservationState::Voided);
     assert!(is_reserved(&outs[2]));
     assert_eq!(outs[3], ReserveOutcome::SoldOut);
     same_outbox(&b, &s).await;
@@ -440,7 +440,7 @@ async fn race(
     products: Vec<ProductId>,
     buyers: usize,
     attempts: usize,
-) -> Vec<flashsale::model::Reservation> {
+) -> Vec<flashsale::Reservation> {
     let stores = Arc::new(stores);
     let products = Arc::new(products);
     let mut tasks = Vec::new();
@@ -476,9 +476,9 @@ async fn check_sold_out(
     products: &[ProductId],
     stock: u64,
     cap: u64,
-    got: &[flashsale::model::Reservation],
+    got: &[flashsale::Reservation],
 ) {
-    let mut per_user: HashMap<(ProductId, flashsale::model::UserId), u64> = HashMap::new();
+    let mut per_user: HashMap<(ProductId, flashsale::UserId), u64> = HashMap::new();
     for r in got {
         *per_user
             .entry((r.product.clone(), r.user.clone()))

@@ -23,14 +23,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flashsale::engine::RelayConfig;
+use flashsale::RelayConfig;
 use flashsale::memory::{MemoryOrderSink, MemoryRateLimiter, StaticAuthenticator};
-use flashsale::model::{EventType, OrderId, Principal};
 use flashsale::mysql::{MySqlOptions, MySqlStockStore};
 use flashsale::{
     Credentials, Engine, Outcome, PurchaseRequest, Quantity, RateQuota, Sale, StockLevels,
     StockStore,
 };
+use flashsale::{EventType, OrderId, Principal};
 use sqlx::Connection;
 
 /// The throwaway server's database is its own: one fixed prefix will do.

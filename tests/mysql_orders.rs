@@ -12,10 +12,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use flashsale::model::{EventType, OrderEvent, Reservation, ReservationState};
 use flashsale::mysql::{ApplyStats, MySqlOptions, MySqlOrderTable, MySqlStockStore, OrderRow};
 use flashsale::testing::{unique_product, user};
 use flashsale::{Error, IdempotencyKey, OrderId, ProductId, Quantity, Timestamp};
+use flashsale::{EventType, OrderEvent, Reservation, ReservationState};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -519,11 +519,11 @@ async fn unknown_schema_version_is_permanent_and_writes_nothing() {
     let r = hold(&p, 4);
     let (mut placed, mut closing) = events(&r, EventType::Cancelled);
     placed.seq = 2;
-    placed.event_id = flashsale::model::EventId::new(r.order_id, 2);
+    placed.event_id = flashsale::EventId::new(r.order_id, 2);
     let e = t.apply(&[placed]).await.unwrap_err();
     assert_permanent(&e, "seq");
     closing.seq = 1;
-    closing.event_id = flashsale::model::EventId::new(r.order_id, 1);
+    closing.event_id = flashsale::EventId::new(r.order_id, 1);
     let e = t.apply(&[closing]).await.unwrap_err();
     assert_permanent(&e, "seq");
     assert!(t.order_ids(Some(&p)).await.unwrap().is_empty());

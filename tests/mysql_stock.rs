@@ -10,9 +10,9 @@
 use std::time::Duration;
 
 use flashsale::mysql::{MySqlOptions, MySqlStockStore};
-use flashsale::ports::{ReserveOutcome, ReserveRequest};
 use flashsale::testing::{unique_product, user};
 use flashsale::{Error, OrderId, Quantity, Sale, StockStore, Timestamp};
+use flashsale::{ReserveOutcome, ReserveRequest};
 
 fn database_url() -> String {
     std::env::var("FLASHSALE_DATABASE_URL")
@@ -341,7 +341,7 @@ async fn killed_connection_mid_reserve_writes_nothing() {
     // The engine would void it: a tombstone, and the stock still sells.
     assert_eq!(
         s.void(&req, T0).await.unwrap(),
-        flashsale::ports::VoidOutcome::NothingReserved
+        flashsale::VoidOutcome::NothingReserved
     );
     for b in 2..7 {
         assert!(matches!(

@@ -12,11 +12,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flashsale::model::{EventType, OrderEvent, ProductId};
-use flashsale::ports::{ReserveOutcome, ReserveRequest};
 use flashsale::redis::{RedisRateLimiter, RedisStockStore};
 use flashsale::testing::{unique_product, user};
+use flashsale::{EventType, OrderEvent, ProductId};
 use flashsale::{OrderId, Quantity, RateQuota, Sale, StockStore, Timestamp};
+use flashsale::{ReserveOutcome, ReserveRequest};
 
 fn cluster_urls() -> Vec<String> {
     let raw = std::env::var("FLASHSALE_REDIS_CLUSTER_URLS").unwrap_or_default();
@@ -296,12 +296,12 @@ async fn a_retried_void_writes_what_the_first_lost() {
     for req in [&never, &sold] {
         assert_eq!(
             s.void(req, T0).await.unwrap(),
-            flashsale::ports::VoidOutcome::AlreadyVoided
+            flashsale::VoidOutcome::AlreadyVoided
         );
         let found = s.reservation(&req.order_id).await.unwrap();
         assert_eq!(
             found.map(|r| r.state),
-            Some(flashsale::model::ReservationState::Voided),
+            Some(flashsale::ReservationState::Voided),
             "the retry wrote the order index again"
         );
     }

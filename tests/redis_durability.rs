@@ -24,9 +24,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use flashsale::Principal;
+use flashsale::ReserveRequest;
 use flashsale::memory::{MemoryOrderSink, MemoryRateLimiter, StaticAuthenticator};
-use flashsale::model::Principal;
-use flashsale::ports::ReserveRequest;
 use flashsale::redis::{Durability, RedisOptions, RedisStockStore};
 use flashsale::testing::{unique_product, user};
 use flashsale::{

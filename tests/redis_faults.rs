@@ -27,14 +27,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use flashsale::engine::RelayConfig;
+use flashsale::RelayConfig;
 use flashsale::memory::{MemoryOrderSink, MemoryRateLimiter, StaticAuthenticator};
-use flashsale::model::{EventType, OrderId, Principal, ReservationState};
 use flashsale::redis::{RedisOptions, RedisStockStore};
 use flashsale::{
     Credentials, Engine, Outcome, ProductId, PurchaseRequest, Quantity, RateQuota, Sale,
     StockLevels, StockStore,
 };
+use flashsale::{EventType, OrderId, Principal, ReservationState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PORT_TIMEOUT: Duration = Duration::from_millis(300);

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use flashsale::ports::RateDecision;
+use flashsale::RateDecision;
 use flashsale::redis::RedisRateLimiter;
 use flashsale::{RateLimiter, RateQuota};
 

@@ -9,10 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use flashsale::ports::{ReserveOutcome, ReserveRequest};
 use flashsale::redis::{RedisOptions, RedisStockStore};
 use flashsale::testing::{unique_product, user};
 use flashsale::{IdempotencyKey, OrderId, ProductId, Quantity, Sale, StockStore, Timestamp};
+use flashsale::{ReserveOutcome, ReserveRequest};
 
 const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
 

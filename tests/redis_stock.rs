@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use flashsale::ports::{ReserveOutcome, ReserveRequest};
 use flashsale::redis::{RedisOptions, RedisStockStore};
 use flashsale::testing::{unique_product, user};
 use flashsale::{OrderId, Quantity, Sale, StockStore, Timestamp};
+use flashsale::{ReserveOutcome, ReserveRequest};
 
 fn redis_url() -> String {
     std::env::var("FLASHSALE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -162,13 +162,13 @@ async fn prefixes_never_share_keys() {
         shop.create_sale(&Sale::builder(eu_x.clone(), 5).build().unwrap())
             .await
             .unwrap(),
-        flashsale::ports::SaleWrite::Created
+        flashsale::SaleWrite::Created
     );
     assert_eq!(
         eu.create_sale(&Sale::builder(x.clone(), 7).build().unwrap())
             .await
             .unwrap(),
-        flashsale::ports::SaleWrite::Created,
+        flashsale::SaleWrite::Created,
         "prefix `{base}:eu` product `x` met prefix `{base}` product `eu:x`"
     );
     reserve_one(&shop, &eu_x).await;

@@ -10,11 +10,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use flashsale::model::ReservationState;
-use flashsale::ports::{ReserveOutcome, ReserveRequest};
+use flashsale::ReservationState;
 use flashsale::redis::{RedisOptions, RedisStockStore};
 use flashsale::testing::{unique_product, user};
 use flashsale::{OrderId, ProductId, Quantity, Sale, StockStore, Timestamp};
+use flashsale::{ReserveOutcome, ReserveRequest};
 
 const PRODUCTS: usize = 10_000;
 const DUE: usize = 5;

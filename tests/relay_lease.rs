@@ -15,13 +15,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flashsale::engine::RelayConfig;
+use flashsale::RelayConfig;
 use flashsale::memory::{MemoryRateLimiter, MemoryStockStore, StaticAuthenticator};
-use flashsale::model::{EventType, OrderEvent, Principal, UserId};
 use flashsale::{
     Credentials, Engine, Error, ManualClock, OrderId, OrderSink, Outcome, ProductId,
     PurchaseRequest, Quantity, Sale, Timestamp,
 };
+use flashsale::{EventType, OrderEvent, Principal, UserId};
 use tokio::sync::{Notify, Semaphore};
 
 const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);

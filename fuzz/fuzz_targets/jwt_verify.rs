@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use flashsale::jwt::{Claims, JwtAuthenticator, sign_hs256};
-use flashsale::model::{Principal, UserId};
+use flashsale::{Principal, UserId};
 use flashsale::{ManualClock, Timestamp};
 use libfuzzer_sys::fuzz_target;
 

@@ -4,7 +4,7 @@
 
 use flashsale::http::request;
 use flashsale::http::request_id::{self, RequestId};
-use flashsale::model::{ProductId, Quantity};
+use flashsale::{ProductId, Quantity};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -7,7 +7,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::machine::{HandOff, MachineConfig};
 use crate::metrics::EngineMetrics;
-use crate::ports::{Authenticator, OrderSink, RateLimiter, StockStore};
+use crate::{Authenticator, OrderSink, RateLimiter, StockStore};
 
 use super::sale_cache::SaleCache;
 use super::{Engine, Inner};
@@ -124,6 +124,20 @@ pub struct EngineBuilder {
     auth: Option<Arc<dyn Authenticator>>,
     clock: Option<Arc<dyn Clock>>,
     config: EngineConfig,
+}
+
+impl std::fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The ports are trait objects: say which are set.
+        f.debug_struct("EngineBuilder")
+            .field("stock_store", &self.stock.is_some())
+            .field("rate_limiter", &self.limiter.is_some())
+            .field("order_sink", &self.sink.is_some())
+            .field("authenticator", &self.auth.is_some())
+            .field("clock", &self.clock.is_some())
+            .field("config", &self.config)
+            .finish()
+    }
 }
 
 impl EngineBuilder {

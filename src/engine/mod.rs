@@ -1,12 +1,5 @@
-//! The async driver: runs the [purchase machine](crate::machine) against the
-//! four [ports](crate::ports), and the background tasks beside it: the
-//! outbox [relay](Engine::spawn_relay) and the hold
-//! [sweeper](Engine::spawn_sweeper).
-//!
-//! Every port call is bounded by [`EngineConfig::port_timeout`]; a call that
-//! fails or times out ends the attempt `Unavailable`, with whatever it had
-//! reserved voided. Each purchase runs in a `tracing` span named
-//! `purchase`.
+//! The [`Engine`]: the async driver of the purchase machine, and its
+//! background tasks.
 
 mod builder;
 mod relay;
@@ -19,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{Instrument, debug, info, warn};
 
-pub use crate::machine::HandOff;
+use crate::machine::HandOff;
 pub use builder::{EngineBuilder, EngineConfig, RelayConfig};
 
 use crate::clock::Clock;
@@ -30,13 +23,24 @@ use crate::model::{
     Credentials, OrderEvent, OrderId, OrderStatus, Outcome, Principal, ProductId, PurchaseRequest,
     PurchaseSummary, Reservation, ReservationState, Sale, StockLevels,
 };
-use crate::ports::{
+use crate::{
     Authenticator, CancelOutcome, ConfirmOutcome, OrderSink, RateLimiter, ReserveRequest,
     SaleWrite, StockStore,
 };
 use sale_cache::SaleCache;
 
 /// The flash-sale engine. Cheap to clone; clones share everything.
+///
+/// It runs the [purchase machine](crate::machine) against the four ports
+/// ([`StockStore`], [`RateLimiter`], [`OrderSink`], [`Authenticator`]),
+/// and the background tasks beside it: the
+/// outbox [relay](Engine::spawn_relay) and the hold
+/// [sweeper](Engine::spawn_sweeper).
+///
+/// Every port call is bounded by [`EngineConfig::port_timeout`]; a call that
+/// fails or times out ends the attempt `Unavailable`, with whatever it had
+/// reserved voided. Each purchase runs in a `tracing` span named
+/// `purchase`.
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,

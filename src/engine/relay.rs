@@ -30,7 +30,7 @@ impl Engine {
     /// take: [`RelayConfig::submit_timeout`](super::RelayConfig::submit_timeout),
     /// then the longer of a [port timeout](super::EngineConfig::port_timeout)
     /// (the ack) and the sink's
-    /// [`delivery_timeout`](crate::ports::OrderSink::delivery_timeout) (its
+    /// [`delivery_timeout`](crate::OrderSink::delivery_timeout) (its
     /// deliveries that may still land after a submit failed or was given
     /// up on). With less left, the kept batch is dropped and the pass claims
     /// afresh; the dropped events come back when their lease lapses, to

@@ -19,7 +19,7 @@ use quick_cache::sync::Cache;
 
 use crate::model::{ProductId, Sale};
 
-/// One cached answer of [`StockStore::sale`](crate::ports::StockStore::sale).
+/// One cached answer of [`StockStore::sale`](crate::StockStore::sale).
 #[derive(Debug, Clone)]
 struct Entry {
     sale: Option<Arc<Sale>>,

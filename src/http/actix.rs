@@ -103,7 +103,7 @@ pub fn configure(api: Api) -> impl FnOnce(&mut web::ServiceConfig) {
 /// body without one (`Transfer-Encoding: chunked`) is read up to the limit
 /// and refused as soon as it goes over. A body that cannot be read (the
 /// connection broke, bad chunk framing) is `400` naming `body`.
-pub async fn read_body(
+pub(crate) async fn read_body(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,

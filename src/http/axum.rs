@@ -112,7 +112,7 @@ where
 /// Reads the whole body, stopping at `limit` bytes.
 ///
 /// A declared `Content-Length` over the limit is refused before reading.
-pub async fn read_body(
+pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,

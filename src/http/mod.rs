@@ -29,7 +29,7 @@
 //! use std::sync::Arc;
 //! use flashsale::http::{Api, RequestParts};
 //! use flashsale::memory::*;
-//! use flashsale::model::{Principal, UserId};
+//! use flashsale::{Principal, UserId};
 //! use flashsale::{Engine, ProductId, Sale};
 //!
 //! let auth = StaticAuthenticator::new().with_token("t", Principal::user(UserId::new("ann")?));
@@ -66,9 +66,9 @@ pub use openapi::OPENAPI_JSON;
 pub use request::BadRequest;
 pub use response::{ApiResponse, CONTENT_TYPE, product_body, purchase_body};
 
+use crate::SaleWrite;
 use crate::engine::Engine;
 use crate::model::{Outcome, PurchaseRequest};
-use crate::ports::SaleWrite;
 
 /// The route paths, in the `{param}` syntax both axum 0.8 and actix-web
 /// use.

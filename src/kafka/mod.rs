@@ -23,7 +23,7 @@
 //!   property with [`KafkaOptions::set`].
 //! * **Consumer.** [`OrderWorker`] reads the topic in a consumer group at
 //!   least once (an offset is stored only after its message is processed),
-//!   hands batches of decoded events to an [`EventHandler`] (e.g.
+//!   hands batches of decoded events to an [`EventHandler`](crate::EventHandler) (e.g.
 //!   `MySqlOrderTable`), retries transient failures with capped backoff and
 //!   sends what it cannot process to `<topic>.dlq`, with the [`dlq`]
 //!   headers saying why; [`replay_dead_letters`] puts them back.
@@ -58,7 +58,7 @@ pub use admin::ensure_topics;
 pub use dlq::replay_dead_letters;
 pub use options::KafkaOptions;
 pub use sink::KafkaOrderSink;
-pub use worker::{EventHandler, OrderWorker, WorkerCounters, WorkerOptions, WorkerStats};
+pub use worker::{OrderWorker, WorkerCounters, WorkerOptions, WorkerStats};
 
 use crate::error::Error;
 

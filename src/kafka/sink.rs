@@ -8,9 +8,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::{KafkaOptions, headers, kafka_err};
+use crate::OrderSink;
 use crate::error::{Error, Result};
 use crate::model::OrderEvent;
-use crate::ports::OrderSink;
 
 /// Hands order events to a Kafka topic with an idempotent producer.
 ///

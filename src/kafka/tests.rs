@@ -13,8 +13,8 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::{KafkaOptions, KafkaOrderSink, ensure_topics, headers};
+use crate::OrderSink;
 use crate::model::{EventType, OrderEvent};
-use crate::ports::OrderSink;
 use crate::testing::sink::sample_events;
 
 const TOPIC: &str = "orders";

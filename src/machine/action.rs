@@ -2,31 +2,31 @@
 
 use std::time::Duration;
 
+use crate::ReserveRequest;
 use crate::model::{OrderEvent, Outcome, ProductId, UserId};
-use crate::ports::ReserveRequest;
 
 /// The next thing the driver must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action<'a> {
-    /// Call [`Authenticator::authenticate`](crate::ports::Authenticator)
+    /// Call [`Authenticator::authenticate`](crate::Authenticator)
     /// with the request's credentials; feed
     /// [`PurchaseMachine::handle_authenticated`](super::PurchaseMachine::handle_authenticated).
     Authenticate,
     /// The buyer is authenticated: find the sale's terms of `product`
-    /// ([`StockStore::sale`](crate::ports::StockStore), or a cache of its
+    /// ([`StockStore::sale`](crate::StockStore), or a cache of its
     /// answers); feed
     /// [`PurchaseMachine::handle_sale`](super::PurchaseMachine::handle_sale).
     LoadSale {
         /// The product the request names.
         product: &'a ProductId,
     },
-    /// Ask [`StockStore::known_sold_out`](crate::ports::StockStore::known_sold_out)
+    /// Ask [`StockStore::known_sold_out`](crate::StockStore::known_sold_out)
     /// about this request: a local question (no I/O) whose `true` means the
     /// store already knows the reserve would answer `SoldOut`. Feed
     /// `handle_sold_out_checked`. Asked only for a request without an
     /// idempotency key whose sale is open and allows its quantity.
     CheckSoldOut(&'a ReserveRequest),
-    /// Call [`RateLimiter::check`](crate::ports::RateLimiter) for the buyer;
+    /// Call [`RateLimiter::check`](crate::RateLimiter) for the buyer;
     /// feed `handle_rate_checked`.
     CheckRate {
         /// The buyer whose quota is charged.
@@ -34,17 +34,17 @@ pub enum Action<'a> {
         /// How much to charge.
         cost: u32,
     },
-    /// Call [`StockStore::reserve`](crate::ports::StockStore); feed
+    /// Call [`StockStore::reserve`](crate::StockStore); feed
     /// `handle_reserved`.
     Reserve(&'a ReserveRequest),
     /// The reserve's answer was lost: call
-    /// [`StockStore::void`](crate::ports::StockStore) with this request;
+    /// [`StockStore::void`](crate::StockStore) with this request;
     /// feed `handle_voided`. If the void fails too, the driver must keep
     /// retrying it in the background: the attempt answers `Unavailable`,
     /// which promises the buyer owns nothing.
     Void(&'a ReserveRequest),
     /// [`HandOff::AwaitSink`] only: call
-    /// [`OrderSink::submit`](crate::ports::OrderSink) with this one event
+    /// [`OrderSink::submit`](crate::OrderSink) with this one event
     /// under the hand-off timeout; feed `handle_submitted`.
     Submit(&'a OrderEvent),
     /// Finished; nothing more to do.

@@ -4,7 +4,7 @@ use crate::model::{
     AuthRejection, InvalidInput, OrderEvent, OrderId, OrderStatus, Outcome, Principal,
     PurchaseRequest, PurchaseSummary, Reservation, Sale, Timestamp,
 };
-use crate::ports::{RateDecision, ReserveOutcome, ReserveRequest, VoidOutcome};
+use crate::{RateDecision, ReserveOutcome, ReserveRequest, VoidOutcome};
 
 use super::{Action, Failure, HandOff, MachineConfig, StepError};
 
@@ -203,7 +203,7 @@ impl PurchaseMachine {
     /// neither backend anything, and every attempt the store could serve
     /// still goes through the limiter.
     ///
-    /// [`StockStore::known_sold_out`]: crate::ports::StockStore::known_sold_out
+    /// [`StockStore::known_sold_out`]: crate::StockStore::known_sold_out
     pub fn handle_sold_out_checked(&mut self, known_sold_out: bool) -> Result<(), StepError> {
         let State::CheckingSoldOut = self.state else {
             return Err(self.unexpected("sold-out check"));

@@ -7,7 +7,7 @@ use crate::model::{
     AuthRejection, EventType, IdempotencyKey, OrderEvent, OrderId, OrderStatus, Outcome, Principal,
     ProductId, PurchaseRequest, Quantity, Reservation, ReservationState, Sale, Timestamp, UserId,
 };
-use crate::ports::{RateDecision, ReserveOutcome, ReserveRequest, VoidOutcome};
+use crate::{RateDecision, ReserveOutcome, ReserveRequest, VoidOutcome};
 
 const NOW: Timestamp = Timestamp::from_millis(1_767_225_600_000);
 const SINK_WAIT: Duration = Duration::from_millis(300);

@@ -2,10 +2,10 @@
 
 use async_trait::async_trait;
 
+use crate::Authenticator;
 use crate::error::Result;
 use crate::fast_hash::HashMap;
 use crate::model::{AuthRejection, Credentials, Principal};
-use crate::ports::Authenticator;
 
 /// Accepts exactly the tokens it was given. Not for production: tokens never
 /// expire. Use the `jwt` feature's authenticator there.

@@ -21,7 +21,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
 use crate::fast_hash::RandomState;
 use crate::model::{InvalidInput, RateQuota};
-use crate::ports::{RateDecision, RateLimiter};
+use crate::{RateDecision, RateLimiter};
 
 /// Every this many checks, keys whose state has fully replenished are
 /// evicted, so memory follows the number of recently active keys.

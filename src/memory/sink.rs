@@ -6,10 +6,10 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
+use crate::OrderSink;
 use crate::error::Result;
 use crate::fast_hash::HashSet;
 use crate::model::{EventId, EventType, Order, OrderEvent};
-use crate::ports::OrderSink;
 
 /// Keeps order events in memory, once each (deduplicated by event id, as a
 /// consumer of a real sink must). Read them with [`events`](Self::events)

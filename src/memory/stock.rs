@@ -23,9 +23,9 @@ use crate::error::Result;
 use crate::fast_hash::{HashMap, RandomState};
 use crate::model::{
     EventId, EventType, IdempotencyKey, OrderEvent, OrderId, ProductId, Reservation,
-    ReservationState, Sale, StockLevels, Timestamp, UserId,
+    ReservationState, Sale, StockLevels, Timestamp, UserId, admit,
 };
-use crate::ports::{
+use crate::{
     CancelOutcome, ConfirmOutcome, ReserveOutcome, ReserveRequest, SaleWrite, StockStore,
     VoidOutcome,
 };
@@ -274,21 +274,11 @@ impl ProductState {
             }
             return (ReserveOutcome::Duplicate(existing), false);
         }
-        if !self.sale.is_open(req.now) {
-            return (ReserveOutcome::NotOnSale, false);
+        let owned = self.per_user.get(&req.user).copied().unwrap_or(0);
+        if let Err(refusal) = admit(&self.sale, self.levels.available, owned, req) {
+            return (refusal, false);
         }
         let q = u64::from(req.quantity.get());
-        if req.quantity.get() > self.sale.per_order_max() {
-            let max = self.sale.per_order_max();
-            return (ReserveOutcome::OverOrderMax { max }, false);
-        }
-        if self.levels.available < q {
-            return (ReserveOutcome::SoldOut, false);
-        }
-        let owned = self.per_user.get(&req.user).copied().unwrap_or(0);
-        if owned + q > u64::from(self.sale.per_user_limit()) {
-            return (ReserveOutcome::LimitExceeded, false);
-        }
         let reservation = req.to_reservation(self.sale.hold());
         self.levels.available -= q;
         let mut purge_at = None;
@@ -540,7 +530,7 @@ impl Default for MemoryStockStore {
             orders: DashMap::default(),
             pending: DashMap::default(),
             record_ttl: Self::DEFAULT_RECORD_TTL,
-            replay_claim_ttl: crate::ports::DEFAULT_REPLAY_CLAIM_TTL,
+            replay_claim_ttl: crate::DEFAULT_REPLAY_CLAIM_TTL,
         }
     }
 }
@@ -571,7 +561,7 @@ impl MemoryStockStore {
 
     /// Keeps a same-request replay's claim on the order it was answered
     /// with for `ttl` (default
-    /// [`DEFAULT_REPLAY_CLAIM_TTL`](crate::ports::DEFAULT_REPLAY_CLAIM_TTL)),
+    /// [`DEFAULT_REPLAY_CLAIM_TTL`](crate::DEFAULT_REPLAY_CLAIM_TTL)),
     /// by the times the store is given. Set it before the first sale is
     /// created, as [`record_ttl`](Self::record_ttl).
     #[must_use]
@@ -964,7 +954,7 @@ mod tests {
             )
         };
         assert_eq!(claims(&store), (1_000, 1_000));
-        let later = at(crate::ports::DEFAULT_REPLAY_CLAIM_TTL + Duration::from_secs(2));
+        let later = at(crate::DEFAULT_REPLAY_CLAIM_TTL + Duration::from_secs(2));
         store
             .reserve(&req("alice", Some("k"), later))
             .await

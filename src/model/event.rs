@@ -1,5 +1,5 @@
 //! Order events: what the store's outbox holds and the relay hands to the
-//! [`OrderSink`](crate::ports::OrderSink). Their JSON form is the consumer
+//! [`OrderSink`](crate::OrderSink). Their JSON form is the consumer
 //! contract of `docs/orders.md` (schema version 2).
 
 use std::fmt;

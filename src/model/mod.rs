@@ -6,6 +6,7 @@
 //! limits. Constructors return an [`InvalidInput`] that names the field and
 //! says what was wrong, so the HTTP layer can answer `400` precisely.
 
+mod admit;
 mod auth;
 mod event;
 mod ids;
@@ -13,11 +14,17 @@ mod order;
 mod outcome;
 mod quota;
 mod sale;
+mod store;
 
+pub(crate) use admit::admit;
 pub use auth::{AuthRejection, Credentials, Principal};
 pub use event::{EventId, EventType, OrderEvent};
 pub use ids::{IdempotencyKey, InvalidInput, OrderId, ProductId, Quantity, Timestamp, UserId};
 pub use order::{Order, PurchaseRequest, Reservation, ReservationState};
-pub use outcome::{OrderStatus, Outcome, PurchaseSummary, retry_after_secs};
-pub use quota::RateQuota;
+pub(crate) use outcome::retry_after_secs;
+pub use outcome::{OrderStatus, Outcome, PurchaseSummary};
+pub use quota::{RateDecision, RateQuota};
 pub use sale::{Sale, SaleBuilder, StockLevels};
+pub use store::{
+    CancelOutcome, ConfirmOutcome, ReserveOutcome, ReserveRequest, SaleWrite, VoidOutcome,
+};

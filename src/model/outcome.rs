@@ -62,7 +62,7 @@ pub struct PurchaseSummary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Outcome {
-    /// Bought. With [`HandOff::Outbox`](crate::engine::HandOff) (the
+    /// Bought. With [`HandOff::Outbox`](crate::machine::HandOff) (the
     /// default) the order is durable in the store's outbox, and the relay
     /// delivers it to the sink; with `HandOff::AwaitSink` the sink has also
     /// acknowledged it.
@@ -200,7 +200,7 @@ impl Outcome {
 }
 
 /// Whole seconds for a `Retry-After` header: rounded up, at least 1.
-pub fn retry_after_secs(d: Duration) -> u64 {
+pub(crate) fn retry_after_secs(d: Duration) -> u64 {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     secs.max(1)
 }

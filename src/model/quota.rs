@@ -160,3 +160,15 @@ mod tests {
         assert_eq!(q.to_string().parse::<RateQuota>().unwrap(), q);
     }
 }
+
+/// The answer to [`RateLimiter::check`](crate::RateLimiter::check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateDecision {
+    /// Admitted; the cost was charged.
+    Allowed,
+    /// Not admitted; nothing was charged.
+    Limited {
+        /// When an attempt of the same cost will next be admitted.
+        retry_after: Duration,
+    },
+}

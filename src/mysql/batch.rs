@@ -54,9 +54,9 @@ use super::retry::{Fail, Tx, is_duplicate};
 use super::stock::{MySqlStockStore, RES_COLS, SALE_COLS, oid_bytes, reservation, sale_row};
 use crate::error::{Error, Result};
 use crate::model::{
-    IdempotencyKey, OrderEvent, OrderId, ProductId, Reservation, ReservationState, UserId,
+    IdempotencyKey, OrderEvent, OrderId, ProductId, Reservation, ReservationState, UserId, admit,
 };
-use crate::ports::{ReserveOutcome, ReserveRequest};
+use crate::{ReserveOutcome, ReserveRequest};
 
 const OP: &str = "reserve";
 
@@ -570,32 +570,14 @@ impl MySqlStockStore {
                     outcomes.push(ReserveOutcome::UnknownProduct);
                     continue;
                 };
-                let q = u64::from(req.quantity.get());
-                if !sale.is_open(req.now) {
-                    outcomes.push(ReserveOutcome::NotOnSale);
-                    continue;
-                }
-                if req.quantity.get() > sale.per_order_max() {
-                    let max = sale.per_order_max();
-                    outcomes.push(ReserveOutcome::OverOrderMax { max });
-                    continue;
-                }
-                if available < q {
-                    outcomes.push(ReserveOutcome::SoldOut);
-                    continue;
-                }
-                let limit = u64::from(sale.per_user_limit());
-                if q > limit {
-                    outcomes.push(ReserveOutcome::LimitExceeded);
-                    continue;
-                }
                 let count = units
                     .get_mut(&req.user)
                     .ok_or_else(|| bad_row(OP, "a buyer's row was not read"))?;
-                if *count + q > limit {
-                    outcomes.push(ReserveOutcome::LimitExceeded);
+                if let Err(refusal) = admit(sale, available, *count, req) {
+                    outcomes.push(refusal);
                     continue;
                 }
+                let q = u64::from(req.quantity.get());
                 *count += q;
                 *added.entry(req.user.clone()).or_default() += q;
                 available -= q;

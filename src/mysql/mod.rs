@@ -116,7 +116,7 @@ impl MySqlOptions {
             batch_max: 128,
             batch_wait: Duration::ZERO,
             batch_lanes: 1,
-            replay_claim_ttl: crate::ports::DEFAULT_REPLAY_CLAIM_TTL,
+            replay_claim_ttl: crate::DEFAULT_REPLAY_CLAIM_TTL,
         }
     }
 
@@ -208,7 +208,7 @@ impl MySqlOptions {
 
     /// How long a same-request replay's claim on the order it was answered
     /// with is kept (default
-    /// [`DEFAULT_REPLAY_CLAIM_TTL`](crate::ports::DEFAULT_REPLAY_CLAIM_TTL)),
+    /// [`DEFAULT_REPLAY_CLAIM_TTL`](crate::DEFAULT_REPLAY_CLAIM_TTL)),
     /// by the times the store is given; the sweeper deletes lapsed claims.
     /// Only used by [`MySqlStockStore`].
     pub fn replay_claim_ttl(mut self, d: Duration) -> Self {

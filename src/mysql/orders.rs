@@ -560,3 +560,13 @@ fn bind_rows<'q>(
     }
     query
 }
+
+/// Folds the events into the `orders` table with
+/// [`MySqlOrderTable::apply`], one
+/// transaction per batch; duplicates and late events change nothing.
+#[async_trait::async_trait]
+impl crate::EventHandler for MySqlOrderTable {
+    async fn handle(&self, events: &[OrderEvent]) -> Result<()> {
+        self.apply(events).await.map(|_| ())
+    }
+}

@@ -15,9 +15,9 @@ use super::{MySqlOptions, backend_err, bad_row};
 use crate::error::{Error, Result};
 use crate::model::{
     EventType, IdempotencyKey, OrderEvent, OrderId, ProductId, Quantity, Reservation,
-    ReservationState, Sale, StockLevels, Timestamp, UserId,
+    ReservationState, Sale, StockLevels, Timestamp, UserId, admit,
 };
-use crate::ports::{
+use crate::{
     CancelOutcome, ConfirmOutcome, ReserveOutcome, ReserveRequest, SaleWrite, StockStore,
     VoidOutcome,
 };
@@ -581,23 +581,12 @@ impl MySqlStockStore {
             return self.refuse(tx, req, ReserveOutcome::UnknownProduct).await;
         };
         let (sale, levels) = sale_row(OP, &row)?;
+        // The buyer's units are checked below, under the row's lock.
+        if let Err(refusal) = admit(&sale, levels.available, 0, req) {
+            return self.refuse(tx, req, refusal).await;
+        }
         let q = u64::from(req.quantity.get());
-        if !sale.is_open(req.now) {
-            return self.refuse(tx, req, ReserveOutcome::NotOnSale).await;
-        }
-        if req.quantity.get() > sale.per_order_max() {
-            let max = sale.per_order_max();
-            return self
-                .refuse(tx, req, ReserveOutcome::OverOrderMax { max })
-                .await;
-        }
-        if levels.available < q {
-            return self.refuse(tx, req, ReserveOutcome::SoldOut).await;
-        }
         let limit = u64::from(sale.per_user_limit());
-        if q > limit {
-            return self.refuse(tx, req, ReserveOutcome::LimitExceeded).await;
-        }
         // The per-user cap: make sure the (product, buyer) row exists (and
         // lock it), then a guarded update.
         sqlx::query(&s.user_touch)

@@ -1,6 +1,6 @@
 //! What an answered purchase promises if Redis crashes or fails over.
 //!
-//! Under [`HandOff::Outbox`](crate::engine::HandOff::Outbox) a purchase
+//! Under [`HandOff::Outbox`](crate::machine::HandOff::Outbox) a purchase
 //! answers 200 once its order is in the store, so the store must keep it.
 //! Redis does only if every primary writes each command to its append-only
 //! file and fsyncs it before replying (`appendonly yes`, `appendfsync

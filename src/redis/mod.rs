@@ -93,7 +93,7 @@ impl RedisOptions {
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(5),
             record_ttl: Self::DEFAULT_RECORD_TTL,
-            replay_claim_ttl: crate::ports::DEFAULT_REPLAY_CLAIM_TTL,
+            replay_claim_ttl: crate::DEFAULT_REPLAY_CLAIM_TTL,
             lazy: false,
             wait: None,
             require_durable: false,
@@ -155,7 +155,7 @@ impl RedisOptions {
 
     /// How long a same-request replay's claim on the order it was answered
     /// with is kept (default
-    /// [`DEFAULT_REPLAY_CLAIM_TTL`](crate::ports::DEFAULT_REPLAY_CLAIM_TTL)):
+    /// [`DEFAULT_REPLAY_CLAIM_TTL`](crate::DEFAULT_REPLAY_CLAIM_TTL)):
     /// as long as that replay's own void may still arrive. The engine
     /// refuses to build when its `void_retry_for` does not fit in it. Only
     /// used by [`RedisStockStore`].

@@ -11,7 +11,7 @@ use super::conn::Conn;
 use super::{RedisOptions, backend_err, bad_reply};
 use crate::error::Result;
 use crate::model::RateQuota;
-use crate::ports::{RateDecision, RateLimiter};
+use crate::{RateDecision, RateLimiter};
 
 static GCRA: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../backends/redis/gcra.lua")));

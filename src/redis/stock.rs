@@ -18,7 +18,7 @@ use crate::model::{
     EventType, IdempotencyKey, OrderEvent, OrderId, ProductId, Quantity, Reservation,
     ReservationState, Sale, StockLevels, Timestamp, UserId,
 };
-use crate::ports::{
+use crate::{
     CancelOutcome, ConfirmOutcome, ReserveOutcome, ReserveRequest, SaleWrite, StockStore,
     VoidOutcome,
 };
@@ -197,14 +197,6 @@ impl RedisStockStore {
     /// The key prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix
-    }
-
-    /// The reserve script exactly as the server runs it, shared helpers
-    /// included (for benchmarking it directly, e.g. with
-    /// `redis-benchmark ... EVALSHA`). Its header documents keys and
-    /// arguments.
-    pub fn reserve_script() -> &'static str {
-        RESERVE_SOURCE
     }
 
     /// The keys of `product`. The prefix cannot hold `|` nor a product id

@@ -4,13 +4,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::StockStore;
 use crate::engine::Engine;
 use crate::memory::{MemoryOrderSink, MemoryRateLimiter, StaticAuthenticator};
 use crate::model::{
     Credentials, EventType, OrderId, Outcome, Principal, ProductId, PurchaseRequest, Quantity,
     RateQuota, Sale, UserId,
 };
-use crate::ports::StockStore;
 
 use super::ledger::EventLedger;
 use super::{unique_product, user};

@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use crate::StockStore;
 use crate::clock::{Clock, SystemClock};
 use crate::engine::{Engine, RelayConfig};
 use crate::memory::{MemoryOrderSink, MemoryRateLimiter, StaticAuthenticator};
@@ -44,7 +45,6 @@ use crate::model::{
     Credentials, EventType, IdempotencyKey, OrderId, OrderStatus, Outcome, Principal, ProductId,
     PurchaseRequest, Quantity, RateQuota, Sale, UserId,
 };
-use crate::ports::StockStore;
 
 use super::ledger::{EventLedger, drain_outbox};
 use super::proxy::{Direction, Fault, FaultProxy};

@@ -12,8 +12,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
+use crate::StockStore;
 use crate::model::{EventId, EventType, Order, OrderEvent, OrderId, ProductId, Timestamp, UserId};
-use crate::ports::StockStore;
 
 /// The lease the helpers claim with (longer than any case needs).
 pub const LEASE: Duration = Duration::from_secs(60);

@@ -16,7 +16,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::model::{EventId, EventType, OrderEvent, OrderId, Timestamp};
-use crate::ports::{CancelOutcome, ConfirmOutcome, ReserveOutcome, StockStore, VoidOutcome};
+use crate::{CancelOutcome, ConfirmOutcome, ReserveOutcome, StockStore, VoidOutcome};
 
 use super::ledger::{EventLedger, check_batch};
 use super::stock::{T0, at, fresh, hold_sale, ms, request, reserved, sale, secs};

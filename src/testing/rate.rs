@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::model::RateQuota;
-use crate::ports::{RateDecision, RateLimiter};
+use crate::{RateDecision, RateLimiter};
 
 /// A key unique to this run.
 fn key(case: &str) -> String {

@@ -10,8 +10,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crate::OrderSink;
 use crate::model::{EventType, OrderEvent, Reservation, ReservationState};
-use crate::ports::OrderSink;
 
 use super::stock::{T0, at, request};
 use super::{unique_product, user};

@@ -19,7 +19,7 @@ use crate::model::{
     EventType, IdempotencyKey, OrderEvent, OrderId, ProductId, Quantity, Reservation,
     ReservationState, Sale, StockLevels, Timestamp, UserId,
 };
-use crate::ports::{
+use crate::{
     CancelOutcome, ConfirmOutcome, ReserveOutcome, ReserveRequest, SaleWrite, StockStore,
     VoidOutcome,
 };

@@ -16,18 +16,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use flashsale::engine::HandOff;
 use flashsale::http::Api;
 use flashsale::jwt::{Claims, JwtAuthenticator, sign_hs256};
+use flashsale::machine::HandOff;
 use flashsale::memory::{MemoryOrderSink, MemoryRateLimiter, MemoryStockStore};
-use flashsale::model::{EventType, OrderEvent, OrderId, Reservation, StockLevels};
-use flashsale::ports::{
+use flashsale::{
     CancelOutcome, ConfirmOutcome, ReserveOutcome, ReserveRequest, SaleWrite, VoidOutcome,
 };
 use flashsale::{
     Engine, Error, ManualClock, OrderSink, ProductId, RateQuota, Result, Sale, StockStore,
     Timestamp, UserId,
 };
+use flashsale::{EventType, OrderEvent, OrderId, Reservation, StockLevels};
 use serde_json::{Value, json};
 
 /// The HS256 secret the fixture's authenticator trusts.

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -28,51 +27,9 @@ pub use options::{WorkerCounters, WorkerOptions, WorkerStats};
 
 use super::dlq::{self, DeadLetter, Reason};
 use super::{KafkaOptions, kafka_err};
+use crate::EventHandler;
 use crate::error::{Error, Result};
 use crate::model::OrderEvent;
-
-/// What the worker hands decoded order events to, in batches, in the
-/// order they were read (one order's events arrive in `seq` order, as
-/// they sit on one partition).
-///
-/// Delivery is at least once: the same events can come again (after a
-/// rebalance, a crash, a dead-letter replay), so `handle` must be
-/// idempotent. It is called with one batch at a time, never
-/// concurrently by one worker.
-///
-/// Return `Ok` only when every event is processed durably. An error
-/// whose [`is_transient`](Error::is_transient) is true (a backend or a
-/// timeout: the database is down) is retried with backoff for as long as
-/// it lasts, with consumption paused; it never dead-letters an event. Any
-/// other error is permanent: the worker hands the batch's events over one
-/// at a time, and dead-letters those that fail permanently on their own.
-///
-/// So return a permanent error for what retrying cannot fix (a value the
-/// database refuses): a transient error that never clears stalls the
-/// worker until it is fixed or the worker is stopped.
-#[async_trait]
-pub trait EventHandler: Send + Sync + 'static {
-    /// Processes `events` (never empty).
-    async fn handle(&self, events: &[OrderEvent]) -> Result<()>;
-}
-
-#[async_trait]
-impl<T: EventHandler + ?Sized> EventHandler for Arc<T> {
-    async fn handle(&self, events: &[OrderEvent]) -> Result<()> {
-        (**self).handle(events).await
-    }
-}
-
-/// Folds the events into the `orders` table with
-/// [`MySqlOrderTable::apply`](crate::mysql::MySqlOrderTable::apply), one
-/// transaction per batch; duplicates and late events change nothing.
-#[cfg(feature = "mysql")]
-#[async_trait]
-impl EventHandler for crate::mysql::MySqlOrderTable {
-    async fn handle(&self, events: &[OrderEvent]) -> Result<()> {
-        self.apply(events).await.map(|_| ())
-    }
-}
 
 /// Fires when the worker is asked to stop; cheap to clone and to poll.
 #[derive(Debug, Clone)]

@@ -1,43 +1,4 @@
-//! [`SoldOutCache`]: answers "sold out" locally for a short while after the
-//! store said so, sparing the store (Redis, MySQL) the stampede that follows
-//! a sell-out.
-//!
-//! # What it remembers, and why
-//!
-//! After the wrapped store answers [`ReserveOutcome::SoldOut`] to a request
-//! for `q` units of a product, the cache knows only that fewer than `q`
-//! units were available. So for the next TTL (default 250 ms) it answers
-//! `SoldOut` itself to requests for **`q` units or more** of that product,
-//! and passes smaller requests through (a later `SoldOut` for fewer units
-//! lowers the threshold; after a `SoldOut` for 1 unit every request is
-//! answered locally). It never short-circuits a request that could have
-//! succeeded given what the store last said.
-//!
-//! Requests carrying an idempotency key always go to the store: a retry of
-//! a purchase that got the last unit must replay that purchase, not be told
-//! "sold out". So do requests made (`ReserveRequest::now`) before the
-//! sell-out was seen: such a request may be a re-sent reserve, which the
-//! store answers with its own reservation.
-//!
-//! Units that come back through **this** instance (a release, a restock via
-//! `create_sale`, an expiry by the sweeper, a commit that found its hold
-//! expired) clear the product's entry at once. Units returned through
-//! another instance (another app server) stay hidden for at most the TTL.
-//! A `SoldOut` answer that raced with such a local return is not cached
-//! (an epoch counter detects the race), so a release can never be masked
-//! for a whole TTL by a reply that predates it.
-//!
-//! The [`Engine`](crate::Engine) asks the cache first
-//! ([`StockStore::known_sold_out`]), before it charges the rate limiter: an
-//! attempt the cache refuses costs no round trip at all, to the limiter or
-//! the store, and is not charged to the buyer's quota (it could not have
-//! bought anything). Every attempt the cache lets through is rate-checked
-//! as before, so a bot still cannot reach the store faster than its quota.
-//!
-//! Precedence note: a cached `SoldOut` is given before the store would
-//! check the sale window or the per-order maximum. The [`Engine`](crate::Engine)
-//! validates both before it reserves, so through the engine the answers
-//! are the store's.
+//! [`SoldOutCache`], a [`StockStore`] decorator.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,14 +13,51 @@ use crate::error::Result;
 use crate::model::{
     OrderEvent, OrderId, ProductId, Reservation, ReservationState, Sale, StockLevels, Timestamp,
 };
-use crate::ports::{
+use crate::{
     CancelOutcome, ConfirmOutcome, ReserveOutcome, ReserveRequest, SaleWrite, StockStore,
     VoidOutcome,
 };
 
-/// A [`StockStore`] decorator that answers `SoldOut` locally for a short
-/// TTL after the wrapped store did. See the [module docs](self) for exactly
-/// when it short-circuits.
+/// A [`StockStore`] decorator that answers "sold out" locally for a short
+/// while after the store said so, sparing the store (Redis, MySQL) the
+/// stampede that follows a sell-out.
+///
+/// # What it remembers, and why
+///
+/// After the wrapped store answers [`ReserveOutcome::SoldOut`] to a request
+/// for `q` units of a product, the cache knows only that fewer than `q`
+/// units were available. So for the next TTL (default 250 ms) it answers
+/// `SoldOut` itself to requests for **`q` units or more** of that product,
+/// and passes smaller requests through (a later `SoldOut` for fewer units
+/// lowers the threshold; after a `SoldOut` for 1 unit every request is
+/// answered locally). It never short-circuits a request that could have
+/// succeeded given what the store last said.
+///
+/// Requests carrying an idempotency key always go to the store: a retry of
+/// a purchase that got the last unit must replay that purchase, not be told
+/// "sold out". So do requests made (`ReserveRequest::now`) before the
+/// sell-out was seen: such a request may be a re-sent reserve, which the
+/// store answers with its own reservation.
+///
+/// Units that come back through **this** instance (a release, a restock via
+/// `create_sale`, an expiry by the sweeper, a commit that found its hold
+/// expired) clear the product's entry at once. Units returned through
+/// another instance (another app server) stay hidden for at most the TTL.
+/// A `SoldOut` answer that raced with such a local return is not cached
+/// (an epoch counter detects the race), so a release can never be masked
+/// for a whole TTL by a reply that predates it.
+///
+/// The [`Engine`](crate::Engine) asks the cache first
+/// ([`StockStore::known_sold_out`]), before it charges the rate limiter: an
+/// attempt the cache refuses costs no round trip at all, to the limiter or
+/// the store, and is not charged to the buyer's quota (it could not have
+/// bought anything). Every attempt the cache lets through is rate-checked
+/// as before, so a bot still cannot reach the store faster than its quota.
+///
+/// Precedence note: a cached `SoldOut` is given before the store would
+/// check the sale window or the per-order maximum. The [`Engine`](crate::Engine)
+/// validates both before it reserves, so through the engine the answers
+/// are the store's.
 pub struct SoldOutCache<S: StockStore> {
     inner: S,
     clock: Arc<dyn Clock>,
