@@ -46,6 +46,7 @@
 //! ```
 
 mod admin;
+mod client;
 pub mod dlq;
 mod options;
 mod sink;

@@ -15,52 +15,20 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use tokio::sync::watch;
+use rdkafka::topic_partition_list::TopicPartitionList;
 
 mod decode;
-mod options;
+pub(super) mod options;
 
 pub(crate) use decode::decode;
-pub(crate) use options::Backoff;
 pub use options::{WorkerCounters, WorkerOptions, WorkerStats};
 
-use super::dlq::{self, DeadLetter, Reason};
+use super::client::{self, LogContext, Stop, consumer_lag};
+use super::dlq::{DeadLetter, Reason};
 use super::{KafkaOptions, kafka_err};
 use crate::EventHandler;
 use crate::error::{Error, Result};
 use crate::model::OrderEvent;
-
-/// Fires when the worker is asked to stop; cheap to clone and to poll.
-#[derive(Debug, Clone)]
-pub(crate) struct Stop(watch::Receiver<bool>);
-
-impl Stop {
-    /// A signal and the sender that fires it (dropping it never fires).
-    pub(crate) fn new() -> (watch::Sender<bool>, Self) {
-        let (tx, rx) = watch::channel(false);
-        (tx, Self(rx))
-    }
-
-    pub(crate) fn fired(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Resolves once fired (never, if the sender went away unfired).
-    pub(crate) async fn wait(&mut self) {
-        if self.0.wait_for(|fired| *fired).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-
-    /// Sleeps for `d`; `false` if the signal fired first.
-    pub(crate) async fn sleep(&mut self, d: Duration) -> bool {
-        tokio::select! {
-            () = self.wait() => false,
-            () = tokio::time::sleep(d) => true,
-        }
-    }
-}
 
 /// How often the consumer is polled while consumption is paused: often
 /// enough for any sane `max.poll.interval.ms` (which librdkafka checks
@@ -154,8 +122,8 @@ enum Verdict {
 /// # Ok(()) }
 /// ```
 pub struct OrderWorker {
-    consumer: Arc<StreamConsumer<dlq::LogContext>>,
-    producer: FutureProducer<dlq::LogContext>,
+    consumer: Arc<StreamConsumer<LogContext>>,
+    producer: FutureProducer<LogContext>,
     handler: Arc<dyn EventHandler>,
     topic: String,
     dead_letter_topic: String,
@@ -185,13 +153,13 @@ impl OrderWorker {
     ) -> Result<Self> {
         kafka.validate()?;
         options.validate()?;
-        let consumer: StreamConsumer<dlq::LogContext> = options
+        let consumer: StreamConsumer<LogContext> = options
             .consumer_config(kafka, &options.group)
-            .create_with_context(dlq::LogContext::new(&options.group))
+            .create_with_context(LogContext::new(&options.group))
             .map_err(|e| Error::Config(format!("Kafka consumer: {e}")))?;
         Ok(Self {
             consumer: Arc::new(consumer),
-            producer: dlq::producer(kafka, &options.group)?,
+            producer: client::producer(kafka, &options.group)?,
             handler: Arc::new(handler),
             topic: kafka.topic.clone(),
             dead_letter_topic: kafka.dead_letter_topic(),
@@ -382,7 +350,7 @@ impl OrderWorker {
                 .iter()
                 .map(|l| l.record(&self.dead_letter_topic))
                 .collect();
-            let (acked, _) = dlq::produce_acked(
+            let (acked, _) = client::produce_acked(
                 &self.producer,
                 &records,
                 &self.opts.backoff,
@@ -671,44 +639,6 @@ impl OrderWorker {
             Err(e) => tracing::warn!(group = %group, error = %e, "final offset commit failed"),
         }
     }
-}
-
-/// The sum over the assigned partitions of high watermark − position (a
-/// partition not read from yet counts from its committed offset), and how
-/// many partitions are assigned. Blocking.
-pub(crate) fn consumer_lag<C: rdkafka::consumer::ConsumerContext>(
-    consumer: &StreamConsumer<C>,
-    timeout: Duration,
-) -> Result<(i64, usize)> {
-    let positions = consumer.position().map_err(kafka_err("lag"))?;
-    let mut unread = rdkafka::TopicPartitionList::new();
-    for p in positions.elements() {
-        if !matches!(p.offset(), Offset::Offset(_)) {
-            unread.add_partition(p.topic(), p.partition());
-        }
-    }
-    let committed = if unread.count() > 0 {
-        consumer
-            .committed_offsets(unread, timeout)
-            .map_err(kafka_err("lag"))?
-    } else {
-        unread
-    };
-    let mut lag = 0i64;
-    for p in positions.elements() {
-        let (low, high) = consumer
-            .fetch_watermarks(p.topic(), p.partition(), timeout)
-            .map_err(kafka_err("lag"))?;
-        let from_committed = committed
-            .find_partition(p.topic(), p.partition())
-            .map(|c| c.offset());
-        let at = match (p.offset(), from_committed) {
-            (Offset::Offset(o), _) | (_, Some(Offset::Offset(o))) => o.max(low),
-            _ => low,
-        };
-        lag += (high - at).max(0);
-    }
-    Ok((lag, positions.count()))
 }
 
 /// `run`'s future can be spawned.
