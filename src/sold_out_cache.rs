@@ -51,8 +51,8 @@ use crate::{
 /// ([`StockStore::known_sold_out`]), before it charges the rate limiter: an
 /// attempt the cache refuses costs no round trip at all, to the limiter or
 /// the store, and is not charged to the buyer's quota (it could not have
-/// bought anything). Every attempt the cache lets through is rate-checked
-/// as before, so a bot still cannot reach the store faster than its quota.
+/// bought anything). Every attempt the cache lets through is rate-checked,
+/// so a bot still cannot reach the store faster than its quota.
 ///
 /// Precedence note: a cached `SoldOut` is given before the store would
 /// check the sale window or the per-order maximum. The [`Engine`](crate::Engine)

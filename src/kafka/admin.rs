@@ -4,7 +4,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
-use super::{KafkaOptions, kafka_err};
+use super::{KafkaOptions, backend_err};
 use crate::error::{Error, Result};
 
 /// Creates each of `topics` with `partitions` partitions (replication
@@ -32,13 +32,13 @@ pub async fn ensure_topics(opts: &KafkaOptions, topics: &[&str], partitions: i32
     let results = admin
         .create_topics(new.iter(), &admin_opts)
         .await
-        .map_err(kafka_err(OP))?;
+        .map_err(backend_err(OP))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
                 return Err(Error::backend(
-                    "kafka",
+                    crate::kafka::BACKEND,
                     OP,
                     format!("could not create topic {topic:?}: {code}"),
                 ));

@@ -14,7 +14,7 @@ use rdkafka::{ClientContext, config::RDKafkaLogLevel};
 use tokio::sync::watch;
 
 use super::worker::options::Backoff;
-use super::{KafkaOptions, kafka_err};
+use super::{KafkaOptions, backend_err};
 use crate::error::{Error, Result};
 
 /// A message to produce.
@@ -147,7 +147,7 @@ async fn enqueue(
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            Err((e, _)) => return Err(kafka_err(op)(e)),
+            Err((e, _)) => return Err(backend_err(op)(e)),
         }
     }
 }
@@ -179,8 +179,14 @@ pub(crate) async fn produce_acked(
         for (i, delivery) in pending {
             match delivery.await {
                 Ok(Ok(_)) => acked[i] = true,
-                Ok(Err((e, _))) => last = Some(kafka_err(op)(e)),
-                Err(_) => last = Some(Error::backend("kafka", op, "the producer went away")),
+                Ok(Err((e, _))) => last = Some(backend_err(op)(e)),
+                Err(_) => {
+                    last = Some(Error::backend(
+                        crate::kafka::BACKEND,
+                        op,
+                        "the producer went away",
+                    ))
+                }
             }
         }
         let Some(error) = last else {
@@ -235,7 +241,7 @@ pub(crate) fn consumer_lag<C: rdkafka::consumer::ConsumerContext>(
     consumer: &StreamConsumer<C>,
     timeout: Duration,
 ) -> Result<(i64, usize)> {
-    let positions = consumer.position().map_err(kafka_err("lag"))?;
+    let positions = consumer.position().map_err(backend_err("lag"))?;
     let mut unread = rdkafka::TopicPartitionList::new();
     for p in positions.elements() {
         if !matches!(p.offset(), Offset::Offset(_)) {
@@ -245,7 +251,7 @@ pub(crate) fn consumer_lag<C: rdkafka::consumer::ConsumerContext>(
     let committed = if unread.count() > 0 {
         consumer
             .committed_offsets(unread, timeout)
-            .map_err(kafka_err("lag"))?
+            .map_err(backend_err("lag"))?
     } else {
         unread
     };
@@ -253,7 +259,7 @@ pub(crate) fn consumer_lag<C: rdkafka::consumer::ConsumerContext>(
     for p in positions.elements() {
         let (low, high) = consumer
             .fetch_watermarks(p.topic(), p.partition(), timeout)
-            .map_err(kafka_err("lag"))?;
+            .map_err(backend_err("lag"))?;
         let from_committed = committed
             .find_partition(p.topic(), p.partition())
             .map(|c| c.offset());

@@ -30,7 +30,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::client::{LogContext, Outgoing, Stop, produce_acked, producer};
 use super::worker::options::WorkerOptions;
-use super::{KafkaOptions, kafka_err};
+use super::{KafkaOptions, backend_err};
 use crate::error::{Error, Result};
 
 /// The topic the message was read from.
@@ -197,7 +197,7 @@ pub async fn replay_dead_letters(
         let (c, t, timeout) = (consumer.clone(), dlq_topic.clone(), opts.request_timeout);
         tokio::task::spawn_blocking(move || letters_waiting(&c, &t, timeout))
             .await
-            .map_err(|e| Error::backend("kafka", "replay", e))??
+            .map_err(|e| Error::backend(crate::kafka::BACKEND, "replay", e))??
     };
     if todo.is_empty() {
         tracing::info!(topic = %dlq_topic, group = %replay_group, "no dead letters to replay");
@@ -209,7 +209,7 @@ pub async fn replay_dead_letters(
     );
     consumer
         .subscribe(&[&dlq_topic])
-        .map_err(kafka_err("replay"))?;
+        .map_err(backend_err("replay"))?;
     let (_never, mut stop) = Stop::new();
     let mut replayed = 0u64;
     let mut last_progress = Instant::now();
@@ -220,7 +220,7 @@ pub async fn replay_dead_letters(
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, topic = %dlq_topic, "kafka consumer error");
                 if last_progress.elapsed() >= idle_timeout {
-                    failure = Some(kafka_err("replay")(e));
+                    failure = Some(backend_err("replay")(e));
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -315,11 +315,11 @@ pub async fn replay_dead_letters(
         r
     })
     .await
-    .map_err(|e| Error::backend("kafka", "replay", e))?;
+    .map_err(|e| Error::backend(crate::kafka::BACKEND, "replay", e))?;
     match done {
         Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => {
-            failure.get_or_insert(kafka_err("replay")(e));
+            failure.get_or_insert(backend_err("replay")(e));
         }
     }
     tracing::info!(topic = %dlq_topic, group = %replay_group, replayed, "dead-letter replay finished");
@@ -351,7 +351,7 @@ fn letters_waiting(
 ) -> Result<BTreeMap<i32, i64>> {
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
-        .map_err(kafka_err("replay"))?;
+        .map_err(backend_err("replay"))?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -360,7 +360,7 @@ fn letters_waiting(
         .collect();
     if partitions.is_empty() {
         return Err(Error::backend(
-            "kafka",
+            crate::kafka::BACKEND,
             "replay",
             format!("the dead-letter topic {topic:?} does not exist; create it"),
         ));
@@ -371,12 +371,12 @@ fn letters_waiting(
     }
     let committed = consumer
         .committed_offsets(tpl, timeout)
-        .map_err(kafka_err("replay"))?;
+        .map_err(backend_err("replay"))?;
     let mut todo = BTreeMap::new();
     for p in partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, timeout)
-            .map_err(kafka_err("replay"))?;
+            .map_err(backend_err("replay"))?;
         let from = match committed.find_partition(topic, p).map(|e| e.offset()) {
             Some(Offset::Offset(o)) => o.max(low),
             _ => low,

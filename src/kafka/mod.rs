@@ -76,7 +76,10 @@ pub mod headers {
     pub const CONTENT_TYPE: &str = "content-type";
 }
 
+/// The backend name in this backend's errors.
+pub(crate) const BACKEND: &str = "kafka";
+
 /// Maps a driver error into the crate's error type.
-pub(crate) fn kafka_err(operation: &'static str) -> impl Fn(rdkafka::error::KafkaError) -> Error {
-    move |e| Error::backend("kafka", operation, e)
+pub(crate) fn backend_err(operation: &'static str) -> impl Fn(rdkafka::error::KafkaError) -> Error {
+    move |e| Error::backend(BACKEND, operation, e)
 }

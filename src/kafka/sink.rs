@@ -7,7 +7,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
-use super::{KafkaOptions, headers, kafka_err};
+use super::{KafkaOptions, backend_err, headers};
 use crate::OrderSink;
 use crate::error::{Error, Result};
 use crate::model::OrderEvent;
@@ -84,14 +84,14 @@ impl KafkaOrderSink {
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || producer.flush(timeout))
             .await
-            .map_err(|e| Error::backend("kafka", "flush", e))?
-            .map_err(kafka_err("flush"))
+            .map_err(|e| Error::backend(crate::kafka::BACKEND, "flush", e))?
+            .map_err(backend_err("flush"))
     }
 
     /// Enqueues one event, waiting while librdkafka's local queue is full.
     async fn enqueue(&self, event: &OrderEvent) -> Result<DeliveryFuture> {
-        let payload =
-            serde_json::to_vec(event).map_err(|e| Error::backend("kafka", "submit", e))?;
+        let payload = serde_json::to_vec(event)
+            .map_err(|e| Error::backend(crate::kafka::BACKEND, "submit", e))?;
         let key = event.order.order_id.to_string();
         let event_id = event.event_id.to_string();
         let version = event.schema_version.to_string();
@@ -125,7 +125,7 @@ impl KafkaOrderSink {
                     record = back;
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
-                Err((e, _)) => return Err(kafka_err("submit")(e)),
+                Err((e, _)) => return Err(backend_err("submit")(e)),
             }
         }
     }
@@ -145,8 +145,10 @@ impl OrderSink for KafkaOrderSink {
         for delivery in deliveries {
             let error = match delivery.await {
                 Ok(Ok(_)) => continue,
-                Ok(Err((e, _))) => kafka_err("submit")(e),
-                Err(_) => Error::backend("kafka", "submit", "the producer was dropped"),
+                Ok(Err((e, _))) => backend_err("submit")(e),
+                Err(_) => {
+                    Error::backend(crate::kafka::BACKEND, "submit", "the producer was dropped")
+                }
             };
             failed += 1;
             first.get_or_insert(error);
@@ -154,7 +156,7 @@ impl OrderSink for KafkaOrderSink {
         match first {
             None => Ok(()),
             Some(Error::Backend { source, .. }) => Err(Error::backend(
-                "kafka",
+                crate::kafka::BACKEND,
                 "submit",
                 format!(
                     "{failed} of {} events not acknowledged, first: {source}",
@@ -184,12 +186,12 @@ impl OrderSink for KafkaOrderSink {
             let metadata = producer
                 .client()
                 .fetch_metadata(Some(&topic), timeout)
-                .map_err(kafka_err("ping"))?;
+                .map_err(backend_err("ping"))?;
             let found = metadata.topics().iter().find(|t| t.name() == topic);
             match found {
                 Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
                 Some(t) => Err(Error::backend(
-                    "kafka",
+                    crate::kafka::BACKEND,
                     "ping",
                     format!(
                         "topic {topic:?} is not usable ({:?}); create it, e.g. with \
@@ -198,14 +200,14 @@ impl OrderSink for KafkaOrderSink {
                     ),
                 )),
                 None => Err(Error::backend(
-                    "kafka",
+                    crate::kafka::BACKEND,
                     "ping",
                     format!("topic {topic:?} does not exist; create it first"),
                 )),
             }
         })
         .await
-        .map_err(|e| Error::backend("kafka", "ping", e))?
+        .map_err(|e| Error::backend(crate::kafka::BACKEND, "ping", e))?
     }
 }
 

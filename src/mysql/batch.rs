@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
 
-use super::bad_row;
+use super::bad_reply;
 use sqlx::pool::PoolConnection;
 use sqlx::{Executor, MySql, MySqlConnection, Row};
 
@@ -304,7 +304,7 @@ fn copy_err(e: &Error) -> Error {
             operation,
             after: *after,
         },
-        other => Error::backend("mysql", OP, other.to_string()),
+        other => Error::backend(crate::mysql::BACKEND, OP, other.to_string()),
     }
 }
 
@@ -337,7 +337,7 @@ impl MySqlStockStore {
         }
         answered.await.unwrap_or_else(|_| {
             Err(Error::backend(
-                "mysql",
+                crate::mysql::BACKEND,
                 OP,
                 "the reserve batch was abandoned (its task ended)",
             ))
@@ -528,7 +528,7 @@ impl MySqlStockStore {
                         let user = String::from_utf8(raw)
                             .ok()
                             .and_then(|u| UserId::new(u).ok())
-                            .ok_or_else(|| bad_row(OP, "a user id that is not valid"))?;
+                            .ok_or_else(|| bad_reply(OP, "a user id that is not valid"))?;
                         units.insert(user, n);
                     }
                     _ => sale = Some(sale_row(OP, &row)?),
@@ -572,7 +572,7 @@ impl MySqlStockStore {
                 };
                 let count = units
                     .get_mut(&req.user)
-                    .ok_or_else(|| bad_row(OP, "a buyer's row was not read"))?;
+                    .ok_or_else(|| bad_reply(OP, "a buyer's row was not read"))?;
                 if let Err(refusal) = admit(sale, available, *count, req) {
                     outcomes.push(refusal);
                     continue;
@@ -668,7 +668,7 @@ impl MySqlStockStore {
                 for r in &new {
                     let event = OrderEvent::placed(r);
                     let payload = serde_json::to_string(&event)
-                        .map_err(|e| Error::backend("mysql", OP, e))?;
+                        .map_err(|e| Error::backend(crate::mysql::BACKEND, OP, e))?;
                     events.push((r, event.seq, payload));
                 }
                 sql.push_str(&format!(
@@ -709,11 +709,11 @@ impl MySqlStockStore {
             if !new.is_empty() {
                 let taken: i64 = rows
                     .last()
-                    .ok_or_else(|| bad_row(OP, "no ROW_COUNT()"))?
+                    .ok_or_else(|| bad_reply(OP, "no ROW_COUNT()"))?
                     .try_get(0)?;
                 if taken == 0 {
                     if locked {
-                        return Err(bad_row(OP, "the locked stock row changed").into());
+                        return Err(bad_reply(OP, "the locked stock row changed").into());
                     }
                     // Another process took units since the unlocked read.
                     lock_sale.store(true, Ordering::Relaxed);

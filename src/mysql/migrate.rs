@@ -29,7 +29,7 @@ pub(super) async fn run(pool: &MySqlPool, prefix: &str) -> Result<()> {
         .map_err(backend_err(OP))?;
     if got != Some(1) {
         return Err(Error::backend(
-            "mysql",
+            crate::mysql::BACKEND,
             OP,
             "another instance held the migration lock for 60 s",
         ));

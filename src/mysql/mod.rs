@@ -261,12 +261,16 @@ impl MySqlOptions {
     }
 }
 
+/// The backend name in this backend's errors.
+pub(crate) const BACKEND: &str = "mysql";
+
 /// Maps a driver error into the crate's error.
 pub(crate) fn backend_err(operation: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
-    move |e| Error::backend("mysql", operation, e)
+    move |e| Error::backend(BACKEND, operation, e)
 }
 
-/// A row that does not have the shape the schema promises.
-pub(crate) fn bad_row(operation: &'static str, what: impl std::fmt::Display) -> Error {
-    Error::backend("mysql", operation, format!("unexpected row: {what}"))
+/// A row that does not have the shape the schema promises (named as the
+/// other backends name a reply they cannot decode).
+pub(crate) fn bad_reply(operation: &'static str, what: impl std::fmt::Display) -> Error {
+    Error::backend(BACKEND, operation, format!("unexpected row: {what}"))
 }

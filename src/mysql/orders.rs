@@ -9,7 +9,7 @@ use sqlx::Row;
 use sqlx::mysql::{MySqlPool, MySqlRow};
 
 use super::retry::{Fail, is_duplicate, mysql_code, retried};
-use super::{MySqlOptions, backend_err, bad_row};
+use super::{MySqlOptions, backend_err, bad_reply};
 use crate::error::{Error, Result};
 use crate::model::{
     EventId, EventType, IdempotencyKey, InvalidInput, OrderEvent, OrderId, ProductId, Quantity,
@@ -236,14 +236,14 @@ fn rows(n: usize) -> String {
 /// A text column. Binary collations make the server flag text columns as
 /// binary, so they are read as bytes and checked to be UTF-8.
 fn text(op: &'static str, row: &MySqlRow, i: usize) -> Result<String> {
-    let raw: Vec<u8> = row.try_get(i).map_err(|e| bad_row(op, e))?;
-    String::from_utf8(raw).map_err(|e| bad_row(op, e))
+    let raw: Vec<u8> = row.try_get(i).map_err(|e| bad_reply(op, e))?;
+    String::from_utf8(raw).map_err(|e| bad_reply(op, e))
 }
 
 fn parse_oid(op: &'static str, raw: &[u8]) -> Result<OrderId> {
     uuid::Uuid::from_slice(raw)
         .map(OrderId::from_uuid)
-        .map_err(|e| bad_row(op, e))
+        .map_err(|e| bad_reply(op, e))
 }
 
 fn oid_bytes(order: &OrderId) -> &[u8] {
@@ -252,7 +252,7 @@ fn oid_bytes(order: &OrderId) -> &[u8] {
 
 /// An `orders` row, selected as [`COLS`].
 fn order_row(op: &'static str, row: &MySqlRow) -> Result<OrderRow> {
-    let get = |e: sqlx::Error| bad_row(op, e);
+    let get = |e: sqlx::Error| bad_reply(op, e);
     let oid: Vec<u8> = row.try_get(0).map_err(get)?;
     let quantity: u32 = row.try_get(3).map_err(get)?;
     let key: Option<Vec<u8>> = row.try_get(4).map_err(get)?;
@@ -261,22 +261,22 @@ fn order_row(op: &'static str, row: &MySqlRow) -> Result<OrderRow> {
     let last_seq: u16 = row.try_get(8).map_err(get)?;
     let updated_at: u64 = row.try_get(10).map_err(get)?;
     let key = key
-        .map(|k| String::from_utf8(k).map_err(|e| bad_row(op, e)))
+        .map(|k| String::from_utf8(k).map_err(|e| bad_reply(op, e)))
         .transpose()?;
     Ok(OrderRow {
         order_id: parse_oid(op, &oid)?,
-        product: ProductId::new(text(op, row, 1)?).map_err(|e| bad_row(op, e))?,
-        user: UserId::new(text(op, row, 2)?).map_err(|e| bad_row(op, e))?,
-        quantity: Quantity::new(i64::from(quantity)).map_err(|e| bad_row(op, e))?,
+        product: ProductId::new(text(op, row, 1)?).map_err(|e| bad_reply(op, e))?,
+        user: UserId::new(text(op, row, 2)?).map_err(|e| bad_reply(op, e))?,
+        quantity: Quantity::new(i64::from(quantity)).map_err(|e| bad_reply(op, e))?,
         idempotency_key: key
             .map(IdempotencyKey::new)
             .transpose()
-            .map_err(|e| bad_row(op, e))?,
+            .map_err(|e| bad_reply(op, e))?,
         created_at: Timestamp::from_millis(created_at),
         hold_expires_at: hold_expires_at.map(Timestamp::from_millis),
-        status: EventType::from_str(&text(op, row, 7)?).map_err(|e| bad_row(op, e))?,
+        status: EventType::from_str(&text(op, row, 7)?).map_err(|e| bad_reply(op, e))?,
         last_seq,
-        last_event_id: EventId::from_str(&text(op, row, 9)?).map_err(|e| bad_row(op, e))?,
+        last_event_id: EventId::from_str(&text(op, row, 9)?).map_err(|e| bad_reply(op, e))?,
         updated_at: Timestamp::from_millis(updated_at),
     })
 }
@@ -516,9 +516,9 @@ impl MySqlOrderTable {
         let found = query.fetch_all(&self.pool).await.map_err(backend_err(OP))?;
         let mut counts = Vec::with_capacity(found.len());
         for row in &found {
-            let status = EventType::from_str(&text(OP, row, 0)?).map_err(|e| bad_row(OP, e))?;
-            let n: i64 = row.try_get(1).map_err(|e| bad_row(OP, e))?;
-            counts.push((status, u64::try_from(n).map_err(|e| bad_row(OP, e))?));
+            let status = EventType::from_str(&text(OP, row, 0)?).map_err(|e| bad_reply(OP, e))?;
+            let n: i64 = row.try_get(1).map_err(|e| bad_reply(OP, e))?;
+            counts.push((status, u64::try_from(n).map_err(|e| bad_reply(OP, e))?));
         }
         counts.sort_by_key(|(status, _)| status_rank(*status));
         Ok(counts)

@@ -95,7 +95,7 @@ where
             Fail::Sql(e) => sql_error(e),
             Fail::Fatal(e) => e,
             Fail::Again => Error::backend(
-                "mysql",
+                crate::mysql::BACKEND,
                 op,
                 format!("still conflicting after {attempt} retries"),
             ),

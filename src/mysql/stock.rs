@@ -11,7 +11,7 @@ use sqlx::{MySql, MySqlConnection, Row, Transaction};
 
 use super::batch::Batcher;
 use super::retry::{Fail, Tx, is_duplicate, retried};
-use super::{MySqlOptions, backend_err, bad_row};
+use super::{MySqlOptions, backend_err, bad_reply};
 use crate::error::{Error, Result};
 use crate::model::{
     EventType, IdempotencyKey, OrderEvent, OrderId, ProductId, Quantity, Reservation,
@@ -219,14 +219,14 @@ fn parse_state(op: &'static str, s: &str) -> Result<ReservationState> {
         "cancelled" => ReservationState::Cancelled,
         "expired" => ReservationState::Expired,
         "voided" => ReservationState::Voided,
-        other => return Err(bad_row(op, format!("unknown state {other:?}"))),
+        other => return Err(bad_reply(op, format!("unknown state {other:?}"))),
     })
 }
 
 fn parse_oid(op: &'static str, raw: &[u8]) -> Result<OrderId> {
     uuid::Uuid::from_slice(raw)
         .map(OrderId::from_uuid)
-        .map_err(|e| bad_row(op, e))
+        .map_err(|e| bad_reply(op, e))
 }
 
 /// A text column. Binary collations make the server flag text columns as
@@ -245,7 +245,7 @@ fn opt_text(row: &MySqlRow, i: usize) -> std::result::Result<Option<String>, sql
 /// A reservation row, and whether its own request's void is waiting for
 /// its replays.
 pub(super) fn reservation(op: &'static str, row: &MySqlRow) -> Result<(Reservation, bool)> {
-    let get = |e: sqlx::Error| bad_row(op, e);
+    let get = |e: sqlx::Error| bad_reply(op, e);
     let oid: Vec<u8> = row.try_get(0).map_err(get)?;
     let product = text(row, 1).map_err(get)?;
     let user = text(row, 2).map_err(get)?;
@@ -258,13 +258,13 @@ pub(super) fn reservation(op: &'static str, row: &MySqlRow) -> Result<(Reservati
     let void_waiting: bool = row.try_get(9).map_err(get)?;
     let r = Reservation {
         order_id: parse_oid(op, &oid)?,
-        product: ProductId::new(product).map_err(|e| bad_row(op, e))?,
-        user: UserId::new(user).map_err(|e| bad_row(op, e))?,
-        quantity: Quantity::new(i64::from(quantity)).map_err(|e| bad_row(op, e))?,
+        product: ProductId::new(product).map_err(|e| bad_reply(op, e))?,
+        user: UserId::new(user).map_err(|e| bad_reply(op, e))?,
+        quantity: Quantity::new(i64::from(quantity)).map_err(|e| bad_reply(op, e))?,
         idempotency_key: key
             .map(IdempotencyKey::new)
             .transpose()
-            .map_err(|e| bad_row(op, e))?,
+            .map_err(|e| bad_reply(op, e))?,
         created_at: Timestamp::from_millis(created_at),
         expires_at: Timestamp::from_millis(expires_at),
         awaits_confirmation: awaits,
@@ -275,7 +275,7 @@ pub(super) fn reservation(op: &'static str, row: &MySqlRow) -> Result<(Reservati
 
 /// A sale's terms and levels.
 pub(super) fn sale_row(op: &'static str, row: &MySqlRow) -> Result<(Sale, StockLevels)> {
-    let get = |e: sqlx::Error| bad_row(op, e);
+    let get = |e: sqlx::Error| bad_reply(op, e);
     let product = text(row, 0).map_err(get)?;
     let total: u64 = row.try_get(1).map_err(get)?;
     let available: u64 = row.try_get(2).map_err(get)?;
@@ -286,8 +286,8 @@ pub(super) fn sale_row(op: &'static str, row: &MySqlRow) -> Result<(Sale, StockL
     let starts_at: Option<u64> = row.try_get(7).map_err(get)?;
     let ends_at: Option<u64> = row.try_get(8).map_err(get)?;
     let hold_ns: Option<u64> = row.try_get(9).map_err(get)?;
-    let n32 = |n: u64| u32::try_from(n).map_err(|e| bad_row(op, e));
-    let product = ProductId::new(product).map_err(|e| bad_row(op, e))?;
+    let n32 = |n: u64| u32::try_from(n).map_err(|e| bad_reply(op, e));
+    let product = ProductId::new(product).map_err(|e| bad_reply(op, e))?;
     let mut b = Sale::builder(product, n32(total)?)
         .per_user_limit(n32(limit)?)
         .per_order_max(n32(omax)?);
@@ -300,7 +300,7 @@ pub(super) fn sale_row(op: &'static str, row: &MySqlRow) -> Result<(Sale, StockL
     if let Some(ns) = hold_ns {
         b = b.hold(Duration::from_nanos(ns));
     }
-    let sale = b.build().map_err(|e| bad_row(op, e))?;
+    let sale = b.build().map_err(|e| bad_reply(op, e))?;
     let levels = StockLevels {
         total,
         available,
@@ -349,7 +349,8 @@ impl MySqlStockStore {
     /// Connects with explicit options.
     pub async fn with_options(opts: MySqlOptions) -> Result<Self> {
         opts.validate()?;
-        // Strict mode stays as the server has it, as before.
+        // The stock store keeps the server's SQL mode (the order table sets
+        // its own).
         let pool = super::pool::open(&opts, false).await?;
         Ok(Self {
             pool,
@@ -446,7 +447,8 @@ impl MySqlStockStore {
         op: &'static str,
         event: &OrderEvent,
     ) -> Tx<()> {
-        let payload = serde_json::to_string(event).map_err(|e| Error::backend("mysql", op, e))?;
+        let payload = serde_json::to_string(event)
+            .map_err(|e| Error::backend(crate::mysql::BACKEND, op, e))?;
         sqlx::query(&self.sql.outbox_insert)
             .bind(oid_bytes(&event.order.order_id))
             .bind(event.seq)
@@ -495,7 +497,7 @@ impl MySqlStockStore {
             ReservationState::Held => &self.sql.give_back_held,
             ReservationState::Committed => &self.sql.give_back_sold,
             other => {
-                return Err(bad_row(op, format!("{other:?} owns no units")).into());
+                return Err(bad_reply(op, format!("{other:?} owns no units")).into());
             }
         };
         sqlx::query(give_back)

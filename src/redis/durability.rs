@@ -189,7 +189,7 @@ impl Guard {
         // the reserve but not yet the void, the window of any lost answer).
         // A 200 would promise what no replica holds.
         Err(Error::backend(
-            "redis",
+            crate::redis::BACKEND,
             "reserve",
             format!(
                 "WAIT: only {acked} of {} replica(s) acknowledged the order within {ms} ms, so \

@@ -233,12 +233,15 @@ impl RedisOptions {
     }
 }
 
+/// The backend name in this backend's errors.
+pub(crate) const BACKEND: &str = "redis";
+
 /// Maps a driver error into the crate's error.
 pub(crate) fn backend_err(operation: &'static str) -> impl FnOnce(::redis::RedisError) -> Error {
-    move |e| Error::backend("redis", operation, e)
+    move |e| Error::backend(BACKEND, operation, e)
 }
 
 /// A reply that does not have the shape the script promises.
 pub(crate) fn bad_reply(operation: &'static str, what: impl std::fmt::Display) -> Error {
-    Error::backend("redis", operation, format!("unexpected reply: {what}"))
+    Error::backend(BACKEND, operation, format!("unexpected reply: {what}"))
 }

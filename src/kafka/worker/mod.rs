@@ -25,7 +25,7 @@ pub use options::{WorkerCounters, WorkerOptions, WorkerStats};
 
 use super::client::{self, LogContext, Stop, consumer_lag};
 use super::dlq::{DeadLetter, Reason};
-use super::{KafkaOptions, kafka_err};
+use super::{KafkaOptions, backend_err};
 use crate::EventHandler;
 use crate::error::{Error, Result};
 use crate::model::OrderEvent;
@@ -219,7 +219,7 @@ impl OrderWorker {
     async fn consume(&self, mut stop: Stop) -> Result<WorkerStats> {
         self.consumer
             .subscribe(&[&self.topic])
-            .map_err(kafka_err("subscribe"))?;
+            .map_err(backend_err("subscribe"))?;
         tracing::info!(
             topic = %self.topic,
             group = %self.opts.group,

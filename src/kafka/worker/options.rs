@@ -66,11 +66,10 @@ impl WorkerOptions {
     /// How many times a batch failing transiently is tried before its
     /// events are handed over one at a time (default 5; at least 1).
     ///
-    /// It used to be, above all, how many times one event was tried before
-    /// a transient failure dead-lettered it. Transient failures are no
-    /// longer dead-lettered: the worker pauses consumption and retries
-    /// until the handler succeeds (see [`OrderWorker`](super::OrderWorker)).
-    /// What is left, the batch split, needs no tuning; the option will go.
+    /// Transient failures are never dead-lettered: the worker pauses
+    /// consumption and retries until the handler succeeds (see
+    /// [`OrderWorker`](super::OrderWorker)); the batch split needs no
+    /// tuning, so the option will go.
     #[deprecated(
         note = "transient failures are no longer dead-lettered (the worker pauses and retries \
                 until the handler succeeds); this now only sets after how many transient \
