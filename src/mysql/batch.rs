@@ -293,7 +293,7 @@ impl Drop for DrainGuard<'_> {
 }
 
 /// The same failure, for each request of a batch.
-fn copy_err(e: &Error) -> Error {
+fn clone_for_each(e: &Error) -> Error {
     match e {
         Error::Backend {
             backend,
@@ -379,7 +379,7 @@ impl MySqlStockStore {
                 }
                 Err(e) => {
                     for answer in answers {
-                        let _ = answer.send(Err(copy_err(&e)));
+                        let _ = answer.send(Err(clone_for_each(&e)));
                     }
                 }
             }
@@ -703,7 +703,7 @@ impl MySqlStockStore {
                 Ok(rows) => rows,
                 // Another process took a key or an order id meanwhile (a
                 // void's tombstone, a retry): run again, and see it.
-                Err(e) if is_duplicate(&e) => return Err(Fail::Again),
+                Err(e) if is_duplicate(&e) => return Err(Fail::RaceLost),
                 Err(e) => return Err(e.into()),
             };
             if !new.is_empty() {
@@ -717,7 +717,7 @@ impl MySqlStockStore {
                     }
                     // Another process took units since the unlocked read.
                     lock_sale.store(true, Ordering::Relaxed);
-                    return Err(Fail::Again);
+                    return Err(Fail::RaceLost);
                 }
             }
             (&mut *conn).execute("COMMIT").await?;

@@ -469,7 +469,7 @@ impl MySqlOrderTable {
                 Ok(_) => {}
                 Err(e) if is_duplicate(&e) => {
                     tx.rollback().await?;
-                    return Err(Fail::Again);
+                    return Err(Fail::RaceLost);
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -483,7 +483,7 @@ impl MySqlOrderTable {
                 .await?;
             if done.rows_affected() != 2 * chunk.len() as u64 {
                 tx.rollback().await?;
-                return Err(Fail::Again);
+                return Err(Fail::RaceLost);
             }
         }
         tx.commit().await?;

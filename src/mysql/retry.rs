@@ -23,7 +23,7 @@ pub(super) enum Fail {
     /// or a snapshot conflict).
     Sql(sqlx::Error),
     /// A concurrent transaction won a race on a unique key: run again.
-    Again,
+    RaceLost,
     /// Not retried.
     Fatal(Error),
 }
@@ -43,7 +43,7 @@ impl From<Error> for Fail {
 impl Fail {
     fn retryable(&self) -> bool {
         match self {
-            Fail::Again => true,
+            Fail::RaceLost => true,
             Fail::Sql(e) => mysql_code(e).is_some_and(|c| RETRYABLE.contains(&c)),
             Fail::Fatal(_) => false,
         }
@@ -94,7 +94,7 @@ where
         return Err(match fail {
             Fail::Sql(e) => sql_error(e),
             Fail::Fatal(e) => e,
-            Fail::Again => Error::backend(
+            Fail::RaceLost => Error::backend(
                 crate::mysql::BACKEND,
                 op,
                 format!("still conflicting after {attempt} retries"),

@@ -631,7 +631,7 @@ impl MySqlStockStore {
                 let mut conn = self.pool.acquire().await?;
                 return match self.own_reservation(&mut conn, OP, &req.order_id).await? {
                     Some(own) => Ok(ReserveOutcome::Reserved(own)),
-                    None => Err(Fail::Again),
+                    None => Err(Fail::RaceLost),
                 };
             }
             Err(e) => return Err(e.into()),
@@ -687,7 +687,7 @@ impl MySqlStockStore {
                     .await;
                 match r {
                     Ok(_) => SaleWrite::Created,
-                    Err(e) if is_duplicate(&e) => return Err(Fail::Again),
+                    Err(e) if is_duplicate(&e) => return Err(Fail::RaceLost),
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -848,7 +848,7 @@ impl MySqlStockStore {
             match inserted {
                 Ok(_) => {}
                 // The reserve ran meanwhile: look again.
-                Err(e) if is_duplicate(&e) => return Err(Fail::Again),
+                Err(e) if is_duplicate(&e) => return Err(Fail::RaceLost),
                 Err(e) => return Err(e.into()),
             }
             self.replay_failed(&mut tx, req, now).await?;

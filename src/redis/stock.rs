@@ -132,19 +132,27 @@ struct ProductKeys {
     claims: String,
 }
 
-/// A reservation as the scripts store it (JSON, every number a string so
-/// that no precision is lost in Lua).
+/// A reservation as the scripts store it (JSON with one-letter keys, to
+/// keep records small; every number a string so that no precision is lost
+/// in Lua).
 #[derive(Deserialize)]
 struct Record {
-    o: String,
-    u: String,
-    q: String,
-    #[serde(default)]
-    k: Option<String>,
-    c: String,
-    e: String,
-    w: String,
-    s: String,
+    #[serde(rename = "o")]
+    order_id: String,
+    #[serde(rename = "u")]
+    user: String,
+    #[serde(rename = "q")]
+    quantity: String,
+    #[serde(rename = "k", default)]
+    idempotency_key: Option<String>,
+    #[serde(rename = "c")]
+    created_at: String,
+    #[serde(rename = "e")]
+    expires_at: String,
+    #[serde(rename = "w")]
+    awaits_confirmation: String,
+    #[serde(rename = "s")]
+    state: String,
 }
 
 impl RedisStockStore {
@@ -460,22 +468,22 @@ impl RedisStockStore {
             s.parse::<u64>()
                 .map_err(|_| bad_reply(operation, format!("{s:?} is not a number")))
         };
-        let q = num(&r.q)?;
+        let q = num(&r.quantity)?;
         Ok(Reservation {
-            order_id: r.o.parse().map_err(|e| bad_reply(operation, e))?,
+            order_id: r.order_id.parse().map_err(|e| bad_reply(operation, e))?,
             product: product.clone(),
-            user: UserId::new(r.u).map_err(|e| bad_reply(operation, e))?,
+            user: UserId::new(r.user).map_err(|e| bad_reply(operation, e))?,
             quantity: Quantity::new(i64::try_from(q).unwrap_or(i64::MAX))
                 .map_err(|e| bad_reply(operation, e))?,
             idempotency_key: r
-                .k
+                .idempotency_key
                 .map(IdempotencyKey::new)
                 .transpose()
                 .map_err(|e| bad_reply(operation, e))?,
-            created_at: Timestamp::from_millis(num(&r.c)?),
-            expires_at: Timestamp::from_millis(num(&r.e)?),
-            awaits_confirmation: r.w == "1",
-            state: parse_state(operation, Some(&r.s))?,
+            created_at: Timestamp::from_millis(num(&r.created_at)?),
+            expires_at: Timestamp::from_millis(num(&r.expires_at)?),
+            awaits_confirmation: r.awaits_confirmation == "1",
+            state: parse_state(operation, Some(&r.state))?,
         })
     }
 
