@@ -1,8 +1,8 @@
-//! The HTTP contract suite (`tests/common/http_cases.rs`) against the
+//! The HTTP contract suite (`tests/common/http_cases/`) against the
 //! actix-web adapter, in process through `actix_web::test`.
 
 #[macro_use]
-#[path = "common/http_cases.rs"]
+#[path = "common/http_cases/mod.rs"]
 mod http_cases;
 
 use std::future::Future;

@@ -1,8 +1,8 @@
-//! The HTTP contract suite (`tests/common/http_cases.rs`) against the axum
+//! The HTTP contract suite (`tests/common/http_cases/`) against the axum
 //! adapter, in process through `tower::ServiceExt::oneshot`.
 
 #[macro_use]
-#[path = "common/http_cases.rs"]
+#[path = "common/http_cases/mod.rs"]
 mod http_cases;
 
 use axum::body::Body;

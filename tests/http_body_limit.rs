@@ -2,7 +2,7 @@
 //! [`Api::body_limit`] answers `413 payload_too_large` whether it declares
 //! its size (`Content-Length`) or streams it (`Transfer-Encoding:
 //! chunked`), and changes nothing. The in-process suite
-//! (`tests/common/http_cases.rs`) covers the chunked case too where the
+//! (`tests/common/http_cases/`) covers the chunked case too where the
 //! framework's test client can send one (axum); actix's test request always
 //! sets `Content-Length`, hence this file.
 

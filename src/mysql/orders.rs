@@ -8,7 +8,9 @@ use std::sync::Arc;
 use sqlx::Row;
 use sqlx::mysql::{MySqlPool, MySqlRow};
 
+use super::codec::{self, oid_bytes, parse_oid, text};
 use super::retry::{Fail, is_duplicate, mysql_code, retried};
+use super::sql::list;
 use super::{MySqlOptions, backend_err, bad_reply};
 use crate::error::{Error, Result};
 use crate::model::{
@@ -213,65 +215,26 @@ fn check(e: &OrderEvent) -> Result<()> {
     Ok(())
 }
 
-/// `(?, ?, …)` for `n` values.
-fn list(n: usize) -> String {
-    let mut s = String::with_capacity(n * 3 + 2);
-    s.push('(');
-    for i in 0..n {
-        if i > 0 {
-            s.push_str(", ");
-        }
-        s.push('?');
-    }
-    s.push(')');
-    s
-}
-
 /// `(?, …), (?, …)` for `n` rows of every column.
 fn rows(n: usize) -> String {
     let one = list(COLS.split(',').count());
     vec![one; n].join(", ")
 }
 
-/// A text column. Binary collations make the server flag text columns as
-/// binary, so they are read as bytes and checked to be UTF-8.
-fn text(op: &'static str, row: &MySqlRow, i: usize) -> Result<String> {
-    let raw: Vec<u8> = row.try_get(i).map_err(|e| bad_reply(op, e))?;
-    String::from_utf8(raw).map_err(|e| bad_reply(op, e))
-}
-
-fn parse_oid(op: &'static str, raw: &[u8]) -> Result<OrderId> {
-    uuid::Uuid::from_slice(raw)
-        .map(OrderId::from_uuid)
-        .map_err(|e| bad_reply(op, e))
-}
-
-fn oid_bytes(order: &OrderId) -> &[u8] {
-    order.as_uuid().as_bytes().as_slice()
-}
-
 /// An `orders` row, selected as [`COLS`].
 fn order_row(op: &'static str, row: &MySqlRow) -> Result<OrderRow> {
     let get = |e: sqlx::Error| bad_reply(op, e);
     let oid: Vec<u8> = row.try_get(0).map_err(get)?;
-    let quantity: u32 = row.try_get(3).map_err(get)?;
-    let key: Option<Vec<u8>> = row.try_get(4).map_err(get)?;
     let created_at: u64 = row.try_get(5).map_err(get)?;
     let hold_expires_at: Option<u64> = row.try_get(6).map_err(get)?;
     let last_seq: u16 = row.try_get(8).map_err(get)?;
     let updated_at: u64 = row.try_get(10).map_err(get)?;
-    let key = key
-        .map(|k| String::from_utf8(k).map_err(|e| bad_reply(op, e)))
-        .transpose()?;
     Ok(OrderRow {
         order_id: parse_oid(op, &oid)?,
-        product: ProductId::new(text(op, row, 1)?).map_err(|e| bad_reply(op, e))?,
-        user: UserId::new(text(op, row, 2)?).map_err(|e| bad_reply(op, e))?,
-        quantity: Quantity::new(i64::from(quantity)).map_err(|e| bad_reply(op, e))?,
-        idempotency_key: key
-            .map(IdempotencyKey::new)
-            .transpose()
-            .map_err(|e| bad_reply(op, e))?,
+        product: codec::product(op, row, 1)?,
+        user: codec::user(op, row, 2)?,
+        quantity: codec::quantity(op, row, 3)?,
+        idempotency_key: codec::idempotency_key(op, row, 4)?,
         created_at: Timestamp::from_millis(created_at),
         hold_expires_at: hold_expires_at.map(Timestamp::from_millis),
         status: EventType::from_str(&text(op, row, 7)?).map_err(|e| bad_reply(op, e))?,
@@ -353,46 +316,18 @@ impl MySqlOrderTable {
     }
 
     /// Folds `events` into the table, in ONE transaction: all of them or,
-    /// on error, none.
-    ///
-    /// Events are taken in slice order. An event whose order has no row
-    /// creates it, with the event's status (every event carries the whole
-    /// order, so a closing event that arrives before its `placed`, e.g.
-    /// from a dead-letter replay, creates the row already closed); an
-    /// event whose `seq` is above the row's `last_seq` moves the row to its
-    /// status; any other event (a duplicate, or a late older one) changes
-    /// nothing. A status therefore never moves backwards, and applying the
-    /// same events again, in any order and any number of times, leaves the
-    /// same table. The answer counts each event once, as applied or
-    /// ignored. Concurrent calls (from one process or many) may overlap:
-    /// each order's row is locked while a batch folds into it.
-    ///
-    /// Deadlocks, lock-wait timeouts and snapshot conflicts roll the
-    /// transaction back and run it again, at most
-    /// [`MySqlOptions::max_retries`] times.
+    /// on error, none. Each order's row only moves forward (an event whose
+    /// `seq` is not above the row's `last_seq` changes nothing), so applying
+    /// the same events again, in any order, leaves the same table; the
+    /// answer counts each event once, as applied or ignored. The full
+    /// contract is in `docs/orders.md` ("The order table").
     ///
     /// # Errors
     ///
-    /// The worker retries transient errors and dead-letters permanent
-    /// ones; nothing of the batch was written in either case.
-    ///
-    /// * Permanent, [`Error::Invalid`] (not [`is_transient`](Error::is_transient)),
-    ///   whose message says what was wrong: an event of an unknown schema
-    ///   version (above [`OrderEvent::SCHEMA_VERSION`]); an event whose
-    ///   `event_id` does not name its order and `seq`, or whose `seq` does
-    ///   not fit its type (`placed` is 1, every later event above 1); a
-    ///   value the table cannot store (too long, out of range, wrong
-    ///   value, a NULL, a constraint). All but the last are checked
-    ///   before anything is sent, and their message names the event; the
-    ///   server reports the last, for the batch as a whole: apply the
-    ///   batch's events one at a time to find the ones to dead-letter.
-    /// * Transient, [`Error::Backend`] with backend `"mysql"`: everything
-    ///   else, i.e. a connection refused or reset, an I/O error, a pool
-    ///   timeout, a server gone away or shutting down, a read-only server,
-    ///   a deadlock or lock-wait timeout still there after the retries, a
-    ///   missing table (not migrated yet), a permission error. A batch
-    ///   whose commit was cut off may have been applied: applying it again
-    ///   is safe, and then counts its events as ignored.
+    /// [`Error::Invalid`] (permanent: dead-letter it) for an event the
+    /// table can never hold, naming the event where it can; otherwise
+    /// [`Error::Backend`] with backend `"mysql"` (transient: retry). Nothing
+    /// of the batch was written in either case.
     pub async fn apply(&self, events: &[OrderEvent]) -> Result<ApplyStats> {
         const OP: &str = "apply_orders";
         if events.is_empty() {

@@ -2,53 +2,27 @@
 //! events in Redis, one Lua script per mutating operation.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::{Script, ScriptInvocation};
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use serde::Deserialize;
 
+use super::codec;
 use super::conn::Conn;
 use super::durability::Guard;
+use super::keys::{Keys, idem_field};
+use super::scripts::{ACK, CANCEL, CLAIM, CONFIRM, CREATE_SALE, EXPIRE, PROBE, RESERVE, VOID};
 use super::{RedisOptions, backend_err, bad_reply};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{
-    EventType, IdempotencyKey, OrderEvent, OrderId, ProductId, Quantity, Reservation,
-    ReservationState, Sale, StockLevels, Timestamp, UserId,
+    OrderEvent, OrderId, ProductId, Reservation, ReservationState, Sale, StockLevels, Timestamp,
 };
 use crate::{
     CancelOutcome, ConfirmOutcome, ReserveOutcome, ReserveRequest, SaleWrite, StockStore,
     VoidOutcome,
 };
-
-/// Builds a script from `holds.lua` (the shared helpers) followed by `$file`.
-macro_rules! with_holds {
-    ($file:literal) => {
-        concat!(
-            include_str!("../../backends/redis/holds.lua"),
-            include_str!(concat!("../../backends/redis/", $file))
-        )
-    };
-}
-
-/// The reserve script as the server runs it (helpers included).
-const RESERVE_SOURCE: &str = with_holds!("reserve.lua");
-
-static CREATE_SALE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../backends/redis/create_sale.lua")));
-static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(RESERVE_SOURCE));
-static CONFIRM: LazyLock<Script> = LazyLock::new(|| Script::new(with_holds!("confirm.lua")));
-static CANCEL: LazyLock<Script> = LazyLock::new(|| Script::new(with_holds!("cancel.lua")));
-static VOID: LazyLock<Script> = LazyLock::new(|| Script::new(with_holds!("void.lua")));
-static EXPIRE: LazyLock<Script> = LazyLock::new(|| Script::new(with_holds!("expire.lua")));
-static CLAIM: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../backends/redis/claim.lua")));
-static ACK: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../backends/redis/ack.lua")));
-static PROBE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../backends/redis/probe.lua")));
 
 /// Finished records purged per product per sweep, at most.
 const PURGE_BATCH: usize = 200;
@@ -60,13 +34,6 @@ const PURGE_RETRY: Duration = Duration::from_secs(60);
 /// Extra life of the order → product index past the longest a record can
 /// live (the longest hold plus its retention).
 const INDEX_SLACK: Duration = Duration::from_secs(3600);
-/// Cluster only: how often `claim` starts checking every product's outbox,
-/// to find events whose product was never marked pending (the process died
-/// between a script and the follow-up `SADD`).
-const OUTBOX_REPAIR_EVERY: Duration = Duration::from_secs(60);
-/// Cluster only: products checked by the repair pass per `claim` call, so
-/// that no single call grows with the number of products.
-const OUTBOX_REPAIR_BATCH: usize = 100;
 
 /// Sales, stock, reservations and the outbox of order events in Redis,
 /// shared by every app instance that uses the same server (or cluster) and
@@ -99,60 +66,24 @@ const OUTBOX_REPAIR_BATCH: usize = 100;
 /// Cheap to clone; clones share the connection.
 #[derive(Debug, Clone)]
 pub struct RedisStockStore {
-    conn: Conn,
-    prefix: String,
-    record_ttl_ms: u64,
-    index_ttl_ms: u64,
-    replay_claim_ttl: Duration,
-    relay: Arc<Mutex<RelayCursor>>,
+    pub(super) conn: Conn,
+    pub(super) keys: Keys,
+    pub(super) record_ttl_ms: u64,
+    pub(super) index_ttl_ms: u64,
+    pub(super) replay_claim_ttl: Duration,
+    pub(super) relay: Arc<Mutex<RelayCursor>>,
     pub(super) durability: Arc<Guard>,
 }
 
 /// Where the next `claim` starts, and where the cluster repair pass is.
 #[derive(Debug, Default)]
-struct RelayCursor {
+pub(super) struct RelayCursor {
     /// The product the next claim visits first (fairness between products).
-    next: Option<String>,
+    pub(super) next: Option<String>,
     /// `now` when the last repair pass started (cluster only).
-    repair_started: Option<Timestamp>,
+    pub(super) repair_started: Option<Timestamp>,
     /// The `SSCAN` cursor of the repair pass in progress, if one is.
-    repair_cursor: Option<u64>,
-}
-
-/// The keys of one product: all share the hash tag `{prefix|product}`.
-struct ProductKeys {
-    sale: String,
-    users: String,
-    res: String,
-    idem: String,
-    exp: String,
-    done: String,
-    outbox: String,
-    events: String,
-    claims: String,
-}
-
-/// A reservation as the scripts store it (JSON with one-letter keys, to
-/// keep records small; every number a string so that no precision is lost
-/// in Lua).
-#[derive(Deserialize)]
-struct Record {
-    #[serde(rename = "o")]
-    order_id: String,
-    #[serde(rename = "u")]
-    user: String,
-    #[serde(rename = "q")]
-    quantity: String,
-    #[serde(rename = "k", default)]
-    idempotency_key: Option<String>,
-    #[serde(rename = "c")]
-    created_at: String,
-    #[serde(rename = "e")]
-    expires_at: String,
-    #[serde(rename = "w")]
-    awaits_confirmation: String,
-    #[serde(rename = "s")]
-    state: String,
+    pub(super) repair_cursor: Option<u64>,
 }
 
 impl RedisStockStore {
@@ -189,13 +120,13 @@ impl RedisStockStore {
             ])
             .await?;
         }
-        let record_ttl_ms = millis(opts.record_ttl);
+        let record_ttl_ms = codec::millis(opts.record_ttl);
         Ok(Self {
             conn,
-            prefix: opts.prefix,
+            keys: Keys::new(&opts.prefix),
             record_ttl_ms,
             // A record lives at most the longest hold, then its retention.
-            index_ttl_ms: millis(Sale::MAX_HOLD + INDEX_SLACK).saturating_add(record_ttl_ms),
+            index_ttl_ms: codec::millis(Sale::MAX_HOLD + INDEX_SLACK).saturating_add(record_ttl_ms),
             replay_claim_ttl: opts.replay_claim_ttl,
             relay: Arc::default(),
             durability,
@@ -204,51 +135,7 @@ impl RedisStockStore {
 
     /// The key prefix.
     pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// The keys of `product`. The prefix cannot hold `|` nor a product id
-    /// `}`, so no two (prefix, product) pairs share a key.
-    fn keys(&self, product: &ProductId) -> ProductKeys {
-        let tag = format!("{{{}|{}}}", self.prefix, product);
-        ProductKeys {
-            sale: format!("{tag}:sale"),
-            users: format!("{tag}:users"),
-            res: format!("{tag}:res"),
-            idem: format!("{tag}:idem"),
-            exp: format!("{tag}:exp"),
-            done: format!("{tag}:done"),
-            outbox: format!("{tag}:outbox"),
-            events: format!("{tag}:events"),
-            claims: format!("{tag}:claims"),
-            // `tag` is dropped here.
-        }
-    }
-
-    /// Every product with a sale (what the cluster's repair pass walks).
-    /// The store-wide keys share the tag `{prefix}`, one slot: a product's
-    /// tag always holds a `|`, so none of them is a product's key.
-    fn products_key(&self) -> String {
-        format!("{{{}}}|products", self.prefix)
-    }
-
-    /// The products whose outbox may hold events (what the relay visits).
-    fn pending_key(&self) -> String {
-        format!("{{{}}}|pending", self.prefix)
-    }
-
-    /// The products by the time (ms) their next hold expiry or purge is
-    /// due (what the sweeper visits).
-    fn due_key(&self) -> String {
-        format!("{{{}}}|due", self.prefix)
-    }
-
-    fn order_key(&self, order: &OrderId) -> String {
-        format!("{}|order:{}", self.prefix, order)
-    }
-
-    fn is_cluster(&self) -> bool {
-        self.conn.is_cluster()
+        self.keys.prefix()
     }
 
     /// Standalone Redis: adds the set of products with pending events as
@@ -264,7 +151,7 @@ impl RedisStockStore {
         order: &OrderId,
         now: Timestamp,
     ) -> Result<Vec<String>> {
-        let k = self.keys(product);
+        let k = self.keys.product(product);
         let mut inv = script.key(&k.sale);
         inv.key(&k.users)
             .key(&k.res)
@@ -282,7 +169,7 @@ impl RedisStockStore {
 
     fn pending_key_in_script(&self, inv: &mut ScriptInvocation<'_>) {
         if !self.is_cluster() {
-            inv.key(self.pending_key());
+            inv.key(self.keys.pending());
         }
     }
 
@@ -291,7 +178,7 @@ impl RedisStockStore {
     /// they live in another slot; see [`Self::mark`].
     fn global_keys_in_script(&self, inv: &mut ScriptInvocation<'_>) {
         if !self.is_cluster() {
-            inv.key(self.pending_key()).key(self.due_key());
+            inv.key(self.keys.pending()).key(self.keys.due());
         }
     }
 
@@ -302,247 +189,9 @@ impl RedisStockStore {
         now.as_millis().saturating_add(self.record_ttl_ms)
     }
 
-    /// Cluster only, after a script appended an event: marks the product as
-    /// having pending events. A failure is logged, not returned: the event
-    /// is safely in the outbox, and `claim`'s periodic repair pass finds it.
-    async fn mark_pending(&self, product: &ProductId) {
-        self.mark(product, true, None).await;
+    pub(super) fn is_cluster(&self) -> bool {
+        self.conn.is_cluster()
     }
-
-    /// Cluster only, after a script: marks the product as having pending
-    /// events (with `pending`) and, with `due`, lowers its entry in the due
-    /// index to `due` (ms) if that is earlier; one pipeline, as both keys
-    /// share a slot. Best effort, as [`Self::mark_pending`]: the repair
-    /// pass finds what a failure leaves out.
-    async fn mark(&self, product: &ProductId, pending: bool, due: Option<u64>) {
-        let mut pipe = ::redis::pipe();
-        if pending {
-            pipe.cmd("SADD")
-                .arg(self.pending_key())
-                .arg(product.as_str())
-                .ignore();
-        }
-        if let Some(due) = due {
-            pipe.cmd("ZADD")
-                .arg(self.due_key())
-                .arg("LT")
-                .arg(due)
-                .arg(product.as_str())
-                .ignore();
-        }
-        if let Err(e) = self.conn.pipe::<()>(&pipe).await {
-            tracing::warn!(
-                product = %product,
-                error = %e,
-                "redis: could not mark the product's outbox as pending; \
-                 the repair pass will find its events and due holds"
-            );
-        }
-    }
-
-    /// Cluster only: takes a product whose outbox was seen empty out of the
-    /// pending set, then checks the outbox again and puts it back unless it
-    /// is still empty (a reserve whose own `SADD` ran before our `SREM`).
-    /// Best effort: a mark left behind only costs one empty claim later; a
-    /// mark lost is found by the repair pass.
-    async fn unmark_pending(&self, product: &ProductId) {
-        let pending = self.pending_key();
-        let removed = self
-            .conn
-            .query::<i64>(::redis::cmd("SREM").arg(&pending).arg(product.as_str()))
-            .await;
-        if removed.is_err() {
-            return;
-        }
-        let left = self
-            .conn
-            .query::<u64>(::redis::cmd("ZCARD").arg(self.keys(product).outbox))
-            .await;
-        if left != Ok(0) {
-            self.mark_pending(product).await;
-        }
-    }
-
-    /// Cluster only: writes the order → product index (another slot).
-    async fn write_index(
-        &self,
-        op: &'static str,
-        order: &OrderId,
-        product: &ProductId,
-    ) -> Result<()> {
-        self.conn
-            .query::<()>(
-                ::redis::cmd("SET")
-                    .arg(self.order_key(order))
-                    .arg(product.as_str())
-                    .arg("PX")
-                    .arg(self.index_ttl_ms),
-            )
-            .await
-            .map_err(backend_err(op))
-    }
-
-    /// Cluster only: one step of the repair pass that starts about once
-    /// per [`OUTBOX_REPAIR_EVERY`]. It walks `{p}|products` with `SSCAN`,
-    /// [`OUTBOX_REPAIR_BATCH`] products per step (one step per `claim`), and
-    /// puts back into the pending set every product whose outbox holds
-    /// events but which is missing from it, and into the due index every
-    /// product's next expiry or purge (a process died between a script and
-    /// its follow-up). Returns the pending set with the products it put
-    /// back (sorted). Best effort: a failed step ends the pass; the next one
-    /// starts on time.
-    async fn repair_step(&self, now: Timestamp, mut pending: Vec<String>) -> Vec<String> {
-        let from = {
-            let mut c = self.relay.lock();
-            match c.repair_cursor {
-                Some(cursor) => cursor,
-                None if c.repair_started.is_none_or(|t| {
-                    now < t || now.saturating_duration_since(t) >= OUTBOX_REPAIR_EVERY
-                }) =>
-                {
-                    c.repair_started = Some(now);
-                    0
-                }
-                None => return pending,
-            }
-        };
-        let page = self
-            .conn
-            .query::<(u64, Vec<String>)>(
-                ::redis::cmd("SSCAN")
-                    .arg(self.products_key())
-                    .arg(from)
-                    .arg("COUNT")
-                    .arg(OUTBOX_REPAIR_BATCH),
-            )
-            .await;
-        let (next, names) = match page {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::warn!(error = %e, "redis: outbox repair pass cut short");
-                self.relay.lock().repair_cursor = None;
-                return pending;
-            }
-        };
-        for name in names {
-            let Ok(product) = ProductId::new(name.as_str()) else {
-                continue;
-            };
-            let k = self.keys(&product);
-            let probe = self
-                .conn
-                .script::<(u64, String)>(PROBE.key(&k.outbox).key(&k.exp).key(&k.done))
-                .await;
-            match probe {
-                Ok((left, due)) => {
-                    // A due time the index lacks is lowered into it (a no-op
-                    // when the index already has it or an earlier one).
-                    let due = due.parse::<u64>().ok();
-                    let missing = left > 0 && pending.binary_search(&name).is_err();
-                    if missing {
-                        tracing::info!(product = %product, left, "redis: outbox found by the repair pass");
-                        let at = pending.binary_search(&name).unwrap_or_else(|i| i);
-                        pending.insert(at, name);
-                    }
-                    if missing || due.is_some() {
-                        self.mark(&product, missing, due).await;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(product = %product, error = %e, "redis: outbox repair skipped a product");
-                }
-            }
-        }
-        self.relay.lock().repair_cursor = (next != 0).then_some(next);
-        pending
-    }
-
-    fn parse_record(
-        &self,
-        operation: &'static str,
-        product: &ProductId,
-        raw: &str,
-    ) -> Result<Reservation> {
-        let r: Record = serde_json::from_str(raw).map_err(|e| bad_reply(operation, e))?;
-        let num = |s: &str| -> Result<u64> {
-            s.parse::<u64>()
-                .map_err(|_| bad_reply(operation, format!("{s:?} is not a number")))
-        };
-        let q = num(&r.quantity)?;
-        Ok(Reservation {
-            order_id: r.order_id.parse().map_err(|e| bad_reply(operation, e))?,
-            product: product.clone(),
-            user: UserId::new(r.user).map_err(|e| bad_reply(operation, e))?,
-            quantity: Quantity::new(i64::try_from(q).unwrap_or(i64::MAX))
-                .map_err(|e| bad_reply(operation, e))?,
-            idempotency_key: r
-                .idempotency_key
-                .map(IdempotencyKey::new)
-                .transpose()
-                .map_err(|e| bad_reply(operation, e))?,
-            created_at: Timestamp::from_millis(num(&r.created_at)?),
-            expires_at: Timestamp::from_millis(num(&r.expires_at)?),
-            awaits_confirmation: r.awaits_confirmation == "1",
-            state: parse_state(operation, Some(&r.state))?,
-        })
-    }
-
-    /// An outbox entry, `<type>|<at ms>|<record JSON>`, as an event.
-    fn parse_event(
-        &self,
-        operation: &'static str,
-        product: &ProductId,
-        raw: &str,
-    ) -> Result<OrderEvent> {
-        let mut parts = raw.splitn(3, '|');
-        let (Some(kind), Some(at), Some(record)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad_reply(operation, format!("event {raw:?}")));
-        };
-        let kind: EventType = kind.parse().map_err(|e| bad_reply(operation, e))?;
-        let at = Timestamp::from_millis(
-            at.parse()
-                .map_err(|_| bad_reply(operation, format!("event time {at:?}")))?,
-        );
-        let r = self.parse_record(operation, product, record)?;
-        Ok(match kind {
-            EventType::Placed => {
-                let mut e = OrderEvent::placed(&r);
-                e.at = at;
-                e
-            }
-            closing => OrderEvent::closing(&r, closing, at),
-        })
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn opt_ms(t: Option<Timestamp>) -> String {
-    t.map(|t| t.as_millis().to_string()).unwrap_or_default()
-}
-
-/// The idempotency hash field: `<byte length of user>:<user><key>`, so no
-/// (user, key) pair can collide with another.
-fn idem_field(user: &UserId, key: &IdempotencyKey) -> String {
-    format!("{}:{}{}", user.as_str().len(), user, key)
-}
-
-fn parse_state(operation: &'static str, s: Option<&String>) -> Result<ReservationState> {
-    match s.map(String::as_str) {
-        Some("held") => Ok(ReservationState::Held),
-        Some("committed") => Ok(ReservationState::Committed),
-        Some("cancelled") => Ok(ReservationState::Cancelled),
-        Some("expired") => Ok(ReservationState::Expired),
-        Some("voided") => Ok(ReservationState::Voided),
-        other => Err(bad_reply(operation, format!("state {other:?}"))),
-    }
-}
-
-fn unexpected(operation: &'static str, reply: &[String]) -> Error {
-    bad_reply(operation, format!("{reply:?}"))
 }
 
 #[async_trait]
@@ -554,12 +203,12 @@ impl StockStore for RedisStockStore {
         self.conn
             .query::<i64>(
                 ::redis::cmd("SADD")
-                    .arg(self.products_key())
+                    .arg(self.keys.products())
                     .arg(sale.product().as_str()),
             )
             .await
             .map_err(backend_err(OP))?;
-        let k = self.keys(sale.product());
+        let k = self.keys.product(sale.product());
         let hold = sale.hold().unwrap_or(Duration::ZERO);
         let reply: Vec<String> = self
             .conn
@@ -569,9 +218,9 @@ impl StockStore for RedisStockStore {
                     .arg(sale.stock())
                     .arg(sale.per_user_limit())
                     .arg(sale.per_order_max())
-                    .arg(opt_ms(sale.starts_at()))
-                    .arg(opt_ms(sale.ends_at()))
-                    .arg(millis(hold))
+                    .arg(codec::opt_ms(sale.starts_at()))
+                    .arg(codec::opt_ms(sale.ends_at()))
+                    .arg(codec::millis(hold))
                     .arg(u64::try_from(hold.as_nanos()).unwrap_or(u64::MAX)),
             )
             .await
@@ -583,15 +232,15 @@ impl StockStore for RedisStockStore {
                 held_or_committed: reply
                     .get(1)
                     .and_then(|n| n.parse().ok())
-                    .ok_or_else(|| unexpected(OP, &reply))?,
+                    .ok_or_else(|| codec::unexpected(OP, &reply))?,
             }),
-            _ => Err(unexpected(OP, &reply)),
+            _ => Err(codec::unexpected(OP, &reply)),
         }
     }
 
     async fn sale(&self, product: &ProductId) -> Result<Option<Sale>> {
         const OP: &str = "sale";
-        let k = self.keys(product);
+        let k = self.keys.product(product);
         let f: Vec<Option<String>> = self
             .conn
             .query(
@@ -637,7 +286,7 @@ impl StockStore for RedisStockStore {
 
     async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveOutcome> {
         const OP: &str = "reserve";
-        let k = self.keys(&req.product);
+        let k = self.keys.product(&req.product);
         let (ifield, ikey) = match &req.idempotency_key {
             Some(key) => (idem_field(&req.user, key), key.as_str()),
             None => (String::new(), ""),
@@ -655,7 +304,7 @@ impl StockStore for RedisStockStore {
         // are written inside the script; on a cluster they live in other
         // slots and are written after a success.
         if !self.is_cluster() {
-            inv.key(self.order_key(&req.order_id));
+            inv.key(self.keys.order(&req.order_id));
             self.global_keys_in_script(&mut inv);
         }
         inv.arg(req.order_id.to_string())
@@ -667,11 +316,11 @@ impl StockStore for RedisStockStore {
             .arg(self.index_ttl_ms)
             .arg(req.product.as_str())
             .arg(self.record_ttl_ms)
-            .arg(millis(self.replay_claim_ttl));
+            .arg(codec::millis(self.replay_claim_ttl));
         let reply: Vec<String> = self.conn.script(&inv).await.map_err(backend_err(OP))?;
         let record = |i: usize| -> Result<Reservation> {
-            let raw = reply.get(i).ok_or_else(|| unexpected(OP, &reply))?;
-            self.parse_record(OP, &req.product, raw)
+            let raw = reply.get(i).ok_or_else(|| codec::unexpected(OP, &reply))?;
+            codec::record(OP, &req.product, raw)
         };
         Ok(match reply.first().map(String::as_str) {
             Some("reserved") => {
@@ -702,9 +351,9 @@ impl StockStore for RedisStockStore {
                 max: reply
                     .get(1)
                     .and_then(|m| m.parse().ok())
-                    .ok_or_else(|| unexpected(OP, &reply))?,
+                    .ok_or_else(|| codec::unexpected(OP, &reply))?,
             },
-            _ => return Err(unexpected(OP, &reply)),
+            _ => return Err(codec::unexpected(OP, &reply)),
         })
     }
 
@@ -721,9 +370,9 @@ impl StockStore for RedisStockStore {
         let outcome = match reply.first().map(String::as_str) {
             Some("confirmed") => ConfirmOutcome::Confirmed,
             Some("already_confirmed") => ConfirmOutcome::AlreadyConfirmed,
-            Some("not_held") => ConfirmOutcome::NotHeld(parse_state(OP, reply.get(1))?),
+            Some("not_held") => ConfirmOutcome::NotHeld(codec::state(OP, reply.get(1))?),
             Some("unknown") => ConfirmOutcome::Unknown,
-            _ => return Err(unexpected(OP, &reply)),
+            _ => return Err(codec::unexpected(OP, &reply)),
         };
         if self.is_cluster()
             && matches!(
@@ -749,9 +398,9 @@ impl StockStore for RedisStockStore {
         let outcome = match reply.first().map(String::as_str) {
             Some("cancelled") => CancelOutcome::Cancelled,
             Some("already_cancelled") => CancelOutcome::AlreadyCancelled,
-            Some("not_held") => CancelOutcome::NotHeld(parse_state(OP, reply.get(1))?),
+            Some("not_held") => CancelOutcome::NotHeld(codec::state(OP, reply.get(1))?),
             Some("unknown") => CancelOutcome::Unknown,
-            _ => return Err(unexpected(OP, &reply)),
+            _ => return Err(codec::unexpected(OP, &reply)),
         };
         if self.is_cluster()
             && matches!(
@@ -766,7 +415,7 @@ impl StockStore for RedisStockStore {
 
     async fn void(&self, req: &ReserveRequest, now: Timestamp) -> Result<VoidOutcome> {
         const OP: &str = "void";
-        let k = self.keys(&req.product);
+        let k = self.keys.product(&req.product);
         let mut inv = VOID.key(&k.sale);
         inv.key(&k.users)
             .key(&k.res)
@@ -777,7 +426,7 @@ impl StockStore for RedisStockStore {
             .key(&k.events)
             .key(&k.claims);
         if !self.is_cluster() {
-            inv.key(self.order_key(&req.order_id));
+            inv.key(self.keys.order(&req.order_id));
             self.global_keys_in_script(&mut inv);
         }
         inv.arg(req.order_id.to_string())
@@ -820,9 +469,9 @@ impl StockStore for RedisStockStore {
                 Ok(VoidOutcome::AlreadyVoided)
             }
             Some("already_closed") => {
-                Ok(VoidOutcome::AlreadyClosed(parse_state(OP, reply.get(1))?))
+                Ok(VoidOutcome::AlreadyClosed(codec::state(OP, reply.get(1))?))
             }
-            _ => Err(unexpected(OP, &reply)),
+            _ => Err(codec::unexpected(OP, &reply)),
         }
     }
 
@@ -830,7 +479,7 @@ impl StockStore for RedisStockStore {
         const OP: &str = "reservation";
         let product: Option<String> = self
             .conn
-            .query(::redis::cmd("GET").arg(self.order_key(order)))
+            .query(::redis::cmd("GET").arg(self.keys.order(order)))
             .await
             .map_err(backend_err(OP))?;
         let Some(product) = product else {
@@ -841,13 +490,12 @@ impl StockStore for RedisStockStore {
             .conn
             .query(
                 ::redis::cmd("HGET")
-                    .arg(self.keys(&product).res)
+                    .arg(self.keys.product(&product).res)
                     .arg(order.to_string()),
             )
             .await
             .map_err(backend_err(OP))?;
-        raw.map(|raw| self.parse_record(OP, &product, &raw))
-            .transpose()
+        raw.map(|raw| codec::record(OP, &product, &raw)).transpose()
     }
 
     async fn expire(&self, now: Timestamp, max: usize) -> Result<Vec<Reservation>> {
@@ -862,7 +510,7 @@ impl StockStore for RedisStockStore {
             .conn
             .query(
                 ::redis::cmd("ZRANGEBYSCORE")
-                    .arg(self.due_key())
+                    .arg(self.keys.due())
                     .arg("-inf")
                     .arg(now.as_millis())
                     .arg("WITHSCORES")
@@ -884,13 +532,13 @@ impl StockStore for RedisStockStore {
                 self.conn
                     .query::<i64>(
                         ::redis::cmd("ZREM")
-                            .arg(self.due_key())
+                            .arg(self.keys.due())
                             .arg(product.as_str()),
                     )
                     .await
                     .map_err(backend_err(OP))?;
             }
-            let k = self.keys(&product);
+            let k = self.keys.product(&product);
             let mut inv = EXPIRE.key(&k.sale);
             inv.key(&k.users)
                 .key(&k.res)
@@ -905,7 +553,7 @@ impl StockStore for RedisStockStore {
                 .arg(PURGE_BATCH)
                 .arg(self.record_ttl_ms)
                 .arg(product.as_str())
-                .arg(millis(PURGE_RETRY));
+                .arg(codec::millis(PURGE_RETRY));
             let reply = self.conn.script::<Vec<String>>(&inv).await;
             let reply = match reply {
                 Ok(reply) => reply,
@@ -918,7 +566,7 @@ impl StockStore for RedisStockStore {
                 }
             };
             let Some((next, records)) = reply.split_first() else {
-                return Err(unexpected(OP, &reply));
+                return Err(codec::unexpected(OP, &reply));
             };
             if self.is_cluster() {
                 let next = next.parse::<u64>().ok();
@@ -927,7 +575,7 @@ impl StockStore for RedisStockStore {
                 }
             }
             for raw in records {
-                expired.push(self.parse_record(OP, &product, raw)?);
+                expired.push(codec::record(OP, &product, raw)?);
             }
             if expired.len() >= max {
                 break;
@@ -940,12 +588,11 @@ impl StockStore for RedisStockStore {
         const OP: &str = "snapshot";
         let f: Vec<Option<u64>> = self
             .conn
-            .query(::redis::cmd("HMGET").arg(self.keys(product).sale).arg(&[
-                "total",
-                "available",
-                "held",
-                "committed",
-            ]))
+            .query(
+                ::redis::cmd("HMGET")
+                    .arg(self.keys.product(product).sale)
+                    .arg(&["total", "available", "held", "committed"]),
+            )
             .await
             .map_err(backend_err(OP))?;
         match f.as_slice() {
@@ -968,7 +615,7 @@ impl StockStore for RedisStockStore {
         }
         let mut pending: Vec<String> = self
             .conn
-            .query(::redis::cmd("SMEMBERS").arg(self.pending_key()))
+            .query(::redis::cmd("SMEMBERS").arg(self.keys.pending()))
             .await
             .map_err(backend_err(OP))?;
         pending.sort_unstable();
@@ -996,7 +643,7 @@ impl StockStore for RedisStockStore {
                 tracing::error!(product = %name, "redis: invalid product id in the pending set");
                 continue;
             };
-            let k = self.keys(&product);
+            let k = self.keys.product(&product);
             let mut inv = CLAIM.key(&k.outbox);
             inv.key(&k.events);
             self.pending_key_in_script(&mut inv);
@@ -1015,11 +662,11 @@ impl StockStore for RedisStockStore {
                 }
             };
             let Some((left, events)) = reply.split_first() else {
-                return Err(unexpected(OP, &reply));
+                return Err(codec::unexpected(OP, &reply));
             };
-            let left: u64 = left.parse().map_err(|_| unexpected(OP, &reply))?;
+            let left: u64 = left.parse().map_err(|_| codec::unexpected(OP, &reply))?;
             for raw in events {
-                match self.parse_event(OP, &product, raw) {
+                match codec::event(OP, &product, raw) {
                     Ok(e) => claimed.push(e),
                     // A corrupt entry must not stall every other event; it
                     // stays in the outbox for an operator to inspect.
@@ -1059,7 +706,7 @@ impl StockStore for RedisStockStore {
         // a cluster): the others' events are not delivered twice for it.
         let mut failure = None;
         for (product, ids) in by_product {
-            let k = self.keys(product);
+            let k = self.keys.product(product);
             let mut inv = ACK.key(&k.outbox);
             inv.key(&k.events);
             self.pending_key_in_script(&mut inv);

@@ -1,0 +1,243 @@
+//! What a purchase costs the store: sale lookups under a bot cycling ids, and
+//! known sell-outs answered without a rate check or a reserve.
+
+use super::*;
+
+/// A memory store that counts `sale` lookups per product.
+struct CountingLookups {
+    inner: MemoryStockStore,
+    lookups: parking_lot::Mutex<std::collections::HashMap<ProductId, usize>>,
+}
+
+impl CountingLookups {
+    fn lookups_of(&self, p: &str) -> usize {
+        self.lookups.lock().get(&pid(p)).copied().unwrap_or(0)
+    }
+    fn total_lookups(&self) -> usize {
+        self.lookups.lock().values().sum()
+    }
+}
+
+#[async_trait::async_trait]
+impl StockStore for CountingLookups {
+    async fn create_sale(&self, sale: &Sale) -> flashsale::Result<SaleWrite> {
+        self.inner.create_sale(sale).await
+    }
+    async fn sale(&self, p: &ProductId) -> flashsale::Result<Option<Sale>> {
+        *self.lookups.lock().entry(p.clone()).or_default() += 1;
+        self.inner.sale(p).await
+    }
+    async fn reserve(&self, r: &ReserveRequest) -> flashsale::Result<ReserveOutcome> {
+        self.inner.reserve(r).await
+    }
+    async fn confirm(
+        &self,
+        p: &ProductId,
+        o: &OrderId,
+        now: Timestamp,
+    ) -> flashsale::Result<flashsale::ConfirmOutcome> {
+        self.inner.confirm(p, o, now).await
+    }
+    async fn cancel(
+        &self,
+        p: &ProductId,
+        o: &OrderId,
+        now: Timestamp,
+    ) -> flashsale::Result<flashsale::CancelOutcome> {
+        self.inner.cancel(p, o, now).await
+    }
+    async fn void(
+        &self,
+        r: &ReserveRequest,
+        now: Timestamp,
+    ) -> flashsale::Result<flashsale::VoidOutcome> {
+        self.inner.void(r, now).await
+    }
+    async fn reservation(&self, o: &OrderId) -> flashsale::Result<Option<flashsale::Reservation>> {
+        self.inner.reservation(o).await
+    }
+    async fn expire(
+        &self,
+        now: Timestamp,
+        max: usize,
+    ) -> flashsale::Result<Vec<flashsale::Reservation>> {
+        self.inner.expire(now, max).await
+    }
+    async fn snapshot(&self, p: &ProductId) -> flashsale::Result<Option<StockLevels>> {
+        self.inner.snapshot(p).await
+    }
+    async fn claim(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+    ) -> flashsale::Result<Vec<OrderEvent>> {
+        self.inner.claim(now, max, lease).await
+    }
+    async fn ack(&self, events: &[OrderEvent]) -> flashsale::Result<()> {
+        self.inner.ack(events).await
+    }
+}
+
+/// A bot cycling random product ids: without valid credentials it is
+/// answered 401 before any store call; with them, each new id costs one
+/// lookup (cached as unknown), and however many ids it sends, the hot
+/// sale's cached terms are not evicted: its buyers cost no lookup.
+#[tokio::test]
+async fn a_bot_cycling_random_ids_costs_no_lookup_unauthenticated_and_evicts_no_hot_sale() {
+    const CAPACITY: usize = 1_000;
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(CountingLookups {
+        inner: MemoryStockStore::new(),
+        lookups: Default::default(),
+    });
+    let engine = Engine::builder()
+        .stock_store(store.clone())
+        .rate_limiter(Arc::new(MemoryRateLimiter::with_clock(
+            "100000/1s".parse().unwrap(),
+            Arc::new(clock.clone()),
+        )))
+        .order_sink(Arc::new(MemoryOrderSink::new()))
+        .authenticator(Arc::new(auth()))
+        .clock(Arc::new(clock.clone()))
+        .sale_cache_ttl(Duration::from_secs(60))
+        .sale_cache_capacity(CAPACITY)
+        .build()
+        .unwrap();
+    engine
+        .create_sale(&Sale::builder(pid("hot"), 10_000).build().unwrap())
+        .await
+        .unwrap();
+
+    // Unauthenticated: no token, or a bad one. Not one lookup.
+    for i in 0..(CAPACITY * 5) {
+        let creds = if i % 2 == 0 {
+            Credentials::none()
+        } else {
+            as_("forged")
+        };
+        let out = engine.purchase(&creds, buy(&format!("bot-{i}"), 1)).await;
+        assert_eq!(out.code(), "unauthenticated", "{out:?}");
+    }
+    assert_eq!(
+        store.total_lookups(),
+        0,
+        "an unauthenticated bot cost lookups"
+    );
+
+    // Authenticated, 20 times the cache's capacity of fresh ids, with a
+    // buyer of the hot sale in between.
+    let mut bought = 0;
+    for i in 0..(CAPACITY * 20) {
+        if i % 50 == 0 {
+            let out = engine.purchase(&as_("bob"), buy("hot", 1)).await;
+            assert_eq!(out.code(), "purchased", "{out:?}");
+            bought += 1;
+        }
+        let out = engine
+            .purchase(&as_("alice"), buy(&format!("rnd-{i}"), 1))
+            .await;
+        assert_eq!(out, Outcome::UnknownProduct);
+    }
+    assert_eq!(
+        store.lookups_of("hot"),
+        0,
+        "the hot sale was evicted by the bot's ids and fetched again"
+    );
+    assert_eq!(
+        store.total_lookups(),
+        CAPACITY * 20,
+        "one lookup per new id"
+    );
+    assert_eq!(levels_of(&engine, "hot").await.committed, bought);
+}
+
+async fn levels_of(engine: &Engine, p: &str) -> StockLevels {
+    engine.snapshot(&pid(p)).await.unwrap().unwrap()
+}
+
+/// A memory limiter that counts the checks it is asked for.
+struct CountingLimiter {
+    inner: MemoryRateLimiter,
+    checks: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl RateLimiter for CountingLimiter {
+    async fn check(&self, key: &str, cost: u32) -> flashsale::Result<RateDecision> {
+        self.checks.fetch_add(1, Ordering::SeqCst);
+        self.inner.check(key, cost).await
+    }
+}
+
+#[tokio::test]
+async fn a_known_sell_out_is_answered_without_a_rate_check_or_a_reserve() {
+    let clock = ManualClock::new(T0);
+    let limiter = Arc::new(CountingLimiter {
+        // Two attempts a second: a third rate-checked attempt would be 429.
+        inner: MemoryRateLimiter::with_clock("2/1s".parse().unwrap(), Arc::new(clock.clone())),
+        checks: Default::default(),
+    });
+    let store = Arc::new(SoldOutCache::with_clock(
+        MemoryStockStore::new(),
+        Duration::from_secs(5),
+        Arc::new(clock.clone()),
+    ));
+    let engine = Engine::builder()
+        .stock_store(store.clone())
+        .rate_limiter(limiter.clone())
+        .order_sink(Arc::new(MemoryOrderSink::new()))
+        .authenticator(Arc::new(auth()))
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let checks = || limiter.checks.load(Ordering::SeqCst);
+    engine
+        .create_sale(&Sale::builder(pid("p"), 1).build().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.purchase(&as_("alice"), buy("p", 1)).await.code(),
+        "purchased"
+    );
+    clock.advance(Duration::from_millis(1));
+    // The store says so once (rate-checked)...
+    assert_eq!(
+        engine.purchase(&as_("bob"), buy("p", 1)).await,
+        Outcome::SoldOut
+    );
+    assert_eq!((checks(), store.hits()), (2, 0));
+    // ...then every attempt is answered locally: not charged, so never 429.
+    for _ in 0..10 {
+        assert_eq!(
+            engine.purchase(&as_("bob"), buy("p", 1)).await,
+            Outcome::SoldOut
+        );
+    }
+    assert_eq!((checks(), store.hits()), (2, 10));
+    // A keyed attempt still goes through the limiter to the store (its key
+    // could name a finished purchase).
+    assert_eq!(
+        engine.purchase(&as_("bob"), keyed("p", 1, "k-1")).await,
+        Outcome::SoldOut
+    );
+    assert_eq!((checks(), store.hits()), (3, 10));
+    // Units back through this instance: the next attempt is rate-checked
+    // and served at once (bob's quota is spent, so it is a 429 first).
+    engine
+        .create_sale(&Sale::builder(pid("p"), 2).build().unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(
+        engine.purchase(&as_("bob"), buy("p", 1)).await,
+        Outcome::RateLimited { .. }
+    ));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        engine.purchase(&as_("bob"), buy("p", 1)).await.code(),
+        "purchased"
+    );
+    assert_eq!((checks(), store.hits()), (5, 10));
+    let levels = levels_of(&engine, "p").await;
+    assert_eq!((levels.available, levels.committed), (0, 2));
+}
