@@ -8,6 +8,11 @@
 //! so it is kept by separate commands: the tests below race it and lose it
 //! on purpose.
 
+#[path = "common/redis_kit.rs"]
+mod redis_kit;
+
+use redis_kit::cluster_urls;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,22 +22,6 @@ use flashsale::testing::{unique_product, user};
 use flashsale::{EventType, OrderEvent, ProductId};
 use flashsale::{OrderId, Quantity, RateQuota, Sale, StockStore, Timestamp};
 use flashsale::{ReserveOutcome, ReserveRequest};
-
-fn cluster_urls() -> Vec<String> {
-    let raw = std::env::var("FLASHSALE_REDIS_CLUSTER_URLS").unwrap_or_default();
-    let urls: Vec<String> = raw
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    assert!(
-        !urls.is_empty(),
-        "FLASHSALE_REDIS_CLUSTER_URLS is not set. The cluster tests need a real Redis \
-         Cluster: run them through backends/redis/with-redis.sh, which starts one"
-    );
-    urls
-}
 
 fn prefix() -> String {
     format!("flashsale-test:{}", uuid::Uuid::now_v7().simple())

@@ -17,10 +17,13 @@
 //! Needs `redis-server` and `redis-cli` on PATH. Run through
 //! `backends/redis/with-redis.sh`, which also starts the cluster.
 
+#[path = "common/redis_kit.rs"]
+mod redis_kit;
+
+use redis_kit::{RedisServer as Server, cli, cluster_urls, spare_port};
+
 use std::io::Write;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,27 +37,8 @@ use flashsale::{
     Sale, StockLevels, StockStore,
 };
 
-fn spare_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn prefix() -> String {
     format!("flashsale-test:{}", uuid::Uuid::now_v7().simple())
-}
-
-/// `redis-cli -p port args...`, its output trimmed.
-fn cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .arg("-p")
-        .arg(port.to_string())
-        .args(args)
-        .output()
-        .expect("redis-cli on PATH (apt-get install -y redis-server)");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// `redis-cli -p port` reading `commands` (one a line) on one connection.
@@ -76,48 +60,15 @@ fn piped(port: u16, commands: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// A throwaway `redis-server` on a spare loopback port, its data in a temp
-/// dir; killed (and the dir removed) on drop.
-struct Server {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
+/// What only these tests ask of a server: replication.
+trait Replication {
+    fn replica_of(primary: &Server) -> Server;
+    fn wait_until_replicas(&self, n: usize);
 }
 
-impl Server {
-    fn start(args: &[&str]) -> Self {
-        let port = spare_port();
-        let dir = std::env::temp_dir().join(format!(
-            "flashsale-durability-{port}-{}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .arg("--dir")
-            .arg(&dir)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start redis-server ({e}); install it (apt-get install -y \
-                     redis-server) or run the tests through backends/redis/with-redis.sh"
-                )
-            });
-        let server = Server {
-            port,
-            dir,
-            child: Some(child),
-        };
-        server.wait_until("answers PING", || cli(port, &["ping"]) == "PONG");
-        server
-    }
-
+impl Replication for Server {
     /// A replica of `primary`, once the primary counts it for `WAIT`.
-    fn replica_of(primary: &Server) -> Self {
+    fn replica_of(primary: &Server) -> Server {
         let replica = Server::start(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
         // "Synchronization succeeded" comes before the primary streams
         // writes to the replica (from its first ACK, up to 1 s later), so
@@ -128,14 +79,6 @@ impl Server {
         replica
     }
 
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
     fn wait_until_replicas(&self, n: usize) {
         let want = format!("connected_slaves:{n}");
         self.wait_until(&want, || {
@@ -143,32 +86,6 @@ impl Server {
                 .lines()
                 .any(|l| l.trim() == want)
         });
-    }
-
-    fn wait_until(&self, what: &str, mut ok: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ok() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {}: timed out waiting until {what}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -469,22 +386,6 @@ async fn wait_shortfall_after_the_replica_dies_is_a_503_and_owns_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_more_replicas_than_there_are_is_a_503_and_owns_nothing() {
     shortfall_owns_nothing(2, |_, _| {}).await;
-}
-
-fn cluster_urls() -> Vec<String> {
-    let urls: Vec<String> = std::env::var("FLASHSALE_REDIS_CLUSTER_URLS")
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    assert!(
-        !urls.is_empty(),
-        "FLASHSALE_REDIS_CLUSTER_URLS is not set: run the tests through \
-         backends/redis/with-redis.sh, which starts a Redis Cluster"
-    );
-    urls
 }
 
 fn port_of(url: &str) -> u16 {

@@ -19,10 +19,13 @@
 //! proxy tests run against `FLASHSALE_REDIS_URL` (default
 //! `redis://127.0.0.1:6379`). Run through `backends/redis/with-redis.sh`.
 
+#[path = "common/redis_kit.rs"]
+mod redis_kit;
+
+use redis_kit::{RedisServer, spare_port};
+
 use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -45,14 +48,6 @@ fn redis_url() -> String {
 
 fn prefix() -> String {
     format!("flashsale-test:{}", uuid::Uuid::now_v7().simple())
-}
-
-fn spare_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn auth(users: usize) -> Arc<StaticAuthenticator> {
@@ -389,85 +384,6 @@ async fn reserve_whose_connection_drops_is_voided() {
     lost_reserve_answer_is_voided(Loss::Cut, None).await;
 }
 
-/// A throwaway `redis-server` with its data in a temp dir; killed on drop.
-struct Throwaway {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Throwaway {
-    fn start() -> Self {
-        let port = spare_port();
-        let dir =
-            std::env::temp_dir().join(format!("flashsale-redis-{port}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut t = Throwaway {
-            port,
-            dir,
-            child: None,
-        };
-        t.spawn();
-        t
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start redis-server ({e}); install it (apt-get install -y \
-                     redis-server) or run the tests through backends/redis/with-redis.sh"
-                )
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let pong = Command::new("redis-cli")
-                .args(["-p", &self.port.to_string(), "ping"])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"))
-                .unwrap_or(false);
-            if pong {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("redis-server on port {} did not come up", self.port);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill(); // SIGKILL: no goodbye, no final flush
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Throwaway {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// What the sink's events say: orders placed and not voided.
 fn standing_orders(sink: &MemoryOrderSink) -> (HashSet<OrderId>, HashMap<OrderId, Vec<EventType>>) {
     let mut by_order: HashMap<OrderId, Vec<EventType>> = HashMap::new();
@@ -492,7 +408,7 @@ async fn redis_killed_mid_rush_loses_and_doubles_no_order() {
     const STOCK: u32 = 1_200;
     const ENGINES: usize = 2;
     const BUYERS: usize = 60;
-    let mut server = Throwaway::start();
+    let mut server = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
     let url = server.url();
     let prefix = prefix();
     let sink = Arc::new(MemoryOrderSink::new());
@@ -627,7 +543,7 @@ async fn redis_killed_mid_rush_loses_and_doubles_no_order() {
         at_crash,
         "purchases succeeded while Redis was down"
     );
-    server.spawn();
+    server.respawn();
     restarted.store(true, Ordering::Release);
 
     // Sell out after the restart, watching the invariant on the way.

@@ -7,6 +7,11 @@
 //! One test in this binary on purpose: the counts are server-wide, and the
 //! test binaries run one after the other.
 
+#[path = "common/redis_kit.rs"]
+mod redis_kit;
+
+use redis_kit::{cluster_urls, env_urls};
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -20,21 +25,6 @@ const PRODUCTS: usize = 10_000;
 const DUE: usize = 5;
 const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
 const HOLD: Duration = Duration::from_secs(60);
-
-fn env_urls(var: &str, default: &str) -> Vec<String> {
-    let raw = std::env::var(var).unwrap_or_else(|_| default.to_owned());
-    let urls: Vec<String> = raw
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    assert!(
-        !urls.is_empty(),
-        "{var} is not set: run the Redis tests through backends/redis/with-redis.sh"
-    );
-    urls
-}
 
 /// Command calls by name, summed over `nodes` (commands run inside scripts
 /// included; the bookkeeping of the count itself left out).
@@ -163,7 +153,7 @@ async fn a_sweep_costs_what_is_due_not_the_number_of_products() {
         .expect("Redis is not answering: run through backends/redis/with-redis.sh");
     check("standalone", store, &single).await;
 
-    let cluster = env_urls("FLASHSALE_REDIS_CLUSTER_URLS", "");
+    let cluster = cluster_urls();
     let store =
         RedisStockStore::with_options(RedisOptions::cluster(cluster.clone()).prefix(&prefix))
             .await

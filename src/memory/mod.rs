@@ -9,6 +9,7 @@
 //! | [`Authenticator`](crate::Authenticator) | [`StaticAuthenticator`]: a fixed token table |
 
 mod auth;
+mod product;
 mod rate;
 mod sink;
 mod stock;
