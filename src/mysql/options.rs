@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+#[cfg(doc)]
+use super::MySqlStockStore;
 use crate::error::{Error, Result};
 
 /// How to connect a MySQL backend. Start with [`MySqlOptions::new`]; the

@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use super::durability::WaitReplicas;
+#[cfg(doc)]
+use super::{Durability, RedisStockStore};
 use crate::error::{Error, Result};
 
 /// Where the Redis data lives.

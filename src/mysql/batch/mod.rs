@@ -88,7 +88,7 @@ pub(super) struct Batcher {
     requests: AtomicU64,
 }
 
-/// How much batching happened: see [`MySqlStockStore::batch_stats`].
+/// How much batching happened: see [`MySqlStockStore::batch_stats`](crate::mysql::MySqlStockStore::batch_stats).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct BatchStats {
