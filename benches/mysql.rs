@@ -183,7 +183,7 @@ async fn engine_phase(
         &uuid::Uuid::now_v7().simple().to_string()[20..]
     );
     let opts = MySqlOptions::new(&server.url)
-        .table_prefix(&prefix)
+        .prefix(&prefix)
         .max_connections(u32::try_from(buyers).unwrap_or(u32::MAX).max(4))
         .batching(batching)
         .batch_lanes(env_or("BENCH_LANES", 1));

@@ -291,7 +291,7 @@ impl<S: StockStore> StockStore for SoldOutCache<S> {
     }
 }
 
-#[cfg(all(test, feature = "memory"))]
+#[cfg(all(test, feature = "test-util"))]
 mod tests {
     use std::sync::atomic::AtomicUsize;
 
@@ -299,69 +299,29 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::memory::MemoryStockStore;
     use crate::model::{IdempotencyKey, Quantity, UserId};
+    use crate::testing::hooked::{Answer, Hooked, StockCall, StockHook};
 
     const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
     const TTL: Duration = Duration::from_millis(250);
 
     /// Counts the reserves that reach the store.
-    #[derive(Clone)]
-    struct Counting {
-        store: Arc<MemoryStockStore>,
-        reserves: Arc<AtomicUsize>,
-    }
+    struct CountReserves(Arc<AtomicUsize>);
 
     #[async_trait]
-    impl StockStore for Counting {
-        async fn create_sale(&self, sale: &Sale) -> Result<SaleWrite> {
-            self.store.create_sale(sale).await
-        }
-        async fn sale(&self, p: &ProductId) -> Result<Option<Sale>> {
-            self.store.sale(p).await
-        }
-        async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveOutcome> {
-            self.reserves.fetch_add(1, Ordering::SeqCst);
-            self.store.reserve(req).await
-        }
-        async fn confirm(
+    impl StockHook for CountReserves {
+        async fn around<T: Send + 'static>(
             &self,
-            p: &ProductId,
-            o: &OrderId,
-            now: Timestamp,
-        ) -> Result<ConfirmOutcome> {
-            self.store.confirm(p, o, now).await
-        }
-        async fn cancel(
-            &self,
-            p: &ProductId,
-            o: &OrderId,
-            now: Timestamp,
-        ) -> Result<CancelOutcome> {
-            self.store.cancel(p, o, now).await
-        }
-        async fn void(&self, r: &ReserveRequest, now: Timestamp) -> Result<VoidOutcome> {
-            self.store.void(r, now).await
-        }
-        async fn reservation(&self, o: &OrderId) -> Result<Option<Reservation>> {
-            self.store.reservation(o).await
-        }
-        async fn expire(&self, now: Timestamp, max: usize) -> Result<Vec<Reservation>> {
-            self.store.expire(now, max).await
-        }
-        async fn snapshot(&self, p: &ProductId) -> Result<Option<StockLevels>> {
-            self.store.snapshot(p).await
-        }
-        async fn claim(
-            &self,
-            now: Timestamp,
-            max: usize,
-            lease: Duration,
-        ) -> Result<Vec<OrderEvent>> {
-            self.store.claim(now, max, lease).await
-        }
-        async fn ack(&self, events: &[OrderEvent]) -> Result<()> {
-            self.store.ack(events).await
+            call: StockCall<'_>,
+            answer: Answer<T>,
+        ) -> Result<T> {
+            if let StockCall::Reserve(_) = call {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+            answer.await
         }
     }
+
+    type Counting = Hooked<MemoryStockStore, CountReserves>;
 
     struct Fixture {
         cache: SoldOutCache<Counting>,
@@ -389,10 +349,7 @@ mod tests {
         let reserves = Arc::new(AtomicUsize::new(0));
         let clock = ManualClock::new(T0);
         let cache = SoldOutCache::with_clock(
-            Counting {
-                store: store.clone(),
-                reserves: reserves.clone(),
-            },
+            Hooked::new(store.clone(), CountReserves(reserves.clone())),
             TTL,
             Arc::new(clock.clone()),
         );

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flashsale::memory::{
-    MemoryOrderSink, MemoryRateLimiter, MemoryStockStore, StaticAuthenticator,
+    MemoryOptions, MemoryOrderSink, MemoryRateLimiter, MemoryStockStore, StaticAuthenticator,
 };
 use flashsale::{Engine, Error, RateQuota};
 
@@ -23,7 +23,9 @@ fn builder(stock: MemoryStockStore) -> flashsale::EngineBuilder {
 /// a store keeping claims shorter than `void_retry_for` is refused.
 #[test]
 fn replay_claims_shorter_than_void_retries_are_refused() {
-    let short = MemoryStockStore::new().replay_claim_ttl(Duration::from_secs(60));
+    let short = MemoryStockStore::with_options(
+        MemoryOptions::new().replay_claim_ttl(Duration::from_secs(60)),
+    );
     let Err(Error::Config(msg)) = builder(short).build() else {
         panic!("an engine whose voids outlive the store's replay claims was built");
     };

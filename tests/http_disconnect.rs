@@ -17,57 +17,24 @@ use flashsale::http::Api;
 use flashsale::memory::{
     MemoryOrderSink, MemoryRateLimiter, MemoryStockStore, StaticAuthenticator,
 };
-use flashsale::{
-    CancelOutcome, ConfirmOutcome, ReserveOutcome, ReserveRequest, SaleWrite, VoidOutcome,
-};
-use flashsale::{
-    Engine, OrderId, ProductId, RateQuota, Result, Sale, StockStore, Timestamp, UserId,
-};
-use flashsale::{OrderEvent, Principal, Reservation, StockLevels};
+use flashsale::testing::hooked::{Answer, Hooked, StockCall, StockHook};
+use flashsale::{Engine, Principal, ProductId, RateQuota, Result, Sale, UserId};
 
 /// How long `reserve` waits before it reaches the store.
 const RESERVE_DELAY: Duration = Duration::from_millis(300);
 
-/// A memory store whose `reserve` starts late, so the client can hang up
-/// while the purchase is in flight; it records that a reserve began.
-struct SlowReserve(Arc<MemoryStockStore>, Arc<AtomicBool>);
+/// Makes `reserve` start late, so the client can hang up while the
+/// purchase is in flight; records that a reserve began.
+struct SlowReserve(Arc<AtomicBool>);
 
 #[async_trait]
-impl StockStore for SlowReserve {
-    async fn create_sale(&self, sale: &Sale) -> Result<SaleWrite> {
-        self.0.create_sale(sale).await
-    }
-    async fn sale(&self, p: &ProductId) -> Result<Option<Sale>> {
-        self.0.sale(p).await
-    }
-    async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveOutcome> {
-        self.1.store(true, Ordering::SeqCst);
-        tokio::time::sleep(RESERVE_DELAY).await;
-        self.0.reserve(req).await
-    }
-    async fn confirm(&self, p: &ProductId, o: &OrderId, now: Timestamp) -> Result<ConfirmOutcome> {
-        self.0.confirm(p, o, now).await
-    }
-    async fn cancel(&self, p: &ProductId, o: &OrderId, now: Timestamp) -> Result<CancelOutcome> {
-        self.0.cancel(p, o, now).await
-    }
-    async fn void(&self, r: &ReserveRequest, now: Timestamp) -> Result<VoidOutcome> {
-        self.0.void(r, now).await
-    }
-    async fn reservation(&self, o: &OrderId) -> Result<Option<Reservation>> {
-        self.0.reservation(o).await
-    }
-    async fn expire(&self, now: Timestamp, max: usize) -> Result<Vec<Reservation>> {
-        self.0.expire(now, max).await
-    }
-    async fn snapshot(&self, p: &ProductId) -> Result<Option<StockLevels>> {
-        self.0.snapshot(p).await
-    }
-    async fn claim(&self, now: Timestamp, max: usize, lease: Duration) -> Result<Vec<OrderEvent>> {
-        self.0.claim(now, max, lease).await
-    }
-    async fn ack(&self, events: &[OrderEvent]) -> Result<()> {
-        self.0.ack(events).await
+impl StockHook for SlowReserve {
+    async fn around<T: Send + 'static>(&self, call: StockCall<'_>, answer: Answer<T>) -> Result<T> {
+        if let StockCall::Reserve(_) = call {
+            self.0.store(true, Ordering::SeqCst);
+            tokio::time::sleep(RESERVE_DELAY).await;
+        }
+        answer.await
     }
 }
 
@@ -85,9 +52,9 @@ async fn setup() -> Setup {
     let auth = StaticAuthenticator::new()
         .with_token("ann-token", Principal::user(UserId::new("ann").unwrap()));
     let engine = Engine::builder()
-        .stock_store(Arc::new(SlowReserve(
+        .stock_store(Arc::new(Hooked::new(
             Arc::new(MemoryStockStore::new()),
-            started.clone(),
+            SlowReserve(started.clone()),
         )))
         .rate_limiter(Arc::new(MemoryRateLimiter::new(
             RateQuota::per_second(100).unwrap(),

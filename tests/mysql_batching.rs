@@ -57,7 +57,7 @@ async fn open(opts: MySqlOptions, migrate: bool) -> MySqlStockStore {
 
 fn options(prefix: &str) -> MySqlOptions {
     MySqlOptions::new(database_url())
-        .table_prefix(prefix)
+        .prefix(prefix)
         .max_connections(8)
 }
 
@@ -583,7 +583,7 @@ async fn failed_batch_answers_every_request_and_applies_nothing() {
         true,
     )
     .await;
-    let prefix = store.table_prefix().to_owned();
+    let prefix = store.prefix().to_owned();
     let p = unique_product("killbatch");
     store
         .create_sale(&Sale::builder(p.clone(), 5).build().unwrap())

@@ -276,7 +276,7 @@ where
 
 fn store_options(url: &str) -> MySqlOptions {
     MySqlOptions::new(url)
-        .table_prefix(PREFIX)
+        .prefix(PREFIX)
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(1))
         .batching(true)
@@ -607,15 +607,14 @@ mod scenarios {
         async fn fresh() -> Self {
             let prefix = format!("fst_{}_", &uuid::Uuid::now_v7().simple().to_string()[20..]);
             let url = database_url();
-            let store =
-                MySqlStockStore::with_options(MySqlOptions::new(&url).table_prefix(&prefix))
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!(
-                            "MySQL at {url} is not answering ({e}); run the tests through \
+            let store = MySqlStockStore::with_options(MySqlOptions::new(&url).prefix(&prefix))
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "MySQL at {url} is not answering ({e}); run the tests through \
                          backends/mysql/with-mysql.sh"
-                        )
-                    });
+                    )
+                });
             store.migrate().await.expect("migrations apply");
             Self { prefix }
         }
@@ -631,7 +630,7 @@ mod scenarios {
             let url = split(&database_url()).1.replace("{addr}", addr);
             let store = MySqlStockStore::with_options(
                 MySqlOptions::new(&url)
-                    .table_prefix(&self.prefix)
+                    .prefix(&self.prefix)
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(1)),
             )

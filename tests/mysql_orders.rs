@@ -31,7 +31,7 @@ fn prefix() -> String {
 
 fn options(prefix: &str) -> MySqlOptions {
     MySqlOptions::new(database_url())
-        .table_prefix(prefix)
+        .prefix(prefix)
         .max_connections(8)
 }
 
@@ -537,7 +537,7 @@ async fn unknown_schema_version_is_permanent_and_writes_nothing() {
 #[tokio::test]
 async fn value_the_table_cannot_store_is_permanent() {
     let t = table().await;
-    let prefix = t.table_prefix().to_owned();
+    let prefix = t.prefix().to_owned();
     let admin = admin().await;
     sqlx::query(&format!(
         "ALTER TABLE {prefix}orders MODIFY user_id VARCHAR(6) \
@@ -655,7 +655,7 @@ async fn shares_migrations_with_the_stock_store() {
     b.unwrap();
     c.unwrap();
     d.unwrap();
-    assert_eq!(versions(prefix_a.clone()).await, vec![1, 2, 3]);
+    assert_eq!(versions(prefix_a.clone()).await, vec![1, 2, 3, 4]);
 
     // The order table first, then the stock store; and the other way.
     for orders_first in [true, false] {
@@ -672,7 +672,7 @@ async fn shares_migrations_with_the_stock_store() {
             orders.migrate().await.unwrap();
         }
         orders.migrate().await.unwrap();
-        assert_eq!(versions(prefix.clone()).await, vec![1, 2, 3]);
+        assert_eq!(versions(prefix.clone()).await, vec![1, 2, 3, 4]);
         let r = hold(&unique_product("shared"), 1);
         assert_eq!(
             orders.apply(&[OrderEvent::placed(&r)]).await.unwrap(),
@@ -703,5 +703,5 @@ async fn options_are_checked() {
     let t = MySqlOrderTable::with_options(options(&prefix()).batch_max(0))
         .await
         .unwrap();
-    assert!(t.table_prefix().starts_with("fst_"));
+    assert!(t.prefix().starts_with("fst_"));
 }

@@ -40,7 +40,7 @@ async fn store_with(opts: MySqlOptions) -> MySqlStockStore {
 
 fn options(prefix: &str) -> MySqlOptions {
     MySqlOptions::new(database_url())
-        .table_prefix(prefix)
+        .prefix(prefix)
         .max_connections(8)
 }
 
@@ -166,7 +166,7 @@ async fn migrate_is_idempotent_and_creates_every_table() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
 }
 
 /// Bad prefixes are refused before any connection is made.
@@ -257,7 +257,7 @@ async fn sale_terms_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_connection_mid_reserve_writes_nothing() {
     let s = store().await;
-    let prefix = s.table_prefix().to_owned();
+    let prefix = s.prefix().to_owned();
     let p = unique_product("killed");
     s.create_sale(&Sale::builder(p.clone(), 5).build().unwrap())
         .await
@@ -392,4 +392,66 @@ async fn lapsed_replay_claims_are_swept() {
     let lapsed = at(s.replay_claim_ttl() + Duration::from_secs(1));
     s.expire(lapsed, 100).await.unwrap();
     assert_eq!(rows().await, 0);
+}
+
+/// A record waits for its events' delivery before it is purged.
+#[tokio::test]
+async fn purge_waits_for_delivery() {
+    flashsale::testing::stock::purge_waits_for_delivery(&store).await;
+}
+
+/// A sweep past `record_ttl` deletes a finished, delivered reservation with
+/// its idempotency key and its replay claims (the key then buys anew); a
+/// younger one and a held one stay.
+#[tokio::test]
+async fn finished_records_are_purged_after_record_ttl() {
+    const TTL: Duration = Duration::from_secs(60);
+    let at = |secs: u64| T0.saturating_add(Duration::from_secs(secs));
+    let prefix = prefix();
+    let s = store_with(options(&prefix).record_ttl(TTL)).await;
+    let (p, held) = (unique_product("purged"), unique_product("purge-held"));
+    s.create_sale(&Sale::builder(p.clone(), 5).build().unwrap())
+        .await
+        .unwrap();
+    let hold = Duration::from_secs(24 * 3600);
+    s.create_sale(&Sale::builder(held.clone(), 5).hold(hold).build().unwrap())
+        .await
+        .unwrap();
+    let key = flashsale::IdempotencyKey::new("k-purge").unwrap();
+    let keyed = |now| ReserveRequest {
+        idempotency_key: Some(key.clone()),
+        ..request(&p, 1, now)
+    };
+    let reserved = |out| match out {
+        ReserveOutcome::Reserved(r) => r,
+        other => panic!("not reserved: {other:?}"),
+    };
+    let old = reserved(s.reserve(&keyed(T0)).await.unwrap());
+    // A replay of another request with the key leaves a claim on the order.
+    assert!(matches!(
+        s.reserve(&keyed(at(1))).await.unwrap(),
+        ReserveOutcome::Duplicate(_)
+    ));
+    let young = reserved(s.reserve(&request(&p, 2, at(50))).await.unwrap());
+    let live = reserved(s.reserve(&request(&held, 3, T0)).await.unwrap());
+    flashsale::testing::ledger::drain_outbox(&s, at(51)).await;
+
+    s.expire(at(61), 100).await.unwrap();
+    assert_eq!(s.reservation(&old.order_id).await.unwrap(), None);
+    assert!(s.reservation(&young.order_id).await.unwrap().is_some());
+    assert!(s.reservation(&live.order_id).await.unwrap().is_some());
+    let pool = sqlx::MySqlPool::connect(&database_url()).await.unwrap();
+    let claims: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM {prefix}replays WHERE order_id = ?"
+    ))
+    .bind(&old.order_id.as_uuid().as_bytes()[..])
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(claims, 0, "the purged order's replay claims are gone");
+    // The key is free: it buys a new order; the levels still count the old.
+    let again = reserved(s.reserve(&keyed(at(62))).await.unwrap());
+    assert_ne!(again.order_id, old.order_id);
+    let levels = s.snapshot(&p).await.unwrap().unwrap();
+    assert_eq!((levels.available, levels.committed), (2, 3));
 }

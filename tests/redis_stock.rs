@@ -140,8 +140,7 @@ async fn pending_mark_follows_the_outbox() {
     assert!(!marked(&prefix, &p).await);
 }
 
-/// A record waits for its events' delivery before it is purged (it used to
-/// be purged after `record_ttl` whatever its events).
+/// A record waits for its events' delivery before it is purged.
 #[tokio::test]
 async fn purge_waits_for_delivery() {
     flashsale::testing::stock::purge_waits_for_delivery(&store).await;

@@ -9,12 +9,14 @@
 //! | [`Authenticator`](crate::Authenticator) | [`StaticAuthenticator`]: a fixed token table |
 
 mod auth;
+mod options;
 mod product;
 mod rate;
 mod sink;
 mod stock;
 
 pub use auth::StaticAuthenticator;
+pub use options::MemoryOptions;
 pub use rate::MemoryRateLimiter;
 pub use sink::MemoryOrderSink;
 pub use stock::MemoryStockStore;

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
+use super::MemoryOptions;
 use super::product::{ProductState, Step};
 use crate::error::Result;
 use crate::fast_hash::RandomState;
@@ -30,10 +31,10 @@ use crate::{
 /// In-memory stock, for a single process (tests, demos, single-node
 /// deployments). Nothing survives a restart, the outbox included.
 ///
-/// Finished reservations are kept for [`record_ttl`](Self::record_ttl)
-/// (default 24 h, [`DEFAULT_RECORD_TTL`](Self::DEFAULT_RECORD_TTL)) after
-/// they finish, by the times the store is given (`now` of each call): an
-/// idempotency key replays its purchase at least that long. Each
+/// Finished reservations are kept for
+/// [`MemoryOptions::record_ttl`] (default 24 h) after they finish, by the
+/// times the store is given (`now` of each call): an idempotency key
+/// replays its purchase at least that long. Each
 /// [`expire`](StockStore::expire) call then purges up to
 /// [`PURGE_BATCH`](Self::PURGE_BATCH) of them per product; one whose events
 /// the relay has not yet delivered waits until it has.
@@ -54,49 +55,29 @@ pub struct MemoryStockStore {
 
 impl Default for MemoryStockStore {
     fn default() -> Self {
-        Self {
-            products: DashMap::default(),
-            orders: DashMap::default(),
-            pending: DashMap::default(),
-            record_ttl: Self::DEFAULT_RECORD_TTL,
-            replay_claim_ttl: crate::DEFAULT_REPLAY_CLAIM_TTL,
-        }
+        Self::with_options(MemoryOptions::default())
     }
 }
 
 impl MemoryStockStore {
-    /// The default retention of finished reservations and their
-    /// idempotency keys: 24 hours, as the Redis store's.
-    pub const DEFAULT_RECORD_TTL: Duration = Duration::from_secs(24 * 3600);
-
     /// Most finished reservations purged per product per
     /// [`expire`](StockStore::expire) call.
     pub const PURGE_BATCH: usize = 1_000;
 
-    /// An empty store.
+    /// An empty store with the default [`MemoryOptions`].
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Keeps finished reservations (and their idempotency keys) for `ttl`
-    /// after they finish, instead of [`DEFAULT_RECORD_TTL`](Self::DEFAULT_RECORD_TTL).
-    /// Set it before the first sale is created: each sale keeps the TTL it
-    /// was created with.
-    #[must_use]
-    pub fn record_ttl(mut self, ttl: Duration) -> Self {
-        self.record_ttl = ttl;
-        self
-    }
-
-    /// Keeps a same-request replay's claim on the order it was answered
-    /// with for `ttl` (default
-    /// [`DEFAULT_REPLAY_CLAIM_TTL`](crate::DEFAULT_REPLAY_CLAIM_TTL)),
-    /// by the times the store is given. Set it before the first sale is
-    /// created, as [`record_ttl`](Self::record_ttl).
-    #[must_use]
-    pub fn replay_claim_ttl(mut self, ttl: Duration) -> Self {
-        self.replay_claim_ttl = ttl;
-        self
+    /// An empty store with `opts`.
+    pub fn with_options(opts: MemoryOptions) -> Self {
+        Self {
+            products: DashMap::default(),
+            orders: DashMap::default(),
+            pending: DashMap::default(),
+            record_ttl: opts.record_ttl,
+            replay_claim_ttl: opts.replay_claim_ttl,
+        }
     }
 
     fn product(&self, id: &ProductId) -> Option<Arc<Mutex<ProductState>>> {
@@ -330,7 +311,7 @@ mod tests {
     }
 
     async fn store_with(sale: crate::model::SaleBuilder) -> MemoryStockStore {
-        let store = MemoryStockStore::new().record_ttl(TTL);
+        let store = MemoryStockStore::with_options(MemoryOptions::new().record_ttl(TTL));
         store.create_sale(&sale.build().unwrap()).await.unwrap();
         store
     }

@@ -21,6 +21,12 @@ pub(super) fn oid_bytes(order: &OrderId) -> &[u8] {
 }
 
 /// An order id column.
+/// When a new reservation finished, for its `finished_at` column: at its
+/// creation if it was sold at once (or is a tombstone), else not yet.
+pub(super) fn finished_at(r: &Reservation) -> Option<u64> {
+    (r.state != ReservationState::Held).then(|| r.created_at.as_millis())
+}
+
 pub(super) fn parse_oid(op: &'static str, raw: &[u8]) -> Result<OrderId> {
     uuid::Uuid::from_slice(raw)
         .map(OrderId::from_uuid)

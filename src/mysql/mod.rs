@@ -20,7 +20,7 @@
 //!
 //! // Everything configurable.
 //! let opts = MySqlOptions::new("mysql://root@127.0.0.1:3306/test")
-//!     .table_prefix("shop_")
+//!     .prefix("shop_")
 //!     .max_connections(32)
 //!     .acquire_timeout(std::time::Duration::from_secs(2))
 //!     // Hot-row batching (the default) with its bounds; `false` turns it off.

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 #[must_use]
 pub struct MySqlOptions {
     pub(crate) url: String,
-    pub(crate) table_prefix: String,
+    pub(crate) prefix: String,
     pub(crate) max_connections: u32,
     pub(crate) acquire_timeout: Duration,
     pub(crate) lock_wait_timeout: Duration,
@@ -23,17 +23,21 @@ pub struct MySqlOptions {
     pub(crate) batch_wait: Duration,
     pub(crate) batch_lanes: usize,
     pub(crate) replay_claim_ttl: Duration,
+    pub(crate) record_ttl: Duration,
 }
 
 impl MySqlOptions {
     /// The default table prefix.
     pub const DEFAULT_PREFIX: &'static str = "flashsale_";
+    /// The default retention of finished reservations and their
+    /// idempotency keys: 24 hours, as the other stores'.
+    pub const DEFAULT_RECORD_TTL: Duration = Duration::from_secs(24 * 3600);
 
     /// The database at `url`: `mysql://user[:password]@host[:port]/database`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            table_prefix: Self::DEFAULT_PREFIX.to_owned(),
+            prefix: Self::DEFAULT_PREFIX.to_owned(),
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
             lock_wait_timeout: Duration::from_secs(5),
@@ -44,14 +48,15 @@ impl MySqlOptions {
             batch_wait: Duration::ZERO,
             batch_lanes: 1,
             replay_claim_ttl: crate::DEFAULT_REPLAY_CLAIM_TTL,
+            record_ttl: Self::DEFAULT_RECORD_TTL,
         }
     }
 
     /// The table prefix (default `flashsale_`): every table this backend
     /// creates and uses is named `<prefix><table>`. Stores with different
     /// prefixes share nothing. At most 32 bytes of `A-Z a-z 0-9 _`.
-    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.table_prefix = prefix.into();
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
         self
     }
 
@@ -143,6 +148,18 @@ impl MySqlOptions {
         self
     }
 
+    /// How long finished reservations (sold, confirmed, cancelled,
+    /// expired, voided) and their idempotency keys are kept after they
+    /// finish (default [`DEFAULT_RECORD_TTL`](Self::DEFAULT_RECORD_TTL)),
+    /// by the times the store is given: a key replays its purchase at least
+    /// that long. The sweeper's [`expire`](crate::StockStore::expire) then
+    /// deletes them, except one whose events the relay has not delivered
+    /// yet. Only used by [`MySqlStockStore`].
+    pub fn record_ttl(mut self, d: Duration) -> Self {
+        self.record_ttl = d;
+        self
+    }
+
     /// The largest [`batch_max`](Self::batch_max).
     pub const MAX_BATCH: usize = 1000;
 
@@ -167,7 +184,7 @@ impl MySqlOptions {
 
     /// Checks the options every MySQL backend uses (not the batching ones).
     pub(crate) fn validate_connection(&self) -> Result<()> {
-        let p = &self.table_prefix;
+        let p = &self.prefix;
         if p.len() > 32 || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(Error::Config(format!(
                 "mysql table prefix {p:?} must be at most 32 bytes of A-Z a-z 0-9 _"

@@ -271,11 +271,11 @@ impl MySqlOrderTable {
     /// `<table_prefix>orders`. Fails if the database does not answer. Does
     /// not create the table: call [`migrate`](Self::migrate).
     pub async fn connect(url: &str, table_prefix: &str) -> Result<Self> {
-        Self::with_options(MySqlOptions::new(url).table_prefix(table_prefix)).await
+        Self::with_options(MySqlOptions::new(url).prefix(table_prefix)).await
     }
 
     /// Connects with explicit options. Only the connection options matter
-    /// here: the URL, [`table_prefix`](MySqlOptions::table_prefix),
+    /// here: the URL, [`prefix`](MySqlOptions::prefix),
     /// [`max_connections`](MySqlOptions::max_connections),
     /// [`acquire_timeout`](MySqlOptions::acquire_timeout),
     /// [`lock_wait_timeout`](MySqlOptions::lock_wait_timeout),
@@ -286,14 +286,14 @@ impl MySqlOrderTable {
         let pool = super::pool::open(&opts, true).await?;
         Ok(Self {
             pool,
-            sql: Arc::new(Sql::new(&opts.table_prefix)),
-            prefix: opts.table_prefix.as_str().into(),
+            sql: Arc::new(Sql::new(&opts.prefix)),
+            prefix: opts.prefix.as_str().into(),
             max_retries: opts.max_retries,
         })
     }
 
     /// The table prefix.
-    pub fn table_prefix(&self) -> &str {
+    pub fn prefix(&self) -> &str {
         &self.prefix
     }
 

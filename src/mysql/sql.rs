@@ -35,6 +35,9 @@ pub(super) struct Sql {
     pub(super) res_void: String,
     pub(super) res_void_waiting: String,
     pub(super) res_due: String,
+    pub(super) res_purgeable: String,
+    pub(super) res_purge: String,
+    pub(super) replay_of: String,
     pub(super) replay_add: String,
     pub(super) replay_remove: String,
     pub(super) replay_count: String,
@@ -112,17 +115,28 @@ impl Sql {
             )),
             res_insert: q(
                 "INSERT INTO {p}reservations (order_id, product_id, user_id, quantity, \
-                 idempotency_key, idem_slot, created_at, expires_at, awaits_confirmation, state) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 idempotency_key, idem_slot, created_at, expires_at, awaits_confirmation, state, \
+                 finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ),
-            res_state: q("UPDATE {p}reservations SET state = ? WHERE order_id = ?"),
-            res_void: q("UPDATE {p}reservations \
-                 SET state = 'voided', idem_slot = NULL, void_waiting = FALSE WHERE order_id = ?"),
+            res_state: q(
+                "UPDATE {p}reservations SET state = ?, finished_at = ? WHERE order_id = ?",
+            ),
+            res_void: q(
+                "UPDATE {p}reservations SET state = 'voided', idem_slot = NULL, \
+                 void_waiting = FALSE, finished_at = ? WHERE order_id = ?",
+            ),
             res_void_waiting: q(
                 "UPDATE {p}reservations SET void_waiting = TRUE WHERE order_id = ?",
             ),
             res_due: q("SELECT order_id FROM {p}reservations \
                  WHERE state = 'held' AND expires_at <= ? ORDER BY expires_at, order_id LIMIT ?"),
+            // Finished before the cutoff, with no event left to deliver.
+            res_purgeable: q("SELECT r.order_id FROM {p}reservations r \
+                 WHERE r.finished_at <= ? AND NOT EXISTS (\
+                   SELECT 1 FROM {p}outbox o WHERE o.order_id = r.order_id) \
+                 ORDER BY r.finished_at LIMIT ? FOR UPDATE SKIP LOCKED"),
+            res_purge: q("DELETE FROM {p}reservations WHERE order_id IN "),
+            replay_of: q("DELETE FROM {p}replays WHERE order_id IN "),
             replay_add: q(
                 "INSERT INTO {p}replays (order_id, replay_id, lapses_at) VALUES (?, ?, ?) \
                  ON DUPLICATE KEY UPDATE replay_id = replay_id",

@@ -30,9 +30,10 @@ const REPLAY_PURGE_BATCH: u64 = 1_000;
 ///   also appends the order's `placed` event to the outbox.
 /// * Sold-out, over-the-cap and closed-window refusals read the sale's
 ///   terms without locking and write nothing.
-/// * Finished reservations stay in the table (their idempotency keys keep
-///   replaying); delete old rows with ordinary SQL if the table must stay
-///   small.
+/// * Finished reservations and their idempotency keys are kept for
+///   [`MySqlOptions::record_ttl`] (default 24 h) after they finish; then
+///   [`expire`](StockStore::expire) deletes them, a bounded batch per call,
+///   except one whose events are still in the outbox.
 ///
 /// Call [`migrate`](Self::migrate) once before first use. Cheap to clone;
 /// clones share the connection pool.
@@ -50,7 +51,7 @@ impl MySqlStockStore {
     /// `<table_prefix><table>`. Fails if the database does not answer. Does
     /// not create the tables: call [`migrate`](Self::migrate).
     pub async fn connect(url: &str, table_prefix: &str) -> Result<Self> {
-        Self::with_options(MySqlOptions::new(url).table_prefix(table_prefix)).await
+        Self::with_options(MySqlOptions::new(url).prefix(table_prefix)).await
     }
 
     /// Connects with explicit options.
@@ -61,16 +62,17 @@ impl MySqlStockStore {
         let pool = super::pool::open(&opts, false).await?;
         let db = Db {
             pool,
-            sql: Sql::new(&opts.table_prefix),
+            sql: Sql::new(&opts.prefix),
             max_retries: opts.max_retries,
             replay_claim_ttl: opts.replay_claim_ttl,
+            record_ttl: opts.record_ttl,
         };
         Ok(Self {
             db: Arc::new(db),
-            prefix: opts.table_prefix.as_str().into(),
+            prefix: opts.prefix.as_str().into(),
             batcher: opts.batching.then(|| {
                 Arc::new(Batcher::new(
-                    &opts.table_prefix,
+                    &opts.prefix,
                     opts.batch_max,
                     opts.batch_wait,
                     opts.batch_lanes,
@@ -80,7 +82,7 @@ impl MySqlStockStore {
     }
 
     /// The table prefix.
-    pub fn table_prefix(&self) -> &str {
+    pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
@@ -205,6 +207,7 @@ impl StockStore for MySqlStockStore {
             .execute(&self.db.pool)
             .await
             .map_err(backend_err(OP))?;
+        self.db.retry(OP, || self.db.purge_once(now)).await?;
         Ok(expired)
     }
 

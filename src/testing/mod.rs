@@ -23,6 +23,7 @@
 
 pub mod engine;
 pub mod faults;
+pub mod hooked;
 pub mod ledger;
 pub mod outbox;
 pub mod proxy;

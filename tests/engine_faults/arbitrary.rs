@@ -139,7 +139,7 @@ fn run_case(case: &Case, targets: Targets) -> World {
         }
         let inner = memory_store(sale.build().unwrap()).await;
         let script = Arc::new(Script::default());
-        let store = Arc::new(ScriptedStore::new(inner.clone(), script.clone()));
+        let store = Arc::new(scripted(inner.clone(), script.clone()));
         let sink = Arc::new(MemoryOrderSink::new());
         let hand_off = if case.await_sink {
             HandOff::AwaitSink {
@@ -265,7 +265,7 @@ fn run_case(case: &Case, targets: Targets) -> World {
         let left = outbox(&engines[0], &inner).await;
 
         let mut reservations = BTreeMap::new();
-        for req in store.reserve_requests() {
+        for req in store.hook().reserve_requests() {
             let r = inner.reservation(&req.order_id).await.unwrap();
             reservations.insert(req.order_id, (req, r));
         }

@@ -18,10 +18,7 @@ async fn a_reserve_run_twice_by_the_store_is_the_requests_own_purchase() {
             sale = sale.hold(Duration::from_secs(60));
         }
         let inner = memory_store(sale.build().unwrap()).await;
-        let store = Arc::new(ScriptedStore {
-            twice: true,
-            ..ScriptedStore::new(inner.clone(), Arc::new(Script::default()))
-        });
+        let store = Arc::new(scripted_twice(inner.clone()));
         let sink = Arc::new(MemoryOrderSink::new());
         let engine = engine_over(store.clone(), sink.clone(), HandOff::Outbox);
         let mut req = buy(2);
@@ -34,7 +31,7 @@ async fn a_reserve_run_twice_by_the_store_is_the_requests_own_purchase() {
         assert_eq!(http.status, 200);
         assert_eq!(http.header("idempotent-replayed"), None);
         let id = ordered(&out);
-        assert_eq!(store.reserve_requests()[0].order_id, id);
+        assert_eq!(store.hook().reserve_requests()[0].order_id, id);
         let l = levels(&inner).await;
         assert_eq!(l.held + l.committed, 2, "reserved once");
         assert_eq!(
@@ -64,7 +61,7 @@ async fn purchase_to_completion_finishes_when_the_caller_goes_away() {
     ] {
         let inner = store_with_sale(5).await;
         let script = Arc::new(Script::default());
-        let store = Arc::new(ScriptedStore::new(inner.clone(), script.clone()));
+        let store = Arc::new(scripted(inner.clone(), script.clone()));
         let sink = Arc::new(ScriptedSink {
             inner: Arc::new(MemoryOrderSink::new()),
             script: script.clone(),
@@ -81,7 +78,7 @@ async fn purchase_to_completion_finishes_when_the_caller_goes_away() {
         } // the client is gone
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(script.calls("reserve"), 1);
-        let id = store.reserve_requests()[0].order_id;
+        let id = store.hook().reserve_requests()[0].order_id;
         let r = inner
             .reservation(&id)
             .await
@@ -114,7 +111,7 @@ async fn purchase_to_completion_finishes_when_the_caller_goes_away() {
 async fn a_dropped_plain_purchase_leaves_the_store_consistent() {
     let inner = store_with_sale(5).await;
     let script = Arc::new(Script::default());
-    let store = Arc::new(ScriptedStore::new(inner.clone(), script.clone()));
+    let store = Arc::new(scripted(inner.clone(), script.clone()));
     let engine = engine_over(
         store.clone(),
         Arc::new(MemoryOrderSink::new()),

@@ -29,6 +29,7 @@ use flashsale::machine::HandOff;
 use flashsale::memory::{
     MemoryOrderSink, MemoryRateLimiter, MemoryStockStore, StaticAuthenticator,
 };
+use flashsale::testing::hooked::{Answer, Hooked, StockCall, StockHook};
 use flashsale::{
     AuthRejection, Credentials, EventType, IdempotencyKey, OrderEvent, OrderId, OrderStatus,
     Principal, ProductId, Reservation, ReservationState, StockLevels, Timestamp, UserId,
@@ -197,110 +198,71 @@ impl Script {
     }
 }
 
-/// A [`MemoryStockStore`] behind a [`Script`]. Records every reserve
-/// request it is sent. With `twice`, runs every reserve twice and answers
-/// the second run, as a cluster client re-sending after a dropped
-/// connection does.
-struct ScriptedStore {
-    inner: Arc<MemoryStockStore>,
+/// Runs a [`MemoryStockStore`]'s calls as a [`Script`] says (`create_sale`,
+/// `reservation`, `snapshot` and `ping` always pass) and records every
+/// reserve request. With `twice`, runs every reserve twice and answers the
+/// second run, as a cluster client re-sending after a dropped connection
+/// does.
+struct ScriptHook {
     script: Arc<Script>,
-    twice: bool,
+    twice: Option<Arc<MemoryStockStore>>,
     reserves: Mutex<Vec<ReserveRequest>>,
 }
 
-impl ScriptedStore {
-    fn new(inner: Arc<MemoryStockStore>, script: Arc<Script>) -> Self {
-        Self {
-            inner,
-            script,
-            twice: false,
-            reserves: Mutex::new(Vec::new()),
-        }
-    }
-
+impl ScriptHook {
     fn reserve_requests(&self) -> Vec<ReserveRequest> {
         self.reserves.lock().unwrap().clone()
     }
 }
 
 #[async_trait]
-impl StockStore for ScriptedStore {
-    async fn create_sale(&self, sale: &Sale) -> flashsale::Result<SaleWrite> {
-        self.inner.create_sale(sale).await
-    }
-    async fn sale(&self, product: &ProductId) -> flashsale::Result<Option<Sale>> {
-        let (i, p) = (self.inner.clone(), product.clone());
-        self.script
-            .run("sale", async move { i.sale(&p).await })
-            .await
-    }
-    async fn reserve(&self, req: &ReserveRequest) -> flashsale::Result<ReserveOutcome> {
-        self.reserves.lock().unwrap().push(req.clone());
-        let (i, r, twice) = (self.inner.clone(), req.clone(), self.twice);
-        self.script
-            .run("reserve", async move {
-                if twice {
-                    i.reserve(&r).await?;
-                }
-                i.reserve(&r).await
-            })
-            .await
-    }
-    async fn confirm(
+impl StockHook for ScriptHook {
+    async fn around<T: Send + 'static>(
         &self,
-        product: &ProductId,
-        order: &OrderId,
-        now: Timestamp,
-    ) -> flashsale::Result<ConfirmOutcome> {
-        let (i, p, o) = (self.inner.clone(), product.clone(), *order);
-        self.script
-            .run("confirm", async move { i.confirm(&p, &o, now).await })
-            .await
+        call: StockCall<'_>,
+        answer: Answer<T>,
+    ) -> flashsale::Result<T> {
+        match call {
+            StockCall::CreateSale(_)
+            | StockCall::Reservation(_)
+            | StockCall::Snapshot(_)
+            | StockCall::Ping => answer.await,
+            StockCall::Reserve(req) => {
+                self.reserves.lock().unwrap().push(req.clone());
+                let first = self.twice.clone().map(|inner| (inner, req.clone()));
+                let answer = async move {
+                    if let Some((inner, req)) = first {
+                        inner.reserve(&req).await?;
+                    }
+                    answer.await
+                };
+                self.script.run(call.name(), answer).await
+            }
+            _ => self.script.run(call.name(), answer).await,
+        }
     }
-    async fn cancel(
-        &self,
-        product: &ProductId,
-        order: &OrderId,
-        now: Timestamp,
-    ) -> flashsale::Result<CancelOutcome> {
-        let (i, p, o) = (self.inner.clone(), product.clone(), *order);
-        self.script
-            .run("cancel", async move { i.cancel(&p, &o, now).await })
-            .await
-    }
-    async fn void(&self, req: &ReserveRequest, now: Timestamp) -> flashsale::Result<VoidOutcome> {
-        let (i, r) = (self.inner.clone(), req.clone());
-        self.script
-            .run("void", async move { i.void(&r, now).await })
-            .await
-    }
-    async fn reservation(&self, order: &OrderId) -> flashsale::Result<Option<Reservation>> {
-        self.inner.reservation(order).await
-    }
-    async fn expire(&self, now: Timestamp, max: usize) -> flashsale::Result<Vec<Reservation>> {
-        let i = self.inner.clone();
-        self.script
-            .run("expire", async move { i.expire(now, max).await })
-            .await
-    }
-    async fn snapshot(&self, product: &ProductId) -> flashsale::Result<Option<StockLevels>> {
-        self.inner.snapshot(product).await
-    }
-    async fn claim(
-        &self,
-        now: Timestamp,
-        max: usize,
-        lease: Duration,
-    ) -> flashsale::Result<Vec<OrderEvent>> {
-        let i = self.inner.clone();
-        self.script
-            .run("claim", async move { i.claim(now, max, lease).await })
-            .await
-    }
-    async fn ack(&self, events: &[OrderEvent]) -> flashsale::Result<()> {
-        let (i, e) = (self.inner.clone(), events.to_vec());
-        self.script.run("ack", async move { i.ack(&e).await }).await
-    }
+}
+
+type ScriptedStore = Hooked<MemoryStockStore, ScriptHook>;
+
+/// `inner` behind `script`.
+fn scripted(inner: Arc<MemoryStockStore>, script: Arc<Script>) -> ScriptedStore {
+    let hook = ScriptHook {
+        script,
+        twice: None,
+        reserves: Mutex::new(Vec::new()),
+    };
+    Hooked::new(inner, hook)
+}
+
+/// `inner`, running every reserve twice.
+fn scripted_twice(inner: Arc<MemoryStockStore>) -> ScriptedStore {
+    let hook = ScriptHook {
+        script: Arc::new(Script::default()),
+        twice: Some(inner.clone()),
+        reserves: Mutex::new(Vec::new()),
+    };
+    Hooked::new(inner, hook)
 }
 
 /// A [`MemoryOrderSink`] behind a [`Script`] (operation `submit`).

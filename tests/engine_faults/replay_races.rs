@@ -15,7 +15,7 @@ use super::*;
 async fn a_replay_while_the_original_is_being_voided_answers_200_for_a_voided_order() {
     let inner = store_with_sale(5).await;
     let script = Arc::new(Script::default());
-    let store = Arc::new(ScriptedStore::new(inner.clone(), script.clone()));
+    let store = Arc::new(scripted(inner.clone(), script.clone()));
     let engine = engine_over(
         store.clone(),
         Arc::new(MemoryOrderSink::new()),
@@ -37,7 +37,7 @@ async fn a_replay_while_the_original_is_being_voided_answers_200_for_a_voided_or
         .await;
     let a = a.await.unwrap();
     assert_eq!(a, unavailable());
-    let id = store.reserve_requests()[0].order_id;
+    let id = store.hook().reserve_requests()[0].order_id;
     assert!(matches!(b, Outcome::Replayed(_)), "{b:?}");
     assert_eq!(ordered(&b), id);
     let state = inner.reservation(&id).await.unwrap().unwrap().state;
@@ -58,7 +58,7 @@ async fn a_replay_while_the_original_is_being_voided_answers_200_for_a_voided_or
 async fn a_retry_after_a_503_whose_void_is_still_pending_gets_200_for_an_order_then_voided() {
     let inner = store_with_sale(5).await;
     let script = Arc::new(Script::default());
-    let store = Arc::new(ScriptedStore::new(inner.clone(), script.clone()));
+    let store = Arc::new(scripted(inner.clone(), script.clone()));
     let engine = engine_over(
         store.clone(),
         Arc::new(MemoryOrderSink::new()),
@@ -75,7 +75,7 @@ async fn a_retry_after_a_503_whose_void_is_still_pending_gets_200_for_an_order_t
         .purchase(&creds(), buy(1).with_idempotency_key(k))
         .await;
     tokio::time::sleep(Duration::from_secs(10)).await; // the background void lands
-    let id = store.reserve_requests()[0].order_id;
+    let id = store.hook().reserve_requests()[0].order_id;
     let state = inner.reservation(&id).await.unwrap().unwrap().state;
     assert!(
         !(retry.purchase().is_some() && state == ReservationState::Voided),
@@ -100,7 +100,7 @@ async fn a_replayed_hold_confirmed_before_the_void_lands_stands_with_its_events(
         .unwrap();
     let inner = memory_store(sale).await;
     let script = Arc::new(Script::default());
-    let store = Arc::new(ScriptedStore::new(inner.clone(), script.clone()));
+    let store = Arc::new(scripted(inner.clone(), script.clone()));
     let sink = Arc::new(MemoryOrderSink::new());
     let engine = engine_over(store.clone(), sink.clone(), HandOff::Outbox);
     script.set("reserve", [Fault::HangAfter]);

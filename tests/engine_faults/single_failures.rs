@@ -127,60 +127,23 @@ async fn a_failed_reserve_voids_that_very_request_and_never_reaches_the_sink() {
 
 #[tokio::test(start_paused = true)]
 async fn a_store_that_never_answers_times_out() {
+    /// Never answers (a ping still does, as the trait's default would).
     struct Hanging;
     #[async_trait]
-    impl StockStore for Hanging {
-        async fn create_sale(&self, _: &Sale) -> flashsale::Result<SaleWrite> {
-            std::future::pending().await
-        }
-        async fn sale(&self, _: &ProductId) -> flashsale::Result<Option<Sale>> {
-            std::future::pending().await
-        }
-        async fn reserve(&self, _: &ReserveRequest) -> flashsale::Result<ReserveOutcome> {
-            std::future::pending().await
-        }
-        async fn confirm(
+    impl StockHook for Hanging {
+        async fn around<T: Send + 'static>(
             &self,
-            _: &ProductId,
-            _: &OrderId,
-            _: Timestamp,
-        ) -> flashsale::Result<ConfirmOutcome> {
-            std::future::pending().await
-        }
-        async fn cancel(
-            &self,
-            _: &ProductId,
-            _: &OrderId,
-            _: Timestamp,
-        ) -> flashsale::Result<CancelOutcome> {
-            std::future::pending().await
-        }
-        async fn void(&self, _: &ReserveRequest, _: Timestamp) -> flashsale::Result<VoidOutcome> {
-            std::future::pending().await
-        }
-        async fn reservation(&self, _: &OrderId) -> flashsale::Result<Option<Reservation>> {
-            std::future::pending().await
-        }
-        async fn expire(&self, _: Timestamp, _: usize) -> flashsale::Result<Vec<Reservation>> {
-            std::future::pending().await
-        }
-        async fn snapshot(&self, _: &ProductId) -> flashsale::Result<Option<StockLevels>> {
-            std::future::pending().await
-        }
-        async fn claim(
-            &self,
-            _: Timestamp,
-            _: usize,
-            _: Duration,
-        ) -> flashsale::Result<Vec<OrderEvent>> {
-            std::future::pending().await
-        }
-        async fn ack(&self, _: &[OrderEvent]) -> flashsale::Result<()> {
-            std::future::pending().await
+            call: StockCall<'_>,
+            answer: Answer<T>,
+        ) -> flashsale::Result<T> {
+            match call {
+                StockCall::Ping => answer.await,
+                _ => std::future::pending().await,
+            }
         }
     }
     let engine = engine_over(
-        Arc::new(Hanging),
+        Arc::new(Hooked::new(Arc::new(MemoryStockStore::new()), Hanging)),
         Arc::new(MemoryOrderSink::new()),
         HandOff::Outbox,
     );
@@ -216,7 +179,7 @@ async fn a_reserve_applied_but_answer_lost_is_voided_and_the_key_retries_cleanly
     for lost in [Fault::FailAfter, Fault::HangAfter] {
         let inner = store_with_sale(5).await;
         let script = Arc::new(Script::default());
-        let store = Arc::new(ScriptedStore::new(inner.clone(), script.clone()));
+        let store = Arc::new(scripted(inner.clone(), script.clone()));
         let sink = Arc::new(MemoryOrderSink::new());
         let engine = engine_over(store.clone(), sink.clone(), HandOff::Outbox);
         script.set("reserve", [lost]);
@@ -235,7 +198,7 @@ async fn a_reserve_applied_but_answer_lost_is_voided_and_the_key_retries_cleanly
             full(5),
             "{lost:?}: the buyer owns nothing"
         );
-        let first = store.reserve_requests()[0].clone();
+        let first = store.hook().reserve_requests()[0].clone();
         let r = inner.reservation(&first.order_id).await.unwrap().unwrap();
         assert_eq!(r.state, ReservationState::Voided);
 
@@ -271,7 +234,7 @@ async fn a_reserve_applied_but_answer_lost_is_voided_and_the_key_retries_cleanly
 async fn a_failed_void_is_retried_in_the_background_until_it_lands() {
     let inner = store_with_sale(5).await;
     let script = Arc::new(Script::default());
-    let store = Arc::new(ScriptedStore::new(inner.clone(), script.clone()));
+    let store = Arc::new(scripted(inner.clone(), script.clone()));
     let sink = Arc::new(MemoryOrderSink::new());
     let engine = engine_over(store.clone(), sink.clone(), HandOff::Outbox);
     script.set("reserve", [Fault::HangAfter]);
@@ -295,7 +258,7 @@ async fn a_failed_void_is_retried_in_the_background_until_it_lands() {
         5,
         "four failures, then the void that landed"
     );
-    let id = store.reserve_requests()[0].order_id;
+    let id = store.hook().reserve_requests()[0].order_id;
     engine.drain_outbox().await.unwrap();
     assert_eq!(
         kinds(&sink.events()),
@@ -310,7 +273,7 @@ async fn a_failed_void_is_retried_in_the_background_until_it_lands() {
 async fn a_reserve_that_lands_after_its_void_reserves_nothing() {
     let inner = store_with_sale(5).await;
     let script = Arc::new(Script::default());
-    let store = Arc::new(ScriptedStore::new(inner.clone(), script.clone()));
+    let store = Arc::new(scripted(inner.clone(), script.clone()));
     let engine = engine_over(
         store.clone(),
         Arc::new(MemoryOrderSink::new()),
@@ -323,7 +286,7 @@ async fn a_reserve_that_lands_after_its_void_reserves_nothing() {
             .await,
         unavailable()
     );
-    let id = store.reserve_requests()[0].order_id;
+    let id = store.hook().reserve_requests()[0].order_id;
     assert_eq!(
         inner.reservation(&id).await.unwrap().map(|r| r.state),
         Some(ReservationState::Voided),
@@ -356,7 +319,7 @@ async fn a_slow_but_alive_store_times_out_on_the_reserve_and_the_buyer_owns_noth
     for void in [Fault::SlowAlive(SLOW), Fault::Pass] {
         let inner = store_with_sale(5).await;
         let script = Arc::new(Script::default());
-        let store = Arc::new(ScriptedStore::new(inner.clone(), script.clone()));
+        let store = Arc::new(scripted(inner.clone(), script.clone()));
         let sink = Arc::new(MemoryOrderSink::new());
         let engine = engine_over(store.clone(), sink.clone(), HandOff::Outbox);
         script.set("reserve", [Fault::SlowAlive(SLOW)]);
@@ -385,7 +348,7 @@ async fn a_slow_but_alive_store_times_out_on_the_reserve_and_the_buyer_owns_noth
         let l = levels(&inner).await;
         assert!(l.is_consistent(), "{l:?}");
         assert_eq!(l, full(5), "{void:?}: the buyer owns nothing");
-        let id = store.reserve_requests()[0].order_id;
+        let id = store.hook().reserve_requests()[0].order_id;
         assert_eq!(
             inner.reservation(&id).await.unwrap().map(|r| r.state),
             Some(ReservationState::Voided),
@@ -418,7 +381,7 @@ async fn a_slow_but_alive_store_times_out_on_the_confirm_which_lands_later() {
         .unwrap();
     let inner = memory_store(sale).await;
     let script = Arc::new(Script::default());
-    let store = Arc::new(ScriptedStore::new(inner.clone(), script.clone()));
+    let store = Arc::new(scripted(inner.clone(), script.clone()));
     let sink = Arc::new(MemoryOrderSink::new());
     let engine = engine_over(store.clone(), sink.clone(), HandOff::Outbox);
     let bought = engine.purchase(&creds(), buy(1)).await;

@@ -1,81 +1,34 @@
 //! What a purchase costs the store: sale lookups under a bot cycling ids, and
 //! known sell-outs answered without a rate check or a reserve.
 
+use flashsale::testing::hooked::{Answer, Hooked, StockCall, StockHook};
+
 use super::*;
 
-/// A memory store that counts `sale` lookups per product.
-struct CountingLookups {
-    inner: MemoryStockStore,
-    lookups: parking_lot::Mutex<std::collections::HashMap<ProductId, usize>>,
-}
+/// Counts `sale` lookups per product.
+#[derive(Default)]
+struct CountLookups(parking_lot::Mutex<std::collections::HashMap<ProductId, usize>>);
 
-impl CountingLookups {
+impl CountLookups {
     fn lookups_of(&self, p: &str) -> usize {
-        self.lookups.lock().get(&pid(p)).copied().unwrap_or(0)
+        self.0.lock().get(&pid(p)).copied().unwrap_or(0)
     }
     fn total_lookups(&self) -> usize {
-        self.lookups.lock().values().sum()
+        self.0.lock().values().sum()
     }
 }
 
 #[async_trait::async_trait]
-impl StockStore for CountingLookups {
-    async fn create_sale(&self, sale: &Sale) -> flashsale::Result<SaleWrite> {
-        self.inner.create_sale(sale).await
-    }
-    async fn sale(&self, p: &ProductId) -> flashsale::Result<Option<Sale>> {
-        *self.lookups.lock().entry(p.clone()).or_default() += 1;
-        self.inner.sale(p).await
-    }
-    async fn reserve(&self, r: &ReserveRequest) -> flashsale::Result<ReserveOutcome> {
-        self.inner.reserve(r).await
-    }
-    async fn confirm(
+impl StockHook for CountLookups {
+    async fn around<T: Send + 'static>(
         &self,
-        p: &ProductId,
-        o: &OrderId,
-        now: Timestamp,
-    ) -> flashsale::Result<flashsale::ConfirmOutcome> {
-        self.inner.confirm(p, o, now).await
-    }
-    async fn cancel(
-        &self,
-        p: &ProductId,
-        o: &OrderId,
-        now: Timestamp,
-    ) -> flashsale::Result<flashsale::CancelOutcome> {
-        self.inner.cancel(p, o, now).await
-    }
-    async fn void(
-        &self,
-        r: &ReserveRequest,
-        now: Timestamp,
-    ) -> flashsale::Result<flashsale::VoidOutcome> {
-        self.inner.void(r, now).await
-    }
-    async fn reservation(&self, o: &OrderId) -> flashsale::Result<Option<flashsale::Reservation>> {
-        self.inner.reservation(o).await
-    }
-    async fn expire(
-        &self,
-        now: Timestamp,
-        max: usize,
-    ) -> flashsale::Result<Vec<flashsale::Reservation>> {
-        self.inner.expire(now, max).await
-    }
-    async fn snapshot(&self, p: &ProductId) -> flashsale::Result<Option<StockLevels>> {
-        self.inner.snapshot(p).await
-    }
-    async fn claim(
-        &self,
-        now: Timestamp,
-        max: usize,
-        lease: Duration,
-    ) -> flashsale::Result<Vec<OrderEvent>> {
-        self.inner.claim(now, max, lease).await
-    }
-    async fn ack(&self, events: &[OrderEvent]) -> flashsale::Result<()> {
-        self.inner.ack(events).await
+        call: StockCall<'_>,
+        answer: Answer<T>,
+    ) -> flashsale::Result<T> {
+        if let StockCall::Sale(p) = call {
+            *self.0.lock().entry(p.clone()).or_default() += 1;
+        }
+        answer.await
     }
 }
 
@@ -87,10 +40,10 @@ impl StockStore for CountingLookups {
 async fn a_bot_cycling_random_ids_costs_no_lookup_unauthenticated_and_evicts_no_hot_sale() {
     const CAPACITY: usize = 1_000;
     let clock = ManualClock::new(T0);
-    let store = Arc::new(CountingLookups {
-        inner: MemoryStockStore::new(),
-        lookups: Default::default(),
-    });
+    let store = Arc::new(Hooked::new(
+        Arc::new(MemoryStockStore::new()),
+        CountLookups::default(),
+    ));
     let engine = Engine::builder()
         .stock_store(store.clone())
         .rate_limiter(Arc::new(MemoryRateLimiter::with_clock(
@@ -120,7 +73,7 @@ async fn a_bot_cycling_random_ids_costs_no_lookup_unauthenticated_and_evicts_no_
         assert_eq!(out.code(), "unauthenticated", "{out:?}");
     }
     assert_eq!(
-        store.total_lookups(),
+        store.hook().total_lookups(),
         0,
         "an unauthenticated bot cost lookups"
     );
@@ -140,12 +93,12 @@ async fn a_bot_cycling_random_ids_costs_no_lookup_unauthenticated_and_evicts_no_
         assert_eq!(out, Outcome::UnknownProduct);
     }
     assert_eq!(
-        store.lookups_of("hot"),
+        store.hook().lookups_of("hot"),
         0,
         "the hot sale was evicted by the bot's ids and fetched again"
     );
     assert_eq!(
-        store.total_lookups(),
+        store.hook().total_lookups(),
         CAPACITY * 20,
         "one lookup per new id"
     );

@@ -9,7 +9,7 @@ use super::plan::Plan;
 use crate::error::{Error, Result};
 use crate::model::{OrderEvent, ProductId, ReservationState, UserId};
 use crate::mysql::BACKEND;
-use crate::mysql::codec::oid_bytes;
+use crate::mysql::codec::{finished_at, oid_bytes};
 
 /// The writes of `plan` for `product`, tables prefixed `p`.
 pub(super) fn statement(p: &str, product: &ProductId, plan: &Plan) -> Result<String> {
@@ -57,7 +57,7 @@ pub(super) fn statement(p: &str, product: &ProductId, plan: &Plan) -> Result<Str
     sql.push_str(&format!(
         "INSERT INTO {p}reservations (order_id, product_id, user_id, quantity, \
          idempotency_key, idem_slot, created_at, expires_at, awaits_confirmation, \
-         state) VALUES "
+         state, finished_at) VALUES "
     ));
     each(&mut sql, new, |s, r| {
         s.push('(');
@@ -85,6 +85,11 @@ pub(super) fn statement(p: &str, product: &ProductId, plan: &Plan) -> Result<Str
             ", FALSE, "
         });
         ascii(s, r.state.as_str());
+        s.push_str(", ");
+        match finished_at(r) {
+            Some(at) => num(s, at),
+            None => s.push_str("NULL"),
+        }
         s.push(')');
     });
     sql.push_str(";\n");

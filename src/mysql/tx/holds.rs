@@ -33,7 +33,7 @@ impl Db {
             ReservationState::Held => {
                 let q = u64::from(r.quantity.get());
                 let state = ReservationState::Committed;
-                self.set_state(&mut tx, order, state).await?;
+                self.set_state(&mut tx, order, state, now).await?;
                 let sold = Reservation { state, ..r };
                 self.append(
                     &mut tx,

@@ -1,9 +1,10 @@
 //! The stock store's transactions, one command per file, on [`Db`]: what
 //! every transaction needs (the pool, the statements, the retry bound, the
-//! replay claim TTL) and the steps they share.
+//! replay claim and record TTLs) and the steps they share.
 
 mod holds;
 mod outbox;
+mod purge;
 mod reserve;
 mod sale;
 mod void;
@@ -33,6 +34,8 @@ pub(super) struct Db {
     pub(super) max_retries: u32,
     /// How long a replay's claim on an order is kept.
     pub(super) replay_claim_ttl: Duration,
+    /// How long a finished reservation is kept.
+    pub(super) record_ttl: Duration,
 }
 
 impl Db {
@@ -116,6 +119,7 @@ impl Db {
             .await?;
         if state == ReservationState::Voided {
             sqlx::query(&self.sql.res_void)
+                .bind(at.as_millis())
                 .bind(oid_bytes(&r.order_id))
                 .execute(&mut *tx)
                 .await?;
@@ -124,7 +128,7 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         } else {
-            self.set_state(tx, &r.order_id, state).await?;
+            self.set_state(tx, &r.order_id, state, at).await?;
         }
         let closed = Reservation { state, ..r.clone() };
         self.append(tx, op, &OrderEvent::closing(&closed, event, at))
@@ -150,9 +154,11 @@ impl Db {
         tx: &mut MySqlConnection,
         order: &OrderId,
         state: ReservationState,
+        at: Timestamp,
     ) -> Tx<()> {
         sqlx::query(&self.sql.res_state)
             .bind(state.as_str())
+            .bind(at.as_millis())
             .bind(oid_bytes(order))
             .execute(&mut *tx)
             .await?;

@@ -3,7 +3,7 @@
 
 use super::Db;
 use crate::model::{IdempotencyKey, OrderEvent, ReservationState, admit};
-use crate::mysql::codec::{oid_bytes, reservation, sale_row};
+use crate::mysql::codec::{finished_at, oid_bytes, reservation, sale_row};
 use crate::mysql::retry::{Fail, Tx, is_duplicate};
 use crate::{ReserveOutcome, ReserveRequest};
 
@@ -90,6 +90,7 @@ impl Db {
             .bind(r.expires_at.as_millis())
             .bind(r.awaits_confirmation)
             .bind(r.state.as_str())
+            .bind(finished_at(&r))
             .execute(&mut *tx)
             .await;
         match inserted {

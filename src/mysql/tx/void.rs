@@ -41,6 +41,7 @@ impl Db {
                 .bind(t.expires_at.as_millis())
                 .bind(t.awaits_confirmation)
                 .bind(t.state.as_str())
+                .bind(now.as_millis())
                 .execute(&mut *tx)
                 .await;
             match inserted {

@@ -20,14 +20,11 @@ use flashsale::http::Api;
 use flashsale::jwt::{Claims, JwtAuthenticator, sign_hs256};
 use flashsale::machine::HandOff;
 use flashsale::memory::{MemoryOrderSink, MemoryRateLimiter, MemoryStockStore};
+use flashsale::testing::hooked::{Answer, Hooked, StockCall, StockHook};
 use flashsale::{
-    CancelOutcome, ConfirmOutcome, ReserveOutcome, ReserveRequest, SaleWrite, VoidOutcome,
+    Engine, Error, ManualClock, OrderSink, ProductId, RateQuota, Result, Sale, Timestamp, UserId,
 };
-use flashsale::{
-    Engine, Error, ManualClock, OrderSink, ProductId, RateQuota, Result, Sale, StockStore,
-    Timestamp, UserId,
-};
-use flashsale::{EventType, OrderEvent, OrderId, Reservation, StockLevels};
+use flashsale::{EventType, OrderEvent, OrderId, StockLevels};
 use serde_json::{Value, json};
 
 /// The HS256 secret the fixture's authenticator trusts.
@@ -140,72 +137,19 @@ impl Switch {
     }
 }
 
-/// A memory stock store that fails every call while its switch is on.
-pub struct FlakyStock {
-    inner: MemoryStockStore,
-    fail: Switch,
-}
+/// Fails every stock call while its switch is on.
+pub struct FailWhileOn(Switch);
 
 #[async_trait]
-impl StockStore for FlakyStock {
-    async fn create_sale(&self, sale: &Sale) -> Result<SaleWrite> {
-        self.fail.check("create_sale")?;
-        self.inner.create_sale(sale).await
-    }
-    async fn sale(&self, product: &ProductId) -> Result<Option<Sale>> {
-        self.fail.check("sale")?;
-        self.inner.sale(product).await
-    }
-    async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveOutcome> {
-        self.fail.check("reserve")?;
-        self.inner.reserve(req).await
-    }
-    async fn confirm(
-        &self,
-        product: &ProductId,
-        order: &OrderId,
-        now: Timestamp,
-    ) -> Result<ConfirmOutcome> {
-        self.fail.check("confirm")?;
-        self.inner.confirm(product, order, now).await
-    }
-    async fn cancel(
-        &self,
-        product: &ProductId,
-        order: &OrderId,
-        now: Timestamp,
-    ) -> Result<CancelOutcome> {
-        self.fail.check("cancel")?;
-        self.inner.cancel(product, order, now).await
-    }
-    async fn void(&self, req: &ReserveRequest, now: Timestamp) -> Result<VoidOutcome> {
-        self.fail.check("void")?;
-        self.inner.void(req, now).await
-    }
-    async fn reservation(&self, order: &OrderId) -> Result<Option<Reservation>> {
-        self.fail.check("reservation")?;
-        self.inner.reservation(order).await
-    }
-    async fn expire(&self, now: Timestamp, max: usize) -> Result<Vec<Reservation>> {
-        self.fail.check("expire")?;
-        self.inner.expire(now, max).await
-    }
-    async fn snapshot(&self, product: &ProductId) -> Result<Option<StockLevels>> {
-        self.fail.check("snapshot")?;
-        self.inner.snapshot(product).await
-    }
-    async fn claim(&self, now: Timestamp, max: usize, lease: Duration) -> Result<Vec<OrderEvent>> {
-        self.fail.check("claim")?;
-        self.inner.claim(now, max, lease).await
-    }
-    async fn ack(&self, events: &[OrderEvent]) -> Result<()> {
-        self.fail.check("ack")?;
-        self.inner.ack(events).await
-    }
-    async fn ping(&self) -> Result<()> {
-        self.fail.check("ping")
+impl StockHook for FailWhileOn {
+    async fn around<T: Send + 'static>(&self, call: StockCall<'_>, answer: Answer<T>) -> Result<T> {
+        self.0.check(call.name())?;
+        answer.await
     }
 }
+
+/// A memory stock store that fails every call while its switch is on.
+pub type FlakyStock = Hooked<MemoryStockStore, FailWhileOn>;
 
 /// A memory order sink that fails while its switch is on.
 pub struct FlakySink {
@@ -258,10 +202,10 @@ impl Fixture {
         });
         let quota: RateQuota = QUOTA.parse().unwrap();
         let engine = Engine::builder()
-            .stock_store(Arc::new(FlakyStock {
-                inner: MemoryStockStore::new(),
-                fail: stock_fails.clone(),
-            }))
+            .stock_store(Arc::new(FlakyStock::new(
+                Arc::new(MemoryStockStore::new()),
+                FailWhileOn(stock_fails.clone()),
+            )))
             .rate_limiter(Arc::new(MemoryRateLimiter::with_clock(
                 quota,
                 Arc::new(clock.clone()),
