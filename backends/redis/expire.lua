@@ -57,18 +57,12 @@ for _, oid in ipairs(old) do
   end
 end
 
--- The product's next due time: the earlier of its first hold expiry and
--- its first purge.
-local next_due
-local e = redis.call('ZRANGE', exp, 0, 0, 'WITHSCORES')
-local d = redis.call('ZRANGE', done, 0, 0, 'WITHSCORES')
-if e[2] then next_due = tonumber(e[2]) end
-if d[2] and (not next_due or tonumber(d[2]) < next_due) then next_due = tonumber(d[2]) end
-if next_due then
-  out[1] = string.format('%.0f', next_due)
+local at = next_due(exp, done)
+if at then
+  out[1] = string.format('%.0f', at)
 end
 if KEYS[10] then
-  if next_due then
+  if at then
     redis.call('ZADD', KEYS[10], out[1], ARGV[5])
   else
     redis.call('ZREM', KEYS[10], ARGV[5])

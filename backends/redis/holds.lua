@@ -1,5 +1,5 @@
 -- flashsale: helpers shared by reserve.lua, confirm.lua, cancel.lua,
--- void.lua and expire.lua. Prepended to each of them when the crate embeds
+-- void.lua, expire.lua and probe.lua. Prepended to each of them when the crate embeds
 -- the scripts, so every script still runs as ONE atomic EVALSHA.
 
 -- The keys outside the product's slot, set by each script on standalone
@@ -16,6 +16,17 @@ local function due_at(at)
   if global.due then
     redis.call('ZADD', global.due, 'LT', at, global.product)
   end
+end
+
+-- When the product's next hold expiry or purge is due (ms), or nil: the
+-- earlier of the heads of its expiry index `exp` and purge index `done`.
+local function next_due(exp, done)
+  local at
+  local e = redis.call('ZRANGE', exp, 0, 0, 'WITHSCORES')
+  local d = redis.call('ZRANGE', done, 0, 0, 'WITHSCORES')
+  if e[2] then at = tonumber(e[2]) end
+  if d[2] and (not at or tonumber(d[2]) < at) then at = tonumber(d[2]) end
+  return at
 end
 
 -- Gives a reservation's units back to `available`: from `held` for a hold,

@@ -32,5 +32,4 @@ pub(super) static CLAIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../backends/redis/claim.lua")));
 pub(super) static ACK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../backends/redis/ack.lua")));
-pub(super) static PROBE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../backends/redis/probe.lua")));
+pub(super) static PROBE: LazyLock<Script> = LazyLock::new(|| Script::new(with_holds!("probe.lua")));

@@ -47,11 +47,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_worker_moves_on() {
         &serde_json::to_vec(&v3).unwrap(),
     )
     .await;
-    KafkaOrderSink::new(&c.opts)
-        .unwrap()
-        .submit(&events)
-        .await
-        .unwrap();
+    submit(&c.opts, &events).await;
 
     let w = spawn_worker(
         &c.opts,
@@ -101,11 +97,7 @@ async fn transient_failures_are_retried_and_nothing_is_dead_lettered() {
     };
     let table = table().await;
     let (events, expected) = orders(20);
-    KafkaOrderSink::new(&c.opts)
-        .unwrap()
-        .submit(&events)
-        .await
-        .unwrap();
+    submit(&c.opts, &events).await;
     let handler = TestHandler::on(table.clone());
     // Fewer than the batch's attempts (3) in a row: the batch gets
     // through on a later attempt.
@@ -144,11 +136,7 @@ async fn rejected_events_are_dead_lettered_at_once_and_lasting_transient_ones_st
     handler.reject.lock().insert(rejected);
     handler.always_transient.lock().insert(lasting);
     expected.remove(&rejected);
-    KafkaOrderSink::new(&c.opts)
-        .unwrap()
-        .submit(&events)
-        .await
-        .unwrap();
+    submit(&c.opts, &events).await;
 
     let w = spawn_worker(&c.opts, worker_options(&c.group), handler.clone());
     wait_until(
@@ -214,11 +202,7 @@ async fn a_worker_stopped_mid_stream_hands_over_without_loss_or_reapplying() {
     };
     let table = table().await;
     let (events, expected) = orders(400);
-    KafkaOrderSink::new(&c.opts)
-        .unwrap()
-        .submit(&events)
-        .await
-        .unwrap();
+    submit(&c.opts, &events).await;
     let handler = TestHandler::on(table.clone());
     *handler.slow.lock() = Duration::from_millis(30);
     let opts = worker_options(&c.group).max_batch(10);
@@ -268,11 +252,7 @@ async fn replayed_dead_letters_are_folded_by_the_worker() {
     let broken: Vec<OrderId> = vec![events[0].order.order_id, events[2].order.order_id];
     let handler = TestHandler::on(table.clone());
     handler.reject.lock().extend(broken.iter().copied());
-    KafkaOrderSink::new(&c.opts)
-        .unwrap()
-        .submit(&events)
-        .await
-        .unwrap();
+    submit(&c.opts, &events).await;
 
     let w = spawn_worker(&c.opts, worker_options(&c.group), handler.clone());
     // Order 0 is sold (one event), order 2 held then confirmed (two).

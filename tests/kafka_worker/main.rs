@@ -99,6 +99,15 @@ fn kafka(brokers: &str, topic: &str) -> KafkaOptions {
         .request_timeout(Duration::from_secs(10))
 }
 
+/// Sends `events` through the order sink, as the relay does.
+async fn submit(opts: &KafkaOptions, events: &[OrderEvent]) {
+    KafkaOrderSink::new(opts)
+        .unwrap()
+        .submit(events)
+        .await
+        .unwrap();
+}
+
 fn worker_options(group: &str) -> WorkerOptions {
     // A failing batch is split into single events after 3 transient
     // failures (the deprecated option's one remaining effect).

@@ -3,32 +3,47 @@
 
 use super::*;
 
-/// A mock cluster with `topic` and its `.dlq`.
-fn mock_cluster(topic: &str) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+/// A mock cluster with a fresh topic and its `.dlq`, and the options of a
+/// client on it. Dropping `cluster` shuts the cluster down.
+struct Mock {
+    cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    brokers: String,
+    topic: String,
+    opts: KafkaOptions,
+}
+
+/// A [`Mock`] whose topic is named after `case`.
+fn mock(case: &str) -> Mock {
+    let topic = unique(case);
     let cluster = MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic(topic, PARTITIONS, 1).unwrap();
+    cluster.create_topic(&topic, PARTITIONS, 1).unwrap();
     cluster
         .create_topic(&format!("{topic}.dlq"), PARTITIONS, 1)
         .unwrap();
-    cluster
+    let brokers = cluster.bootstrap_servers();
+    let opts = kafka(&brokers, &topic);
+    Mock {
+        cluster,
+        brokers,
+        topic,
+        opts,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mock_poison_and_failures_are_dead_lettered_and_the_rest_handled() {
-    let topic = unique("mock");
-    let cluster = mock_cluster(&topic);
-    let brokers = cluster.bootstrap_servers();
-    let opts = kafka(&brokers, &topic);
+    let Mock {
+        cluster: _cluster,
+        brokers,
+        topic,
+        opts,
+    } = mock("mock");
     let (events, _) = orders(10);
     let rejected = events[0].order.order_id;
     let handler = Arc::new(TestHandler::default());
     handler.reject.lock().insert(rejected);
     handler.transient_calls.store(1, Ordering::SeqCst);
-    KafkaOrderSink::new(&opts)
-        .unwrap()
-        .submit(&events)
-        .await
-        .unwrap();
+    submit(&opts, &events).await;
     produce_raw(&brokers, &topic, "poison", b"\x00\x01").await;
 
     let w = spawn_worker(
@@ -56,10 +71,12 @@ async fn mock_poison_and_failures_are_dead_lettered_and_the_rest_handled() {
 /// once; and the offsets end committed past everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mock_a_database_outage_pauses_the_worker_instead_of_dead_lettering() {
-    let topic = unique("mock-outage");
-    let cluster = mock_cluster(&topic);
-    let brokers = cluster.bootstrap_servers();
-    let opts = kafka(&brokers, &topic);
+    let Mock {
+        cluster,
+        brokers,
+        topic,
+        opts,
+    } = mock("mock-outage");
     let (events, _) = orders(10);
     let rejected = events[0].order.order_id; // sold: one event
     let handler = Arc::new(TestHandler::default());
@@ -68,11 +85,7 @@ async fn mock_a_database_outage_pauses_the_worker_instead_of_dead_lettering() {
     // far more calls than the 3 attempts a batch gets before it is split.
     handler.transient_calls.store(40, Ordering::SeqCst);
     produce_raw(&brokers, &topic, "poison", b"\x00\x01").await;
-    KafkaOrderSink::new(&opts)
-        .unwrap()
-        .submit(&events)
-        .await
-        .unwrap();
+    submit(&opts, &events).await;
 
     let group = unique("mock-outage-group");
     let w = spawn_worker(&opts, worker_options(&group), handler.clone());
@@ -135,11 +148,7 @@ async fn mock_a_database_outage_pauses_the_worker_instead_of_dead_lettering() {
     // comes after.
     let again = Arc::new(TestHandler::default());
     let w = spawn_worker(&opts, worker_options(&group), again.clone());
-    KafkaOrderSink::new(&opts)
-        .unwrap()
-        .submit(&events[1..2])
-        .await
-        .unwrap();
+    submit(&opts, &events[1..2]).await;
     wait_until("the new event handled", PATIENCE, || async {
         again.handlings() >= 1
     })
@@ -157,18 +166,11 @@ async fn mock_a_database_outage_pauses_the_worker_instead_of_dead_lettering() {
 /// its batch re-delivered: handled twice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mock_an_outage_longer_than_the_poll_interval_keeps_the_worker_in_its_group() {
-    let topic = unique("mock-long-outage");
-    let cluster = mock_cluster(&topic);
-    let brokers = cluster.bootstrap_servers();
-    let opts = kafka(&brokers, &topic);
+    let Mock { cluster, opts, .. } = mock("mock-long-outage");
     let (events, _) = orders(12);
     let handler = Arc::new(TestHandler::default());
     handler.down.store(true, Ordering::SeqCst);
-    KafkaOrderSink::new(&opts)
-        .unwrap()
-        .submit(&events)
-        .await
-        .unwrap();
+    submit(&opts, &events).await;
     // librdkafka's floor for max.poll.interval.ms is session.timeout.ms.
     const POLL_INTERVAL: Duration = Duration::from_secs(6);
     let w_opts = worker_options(&unique("mock-long-outage-group")).set(
@@ -206,16 +208,14 @@ async fn mock_an_outage_longer_than_the_poll_interval_keeps_the_worker_in_its_gr
 /// none of it), the group's next worker handles every event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mock_a_worker_stopped_while_stalled_leaves_its_batch_to_the_group() {
-    let topic = unique("mock-stalled-stop");
-    let cluster = mock_cluster(&topic);
-    let brokers = cluster.bootstrap_servers();
-    let opts = kafka(&brokers, &topic);
+    let Mock {
+        cluster,
+        brokers,
+        topic,
+        opts,
+    } = mock("mock-stalled-stop");
     let (events, _) = orders(8);
-    KafkaOrderSink::new(&opts)
-        .unwrap()
-        .submit(&events)
-        .await
-        .unwrap();
+    submit(&opts, &events).await;
     let group = unique("mock-stalled-stop-group");
     let down = Arc::new(TestHandler::default());
     down.down.store(true, Ordering::SeqCst);
@@ -245,16 +245,9 @@ async fn mock_a_worker_stopped_while_stalled_leaves_its_batch_to_the_group() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mock_shutdown_commits_what_was_processed() {
-    let topic = unique("mock-commit");
-    let cluster = mock_cluster(&topic);
-    let brokers = cluster.bootstrap_servers();
-    let opts = kafka(&brokers, &topic);
+    let Mock { cluster, opts, .. } = mock("mock-commit");
     let (events, _) = orders(30);
-    KafkaOrderSink::new(&opts)
-        .unwrap()
-        .submit(&events)
-        .await
-        .unwrap();
+    submit(&opts, &events).await;
     let group = unique("mock-commit-group");
     // A long auto-commit interval: only the commit at shutdown counts.
     let w_opts = worker_options(&group).commit_interval(Duration::from_secs(3600));
@@ -269,11 +262,7 @@ async fn mock_shutdown_commits_what_was_processed() {
 
     let again = Arc::new(TestHandler::default());
     let w = spawn_worker(&opts, w_opts, again.clone());
-    KafkaOrderSink::new(&opts)
-        .unwrap()
-        .submit(&events[..1])
-        .await
-        .unwrap();
+    submit(&opts, &events[..1]).await;
     wait_until("the new event handled", PATIENCE, || async {
         again.handlings() >= 1
     })
