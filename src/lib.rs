@@ -93,7 +93,7 @@ pub mod testing;
 // One public path per type: the core (domain values, ports, engine, errors,
 // clocks) lives at the crate root; backends and adapters in their modules.
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use engine::{Engine, EngineBuilder, EngineConfig, Readiness, RelayConfig};
+pub use engine::{Engine, EngineBuilder, EngineConfig, ProductView, Readiness, RelayConfig};
 pub use error::{BoxError, Error, Result};
 pub use model::{
     AuthRejection, CancelOutcome, ConfirmOutcome, Credentials, EventId, EventType, IdempotencyKey,

@@ -16,6 +16,9 @@
 #   FLASHSALE_DATABASE_URL for CMD.
 # * Afterwards drops every table whose name starts with `fst_` (the test
 #   prefix) and stops mariadbd if, and only if, this script started it.
+#   Runs at once (two test commands in two shells) share those tables: each
+#   holds a shared lock on $TMPDIR/flashsale-with-mysql.lock, and drops the
+#   tables, at its start or its end, only when it is the one run holding it.
 set -euo pipefail
 
 if [[ $# -eq 0 ]]; then
@@ -47,10 +50,15 @@ drop_test_tables() {
   printf '%s\n' "$sql" | client >/dev/null 2>&1 || true
 }
 
+# The lock every run holds shared; `alone` upgrades it when no other run
+# holds it.
+exec {LOCK_FD}>>"${TMPDIR:-/tmp}/flashsale-with-mysql.lock"
+alone() { flock -n -x "$LOCK_FD"; }
+
 cleanup() {
   local status=$?
   set +e
-  if [[ -z ${FLASHSALE_DATABASE_URL_GIVEN:-} ]]; then
+  if [[ -z ${FLASHSALE_DATABASE_URL_GIVEN:-} ]] && alone; then
     drop_test_tables
   fi
   if [[ -n $STARTED ]]; then
@@ -87,7 +95,8 @@ start_server() {
   fi
   log "starting mariadbd on 127.0.0.1:3306"
   $sudo start-stop-daemon --start --oknodo --background --make-pidfile --pidfile "$PIDFILE" \
-    --chuid mysql --exec /usr/sbin/mariadbd -- --bind-address=127.0.0.1 --port=3306
+    --chuid mysql --exec /usr/sbin/mariadbd -- --bind-address=127.0.0.1 --port=3306 \
+    {LOCK_FD}>&-
   STARTED=1
   for _ in $(seq 300); do
     answers && return 0
@@ -117,7 +126,10 @@ else
     fi
   fi
   client -e 'CREATE DATABASE IF NOT EXISTS test' >/dev/null
-  drop_test_tables
+  if alone; then
+    drop_test_tables
+  fi
+  flock -s "$LOCK_FD"
   export FLASHSALE_DATABASE_URL=mysql://root@127.0.0.1:3306/test
 fi
 

@@ -9,6 +9,7 @@ use crate::machine::{HandOff, MachineConfig};
 use crate::metrics::EngineMetrics;
 use crate::{Authenticator, OrderSink, RateLimiter, StockStore};
 
+use super::product_cache::ProductCache;
 use super::sale_cache::SaleCache;
 use super::{Engine, Inner};
 
@@ -25,6 +26,10 @@ pub struct EngineConfig {
     /// asked for once (a bot cycling random ids) do not push out the sales
     /// buyers keep asking for.
     pub sale_cache_capacity: usize,
+    /// How long [`Engine::product`](super::Engine::product) reuses a
+    /// product's terms and levels (default 250 ms; zero reads the store
+    /// every time). It holds as many products as the sale cache.
+    pub product_staleness: Duration,
     /// The purchase flow's own tunables.
     pub machine: MachineConfig,
     /// Most holds the sweeper expires per store call.
@@ -51,6 +56,7 @@ impl Default for EngineConfig {
             port_timeout: Duration::from_secs(2),
             sale_cache_ttl: Duration::from_secs(1),
             sale_cache_capacity: 10_000,
+            product_staleness: Duration::from_millis(250),
             machine: MachineConfig::default(),
             sweep_batch: 1_000,
             relay: RelayConfig::default(),
@@ -198,6 +204,12 @@ impl EngineBuilder {
         self.config.sale_cache_capacity = n;
         self
     }
+    /// How long product pages reuse a product's terms and levels (default
+    /// 250 ms; zero: never cached).
+    pub fn product_staleness(mut self, d: Duration) -> Self {
+        self.config.product_staleness = d;
+        self
+    }
 
     /// How many products get per-product stock gauges (default 100; see
     /// [`EngineConfig::stock_gauge_products`]).
@@ -257,6 +269,10 @@ impl EngineBuilder {
                 auth: self.auth.ok_or_else(|| missing("authenticator"))?,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 sales: SaleCache::new(self.config.sale_cache_ttl, self.config.sale_cache_capacity),
+                products: ProductCache::new(
+                    self.config.product_staleness,
+                    self.config.sale_cache_capacity,
+                ),
                 config: self.config,
                 relay_wake: tokio::sync::Notify::new(),
                 relay_retry: parking_lot::Mutex::new(None),

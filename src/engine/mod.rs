@@ -2,6 +2,7 @@
 //! background tasks.
 
 mod builder;
+mod product_cache;
 mod relay;
 mod sale_cache;
 
@@ -27,6 +28,8 @@ use crate::{
     Authenticator, CancelOutcome, ConfirmOutcome, OrderSink, RateLimiter, ReserveRequest,
     SaleWrite, StockStore,
 };
+use product_cache::ProductCache;
+pub use product_cache::ProductView;
 use sale_cache::SaleCache;
 
 /// The flash-sale engine. Cheap to clone; clones share everything.
@@ -53,6 +56,8 @@ struct Inner {
     auth: Arc<dyn Authenticator>,
     clock: Arc<dyn Clock>,
     sales: SaleCache,
+    /// What [`Engine::product`] serves.
+    products: ProductCache,
     config: EngineConfig,
     /// Woken when this engine appends to the outbox, so the relay delivers
     /// without waiting for its next tick.
@@ -521,7 +526,33 @@ impl Engine {
                 self.inner.clock.monotonic(),
             );
         }
+        self.inner.products.forget(sale.product());
         Ok(written)
+    }
+
+    /// The sale's terms and stock levels for a product page, `None` if
+    /// there is no such sale. Served from this engine's cache for up to
+    /// [`EngineConfig::product_staleness`] (a buyer may see `available`
+    /// that old; a purchase always reserves against the store), and fetched
+    /// by one `sale` and one `snapshot` per product per period however many
+    /// readers arrive together. A sale written through this engine is
+    /// fresh at once.
+    pub async fn product(&self, product: &ProductId) -> Result<Option<Arc<ProductView>>> {
+        let clock = &self.inner.clock;
+        let fetch = || async {
+            let (sale, levels) = tokio::join!(self.sale(product), self.snapshot(product));
+            Ok(match (sale?, levels?) {
+                (Some(sale), Some(levels)) => Some(Arc::new(ProductView {
+                    sale: Arc::new(sale),
+                    levels,
+                })),
+                _ => None,
+            })
+        };
+        self.inner
+            .products
+            .get(product, || clock.monotonic(), fetch)
+            .await
     }
 
     /// The sale's current terms, straight from the store.

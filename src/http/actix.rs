@@ -144,6 +144,7 @@ fn parts<'a>(req: &'a HttpRequest, body: &'a [u8]) -> RequestParts<'a> {
     RequestParts {
         authorization: h.get(header::AUTHORIZATION).map(HeaderValue::as_bytes),
         idempotency_key: h.get("idempotency-key").map(HeaderValue::as_bytes),
+        if_none_match: h.get(header::IF_NONE_MATCH).map(HeaderValue::as_bytes),
         body,
     }
 }
@@ -164,9 +165,9 @@ async fn buy(
     }
 }
 
-async fn product(api: web::Data<Api>, product: PathParam) -> ApiResponse {
+async fn product(api: web::Data<Api>, product: PathParam, req: HttpRequest) -> ApiResponse {
     match path_param(product, "product_id") {
-        Ok(product) => api.product(&product).await,
+        Ok(product) => api.product(&product, parts(&req, &[])).await,
         Err(r) => r,
     }
 }

@@ -154,6 +154,9 @@ fn parts<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> RequestParts<'a> {
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes),
         idempotency_key: headers.get("idempotency-key").map(HeaderValue::as_bytes),
+        if_none_match: headers
+            .get(header::IF_NONE_MATCH)
+            .map(HeaderValue::as_bytes),
         body,
     }
 }
@@ -181,9 +184,10 @@ async fn buy(
 async fn product(
     State(api): State<Api>,
     product: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
 ) -> ApiResponse {
     match path_param(product, "product_id") {
-        Ok(product) => api.product(&product).await,
+        Ok(product) => api.product(&product, parts(&headers, &[])).await,
         Err(r) => r,
     }
 }

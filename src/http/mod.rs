@@ -113,6 +113,8 @@ pub struct RequestParts<'a> {
     pub authorization: Option<&'a [u8]>,
     /// The `Idempotency-Key` header.
     pub idempotency_key: Option<&'a [u8]>,
+    /// The `If-None-Match` header (`GET /products/{productId}`).
+    pub if_none_match: Option<&'a [u8]>,
     /// The whole request body (the adapter stops reading past
     /// [`Api::body_limit`] and answers [`ApiResponse::payload_too_large`]).
     pub body: &'a [u8],
@@ -224,22 +226,28 @@ impl Api {
         ApiResponse::from_outcome(&outcome)
     }
 
-    /// `GET /products/{productId}`.
-    pub async fn product(&self, product: &str) -> ApiResponse {
+    /// `GET /products/{productId}`: the sale's terms and levels, up to the
+    /// engine's [`product_staleness`](crate::EngineConfig::product_staleness)
+    /// old, with an `ETag`; `304` with no body when `If-None-Match` names
+    /// it.
+    pub async fn product(&self, product: &str, req: RequestParts<'_>) -> ApiResponse {
         let product = match request::product_id(product) {
             Ok(p) => p,
             Err(e) => return ApiResponse::bad_request(&e),
         };
-        let (sale, levels) =
-            tokio::join!(self.engine.sale(&product), self.engine.snapshot(&product));
-        match (sale, levels) {
-            (Ok(Some(sale)), Ok(Some(levels))) => ApiResponse::json(
-                200,
-                &product_body(&product, &sale, &levels, self.engine.clock().now()),
-            ),
-            (Ok(_), Ok(_)) => ApiResponse::from_outcome(&Outcome::UnknownProduct),
-            (Err(e), _) | (_, Err(e)) => ApiResponse::from_error(&e),
-        }
+        let view = match self.engine.product(&product).await {
+            Ok(Some(view)) => view,
+            Ok(None) => return ApiResponse::from_outcome(&Outcome::UnknownProduct),
+            Err(e) => return ApiResponse::from_error(&e),
+        };
+        let body = product_body(
+            &product,
+            &view.sale,
+            &view.levels,
+            self.engine.clock().now(),
+        );
+        let staleness = self.engine.config().product_staleness;
+        ApiResponse::cacheable(&body, staleness, req.if_none_match)
     }
 
     /// `PUT /admin/products/{productId}`: create a sale (`201`) or restock
@@ -289,7 +297,9 @@ impl Api {
             Err(e) => return ApiResponse::from_error(&e),
         };
         tracing::info!(user = %principal.user, %product, stock = sale.stock(), "sale written by admin");
-        let mut r = self.product(product.as_str()).await;
+        let mut r = self
+            .product(product.as_str(), RequestParts::default())
+            .await;
         if r.status == 200 {
             r.status = status;
         }

@@ -1,6 +1,8 @@
 //! Framework-neutral responses and the mapping of outcomes and errors onto
 //! them.
 
+use std::time::Duration;
+
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -25,6 +27,26 @@ pub struct ApiResponse {
     pub body: Vec<u8>,
 }
 
+/// A strong entity tag for `body`: 64 bits of a fixed-seed hash, so every
+/// instance tags the same bytes alike.
+fn etag(body: &[u8]) -> String {
+    use std::hash::BuildHasher;
+    let hash = foldhash::fast::FixedState::with_seed(0x666c_6173_6873_616c).hash_one(body);
+    format!("\"{hash:016x}\"")
+}
+
+/// Whether an `If-None-Match` value (`*`, or a comma-separated list of
+/// tags, weak ones included: RFC 9110 compares them weakly) names `tag`.
+fn etag_matches(header: &[u8], tag: &str) -> bool {
+    let Ok(header) = std::str::from_utf8(header) else {
+        return false;
+    };
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == tag)
+}
+
 /// The `Content-Type` of every response.
 pub const CONTENT_TYPE: &str = "application/json";
 
@@ -42,6 +64,27 @@ impl ApiResponse {
             headers: vec![("cache-control", "no-store".to_owned())],
             body: serde_json::to_vec(body).unwrap_or_default(),
         }
+    }
+
+    /// `200` with `body`, an `ETag` (a hash of the body's bytes, the same
+    /// on every instance) and `Cache-Control: max-age` of `staleness` in
+    /// whole seconds, rounded down so no client keeps it longer than the
+    /// server does (`no-cache` for zero). `304` with no body instead when
+    /// `if_none_match` names that tag (or is `*`).
+    pub fn cacheable(body: &Value, staleness: Duration, if_none_match: Option<&[u8]>) -> Self {
+        let mut r = Self::serialized(200, body);
+        let tag = etag(&r.body);
+        let control = if staleness.is_zero() {
+            "no-cache".to_owned()
+        } else {
+            format!("max-age={}", staleness.as_secs())
+        };
+        if if_none_match.is_some_and(|h| etag_matches(h, &tag)) {
+            r.status = 304;
+            r.body.clear();
+        }
+        r.headers = vec![("cache-control", control), ("etag", tag)];
+        r
     }
 
     /// Adds a header.

@@ -194,3 +194,68 @@ async fn a_known_sell_out_is_answered_without_a_rate_check_or_a_reserve() {
     let levels = levels_of(&engine, "p").await;
     assert_eq!((levels.available, levels.committed), (0, 2));
 }
+
+/// Counts the store calls a product page makes: `sale` and `snapshot`.
+#[derive(Default)]
+struct CountPageReads(AtomicUsize);
+
+#[async_trait::async_trait]
+impl StockHook for CountPageReads {
+    async fn around<T: Send + 'static>(
+        &self,
+        call: StockCall<'_>,
+        answer: Answer<T>,
+    ) -> flashsale::Result<T> {
+        if matches!(call, StockCall::Sale(_) | StockCall::Snapshot(_)) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        answer.await
+    }
+}
+
+/// A crowd refreshing a product page: however many readers arrive, each
+/// 250 ms period costs the store one `sale` and one `snapshot` (8 calls a
+/// second); with the cache off every read costs both.
+#[tokio::test]
+async fn a_crowd_on_a_product_page_costs_two_store_calls_per_staleness_period() {
+    const READERS: usize = 1_000;
+    for (staleness, per_period) in [
+        (Duration::from_millis(250), 2),
+        (Duration::ZERO, 2 * READERS),
+    ] {
+        let clock = ManualClock::new(T0);
+        let store = Arc::new(Hooked::new(
+            Arc::new(MemoryStockStore::new()),
+            CountPageReads::default(),
+        ));
+        let engine = Engine::builder()
+            .stock_store(store.clone())
+            .rate_limiter(Arc::new(MemoryRateLimiter::new("10/1s".parse().unwrap())))
+            .order_sink(Arc::new(MemoryOrderSink::new()))
+            .authenticator(Arc::new(auth()))
+            .clock(Arc::new(clock.clone()))
+            .product_staleness(staleness)
+            .build()
+            .unwrap();
+        engine
+            .create_sale(&Sale::builder(pid("hot"), 100).build().unwrap())
+            .await
+            .unwrap();
+        let before = store.hook().0.load(Ordering::SeqCst);
+        // One second: four periods of 250 ms, a thousand readers in each.
+        let hot = pid("hot");
+        for _ in 0..4 {
+            let reads = (0..READERS).map(|_| engine.product(&hot));
+            for view in futures::future::join_all(reads).await {
+                assert_eq!(view.unwrap().unwrap().levels.available, 100);
+            }
+            clock.advance(Duration::from_millis(250));
+        }
+        let calls = store.hook().0.load(Ordering::SeqCst) - before;
+        assert_eq!(
+            calls,
+            4 * per_period,
+            "store calls in one second, staleness {staleness:?}"
+        );
+    }
+}

@@ -437,6 +437,7 @@ macro_rules! http_suite {
             await_sink_is_202_when_the_sink_is_down,
             replays_win_after_the_terms_change,
             product_view,
+            product_reads_are_cached_with_an_etag,
             admin_route,
             confirm_and_cancel_holds,
             probes_and_unknown_routes,
@@ -461,6 +462,7 @@ mod bad_input;
 mod buying;
 mod holds;
 mod input_table;
+mod product_reads;
 mod routes;
 
 pub use admin::{admin_route, product_view};
@@ -476,4 +478,5 @@ pub use buying::{
 };
 pub use holds::confirm_and_cancel_holds;
 pub use input_table::bad_input_table;
+pub use product_reads::product_reads_are_cached_with_an_etag;
 pub use routes::{openapi_document_matches_the_router, probes_and_unknown_routes};

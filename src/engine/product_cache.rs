@@ -1,0 +1,229 @@
+//! The per-instance cache behind [`Engine::product`](super::Engine::product):
+//! a product's terms and levels, reused for a bounded staleness, and
+//! fetched by one store round (a `sale` and a `snapshot`) per product per
+//! period however many readers arrive together (single flight). Purchases
+//! never read it: it only serves product pages.
+//!
+//! Bounded as the sale cache is (`quick_cache`, scan-resistant), so ids
+//! nobody asks for twice cannot push out the hot products; answers that a
+//! product does not exist are cached too. Ages run on the engine clock's
+//! monotonic time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use quick_cache::sync::Cache;
+
+use crate::model::{ProductId, Sale, StockLevels};
+
+/// A product's terms and live stock levels as one read saw them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductView {
+    /// The sale's terms.
+    pub sale: Arc<Sale>,
+    /// Its stock levels.
+    pub levels: StockLevels,
+}
+
+/// One read's answer: `None` for a product that does not exist.
+type Answer = Option<Arc<ProductView>>;
+
+/// One product's entry: the last answer with its fetch time, and the lock
+/// a reader holds while it fetches, which the others queue on.
+#[derive(Default)]
+struct Slot {
+    last: Mutex<Option<(Answer, Duration)>>,
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl Slot {
+    fn fresh(&self, now: Duration, staleness: Duration) -> Option<Answer> {
+        let last = self.last.lock();
+        let (answer, at) = last.as_ref()?;
+        now.checked_sub(*at)
+            .is_some_and(|age| age < staleness)
+            .then(|| answer.clone())
+    }
+}
+
+pub(crate) struct ProductCache {
+    staleness: Duration,
+    /// `None` when caching is off (a zero staleness).
+    slots: Option<Cache<ProductId, Arc<Slot>>>,
+}
+
+impl std::fmt::Debug for ProductCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProductCache")
+            .field("staleness", &self.staleness)
+            .field("len", &self.slots.as_ref().map_or(0, Cache::len))
+            .finish()
+    }
+}
+
+impl ProductCache {
+    /// Answers reused for `staleness`, about `capacity` products kept.
+    pub(crate) fn new(staleness: Duration, capacity: usize) -> Self {
+        Self {
+            staleness,
+            slots: (!staleness.is_zero()).then(|| Cache::new(capacity.max(1))),
+        }
+    }
+
+    /// The cached answer if it is fresh at monotonic time `now()`;
+    /// otherwise `fetch`'s, which this reader runs unless another reader of
+    /// the product is already running it (then this one waits for that
+    /// answer). A failed fetch is not cached: the next reader in line
+    /// tries again.
+    pub(crate) async fn get<F, Fut, E>(
+        &self,
+        product: &ProductId,
+        now: impl Fn() -> Duration,
+        fetch: F,
+    ) -> Result<Answer, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Answer, E>>,
+    {
+        let Some(slots) = &self.slots else {
+            return fetch().await;
+        };
+        let Ok(slot) = slots.get_or_insert_with(product, || {
+            Ok::<_, std::convert::Infallible>(Arc::new(Slot::default()))
+        });
+        if let Some(answer) = slot.fresh(now(), self.staleness) {
+            return Ok(answer);
+        }
+        let _turn = slot.fetching.lock().await;
+        let started = now();
+        if let Some(answer) = slot.fresh(started, self.staleness) {
+            return Ok(answer);
+        }
+        let answer = fetch().await?;
+        // Aged from when the fetch began, so no answer is served longer
+        // than `staleness` after the store gave it.
+        *slot.last.lock() = Some((answer.clone(), started));
+        Ok(answer)
+    }
+
+    /// Forgets `product`: its next read goes to the store (its sale was
+    /// just written through this engine).
+    pub(crate) fn forget(&self, product: &ProductId) {
+        if let Some(slots) = &self.slots {
+            slots.remove(product);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.slots.as_ref().map_or(0, Cache::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    const STALE: Duration = Duration::from_millis(250);
+
+    fn view(available: u64) -> Answer {
+        let sale = Sale::builder(ProductId::new("p").unwrap(), 5)
+            .build()
+            .unwrap();
+        Some(Arc::new(ProductView {
+            sale: Arc::new(sale),
+            levels: StockLevels {
+                total: 5,
+                available,
+                held: 0,
+                committed: 5 - available,
+            },
+        }))
+    }
+
+    /// A fetch that counts its calls and answers `available = calls`.
+    async fn counted(calls: &AtomicUsize) -> Result<Answer, ()> {
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::task::yield_now().await;
+        Ok(view(n as u64))
+    }
+
+    #[tokio::test]
+    async fn many_readers_at_once_cost_one_fetch() {
+        let cache = ProductCache::new(STALE, 16);
+        let p = ProductId::new("p").unwrap();
+        let calls = AtomicUsize::new(0);
+        let reads = (0..100).map(|_| cache.get(&p, || Duration::ZERO, || counted(&calls)));
+        let answers = futures::future::join_all(reads).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(answers.iter().all(|a| *a == Ok(view(1))));
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_reused_for_the_staleness_then_fetched_again() {
+        let cache = ProductCache::new(STALE, 16);
+        let p = ProductId::new("p").unwrap();
+        let calls = AtomicUsize::new(0);
+        let at = |ms| move || Duration::from_millis(ms);
+        assert_eq!(
+            cache.get(&p, at(1_000), || counted(&calls)).await,
+            Ok(view(1))
+        );
+        assert_eq!(
+            cache.get(&p, at(1_249), || counted(&calls)).await,
+            Ok(view(1))
+        );
+        assert_eq!(
+            cache.get(&p, at(1_250), || counted(&calls)).await,
+            Ok(view(2))
+        );
+        // A clock reading from before the fetch is not trusted.
+        assert_eq!(
+            cache.get(&p, at(900), || counted(&calls)).await,
+            Ok(view(3))
+        );
+        cache.forget(&p);
+        assert_eq!(
+            cache.get(&p, at(900), || counted(&calls)).await,
+            Ok(view(4))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_zero_staleness_reads_through_and_failures_are_not_kept() {
+        let p = ProductId::new("p").unwrap();
+        let off = ProductCache::new(Duration::ZERO, 16);
+        let calls = AtomicUsize::new(0);
+        for n in 1..=3 {
+            assert_eq!(
+                off.get(&p, || Duration::ZERO, || counted(&calls)).await,
+                Ok(view(n))
+            );
+        }
+        let on = ProductCache::new(STALE, 16);
+        let failed = on.get(&p, || Duration::ZERO, || async { Err::<Answer, _>("down") });
+        assert_eq!(failed.await, Err("down"));
+        assert_eq!(
+            on.get(&p, || Duration::ZERO, || counted(&calls)).await,
+            Ok(view(4))
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_ids_are_cached_and_the_cache_stays_bounded() {
+        const CAP: usize = 1_000;
+        let cache = ProductCache::new(Duration::from_secs(60), CAP);
+        for i in 0..(CAP * 10) {
+            let p = ProductId::new(format!("bot-{i}")).unwrap();
+            let none = cache.get(&p, || Duration::ZERO, || async { Ok::<_, ()>(None) });
+            assert_eq!(none.await, Ok(None));
+        }
+        assert!(cache.len() <= CAP + CAP / 10, "{} entries", cache.len());
+        let last = ProductId::new(format!("bot-{}", CAP * 10 - 1)).unwrap();
+        let cached = cache.get(&last, || Duration::ZERO, || async { Err("fetched again") });
+        assert_eq!(cached.await, Ok(None));
+    }
+}
