@@ -27,6 +27,10 @@ use crate::{RateDecision, RateLimiter};
 /// evicted, so memory follows the number of recently active keys.
 const EVICT_EVERY: u64 = 4_096;
 
+/// How many times a refusal whose wait is already over (a stale clock
+/// reading) is checked again before it is answered.
+const MAX_RECHECKS: u32 = 3;
+
 /// Adapts a [`Clock`]'s monotonic time to governor's clock trait. Not the
 /// wall clock: a step back of Δ there would put every recent key's state Δ
 /// in the future and refuse it for about Δ.
@@ -111,17 +115,32 @@ impl RateLimiter for MemoryRateLimiter {
             self.evict_idle();
         }
         let n = NonZeroU32::new(cost.max(1)).expect("max(1) is non-zero");
-        Ok(match self.gcra.check_key_n(&key.to_owned(), n) {
-            Ok(Ok(())) => RateDecision::Allowed,
-            Ok(Err(not_until)) => RateDecision::Limited {
-                retry_after: not_until.wait_time_from(self.clock.now()),
-            },
-            // More than the burst at once can never be admitted; say when a
-            // full burst will have replenished, which is the best a caller
-            // can do.
-            Err(_) => RateDecision::Limited {
-                retry_after: self.quota.period().max(Duration::from_millis(1)),
-            },
+        let key = key.to_owned();
+        let mut rechecks = 0;
+        Ok(loop {
+            match self.gcra.check_key_n(&key, n) {
+                Ok(Ok(())) => break RateDecision::Allowed,
+                Ok(Err(not_until)) => {
+                    // The check read the clock before it saw the key's state; if
+                    // the thread was preempted in between while other requests of
+                    // the key went ahead, a buyer inside the quota looks early.
+                    // A refusal stands only if a fresh reading agrees.
+                    let retry_after = not_until.wait_time_from(self.clock.now());
+                    if retry_after.is_zero() && rechecks < MAX_RECHECKS {
+                        rechecks += 1;
+                        continue;
+                    }
+                    break RateDecision::Limited { retry_after };
+                }
+                // More than the burst at once can never be admitted; say when a
+                // full burst will have replenished, which is the best a caller
+                // can do.
+                Err(_) => {
+                    break RateDecision::Limited {
+                        retry_after: self.quota.period().max(Duration::from_millis(1)),
+                    };
+                }
+            }
         })
     }
 }
@@ -165,6 +184,52 @@ mod tests {
             "{} keys tracked",
             limiter.tracked_keys()
         );
+    }
+
+    /// A manual clock whose next monotonic reading is `lag` old: a `now`
+    /// read just before the thread was preempted, while other requests of
+    /// the same key went ahead.
+    #[derive(Debug)]
+    struct LaggingOnce {
+        clock: ManualClock,
+        lag: parking_lot::Mutex<Option<Duration>>,
+    }
+
+    impl Clock for LaggingOnce {
+        fn now(&self) -> Timestamp {
+            self.clock.now()
+        }
+        fn monotonic(&self) -> Duration {
+            let m = self.clock.monotonic();
+            self.lag.lock().take().map_or(m, |lag| m - lag)
+        }
+    }
+
+    /// A buyer well inside `1000/1ms` whose check read the clock 2 ms
+    /// before another of its requests updated the state is admitted: the
+    /// refusal is re-checked against a fresh reading. One over the quota is
+    /// still refused.
+    #[tokio::test]
+    async fn a_stale_clock_reading_never_refuses_a_buyer_inside_the_quota() {
+        let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
+        let lagging = Arc::new(LaggingOnce {
+            clock: clock.clone(),
+            lag: parking_lot::Mutex::new(None),
+        });
+        let quota: RateQuota = "1000/1ms".parse().unwrap();
+        let limiter = MemoryRateLimiter::with_clock(quota, lagging.clone());
+        // The limiter has run a while (its start is not in the lag).
+        clock.advance(Duration::from_millis(10));
+        assert_eq!(limiter.check("u", 1).await.unwrap(), RateDecision::Allowed);
+        *lagging.lag.lock() = Some(Duration::from_millis(2));
+        assert_eq!(limiter.check("u", 1).await.unwrap(), RateDecision::Allowed);
+        for _ in 0..998 {
+            assert_eq!(limiter.check("u", 1).await.unwrap(), RateDecision::Allowed);
+        }
+        assert!(matches!(
+            limiter.check("u", 1).await.unwrap(),
+            RateDecision::Limited { retry_after } if !retry_after.is_zero()
+        ));
     }
 
     #[tokio::test]
