@@ -57,6 +57,24 @@ impl Error {
         }
     }
 
+    /// The same failure for another caller: the kind, backend and
+    /// operation kept, a driver's error kept as its message.
+    pub(crate) fn shared_copy(&self) -> Self {
+        match self {
+            Error::Backend {
+                backend,
+                operation,
+                source,
+            } => Error::backend(backend, operation, source.to_string()),
+            Error::Timeout { operation, after } => Error::Timeout {
+                operation,
+                after: *after,
+            },
+            Error::Config(message) => Error::Config(message.clone()),
+            Error::Invalid(e) => Error::Invalid(e.clone()),
+        }
+    }
+
     /// Whether retrying the same call later may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Backend { .. } | Error::Timeout { .. })

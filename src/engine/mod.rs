@@ -57,7 +57,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     sales: SaleCache,
     /// What [`Engine::product`] serves.
-    products: ProductCache,
+    products: ProductCache<Error>,
     config: EngineConfig,
     /// Woken when this engine appends to the outbox, so the relay delivers
     /// without waiting for its next tick.
@@ -536,7 +536,9 @@ impl Engine {
     /// that old; a purchase always reserves against the store), and fetched
     /// by one `sale` and one `snapshot` per product per period however many
     /// readers arrive together. A sale written through this engine is
-    /// fresh at once.
+    /// fresh at once. A failed read is kept for the period too: its readers
+    /// all get a copy of the error (its kind, backend and operation, a
+    /// driver's error as its message), and the store sees one call.
     pub async fn product(&self, product: &ProductId) -> Result<Option<Arc<ProductView>>> {
         let clock = &self.inner.clock;
         let fetch = || async {
@@ -549,10 +551,12 @@ impl Engine {
                 _ => None,
             })
         };
-        self.inner
+        let kept = self
+            .inner
             .products
             .get(product, || clock.monotonic(), fetch)
-            .await
+            .await;
+        kept.map_err(|shared| Arc::try_unwrap(shared).unwrap_or_else(|e| e.shared_copy()))
     }
 
     /// The sale's current terms, straight from the store.

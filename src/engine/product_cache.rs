@@ -1,8 +1,10 @@
 //! The per-instance cache behind [`Engine::product`](super::Engine::product):
 //! a product's terms and levels, reused for a bounded staleness, and
 //! fetched by one store round (a `sale` and a `snapshot`) per product per
-//! period however many readers arrive together (single flight). Purchases
-//! never read it: it only serves product pages.
+//! period however many readers arrive together (single flight). A failed
+//! fetch is kept for the period too, so a crowd on a page during a store
+//! outage queues behind one timeout, not one each. Purchases never read
+//! it: it only serves product pages.
 //!
 //! Bounded as the sale cache is (`quick_cache`, scan-resistant), so ids
 //! nobody asks for twice cannot push out the hot products; answers that a
@@ -29,16 +31,28 @@ pub struct ProductView {
 /// One read's answer: `None` for a product that does not exist.
 type Answer = Option<Arc<ProductView>>;
 
+/// What a slot keeps: the answer, or the error every reader in the period
+/// shares.
+type Kept<E> = Result<Answer, Arc<E>>;
+
 /// One product's entry: the last answer with its fetch time, and the lock
 /// a reader holds while it fetches, which the others queue on.
-#[derive(Default)]
-struct Slot {
-    last: Mutex<Option<(Answer, Duration)>>,
+struct Slot<E> {
+    last: Mutex<Option<(Kept<E>, Duration)>>,
     fetching: tokio::sync::Mutex<()>,
 }
 
-impl Slot {
-    fn fresh(&self, now: Duration, staleness: Duration) -> Option<Answer> {
+impl<E> Default for Slot<E> {
+    fn default() -> Self {
+        Self {
+            last: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl<E> Slot<E> {
+    fn fresh(&self, now: Duration, staleness: Duration) -> Option<Kept<E>> {
         let last = self.last.lock();
         let (answer, at) = last.as_ref()?;
         now.checked_sub(*at)
@@ -47,13 +61,13 @@ impl Slot {
     }
 }
 
-pub(crate) struct ProductCache {
+pub(crate) struct ProductCache<E> {
     staleness: Duration,
     /// `None` when caching is off (a zero staleness).
-    slots: Option<Cache<ProductId, Arc<Slot>>>,
+    slots: Option<Cache<ProductId, Arc<Slot<E>>>>,
 }
 
-impl std::fmt::Debug for ProductCache {
+impl<E> std::fmt::Debug for ProductCache<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProductCache")
             .field("staleness", &self.staleness)
@@ -62,7 +76,7 @@ impl std::fmt::Debug for ProductCache {
     }
 }
 
-impl ProductCache {
+impl<E> ProductCache<E> {
     /// Answers reused for `staleness`, about `capacity` products kept.
     pub(crate) fn new(staleness: Duration, capacity: usize) -> Self {
         Self {
@@ -74,37 +88,37 @@ impl ProductCache {
     /// The cached answer if it is fresh at monotonic time `now()`;
     /// otherwise `fetch`'s, which this reader runs unless another reader of
     /// the product is already running it (then this one waits for that
-    /// answer). A failed fetch is not cached: the next reader in line
-    /// tries again.
-    pub(crate) async fn get<F, Fut, E>(
+    /// answer). A failure is kept like an answer: the readers of the
+    /// period share it.
+    pub(crate) async fn get<F, Fut>(
         &self,
         product: &ProductId,
         now: impl Fn() -> Duration,
         fetch: F,
-    ) -> Result<Answer, E>
+    ) -> Kept<E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Answer, E>>,
     {
         let Some(slots) = &self.slots else {
-            return fetch().await;
+            return fetch().await.map_err(Arc::new);
         };
         let Ok(slot) = slots.get_or_insert_with(product, || {
             Ok::<_, std::convert::Infallible>(Arc::new(Slot::default()))
         });
-        if let Some(answer) = slot.fresh(now(), self.staleness) {
-            return Ok(answer);
+        if let Some(kept) = slot.fresh(now(), self.staleness) {
+            return kept;
         }
         let _turn = slot.fetching.lock().await;
         let started = now();
-        if let Some(answer) = slot.fresh(started, self.staleness) {
-            return Ok(answer);
+        if let Some(kept) = slot.fresh(started, self.staleness) {
+            return kept;
         }
-        let answer = fetch().await?;
+        let kept = fetch().await.map_err(Arc::new);
         // Aged from when the fetch began, so no answer is served longer
         // than `staleness` after the store gave it.
-        *slot.last.lock() = Some((answer.clone(), started));
-        Ok(answer)
+        *slot.last.lock() = Some((kept.clone(), started));
+        kept
     }
 
     /// Forgets `product`: its next read goes to the store (its sale was
@@ -145,15 +159,17 @@ mod tests {
     }
 
     /// A fetch that counts its calls and answers `available = calls`.
-    async fn counted(calls: &AtomicUsize) -> Result<Answer, ()> {
+    async fn counted(calls: &AtomicUsize) -> Result<Answer, &'static str> {
         let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
         tokio::task::yield_now().await;
         Ok(view(n as u64))
     }
 
+    type Cache = ProductCache<&'static str>;
+
     #[tokio::test]
     async fn many_readers_at_once_cost_one_fetch() {
-        let cache = ProductCache::new(STALE, 16);
+        let cache = Cache::new(STALE, 16);
         let p = ProductId::new("p").unwrap();
         let calls = AtomicUsize::new(0);
         let reads = (0..100).map(|_| cache.get(&p, || Duration::ZERO, || counted(&calls)));
@@ -164,7 +180,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_is_reused_for_the_staleness_then_fetched_again() {
-        let cache = ProductCache::new(STALE, 16);
+        let cache = Cache::new(STALE, 16);
         let p = ProductId::new("p").unwrap();
         let calls = AtomicUsize::new(0);
         let at = |ms| move || Duration::from_millis(ms);
@@ -193,32 +209,45 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_zero_staleness_reads_through_and_failures_are_not_kept() {
+    async fn a_zero_staleness_reads_through() {
         let p = ProductId::new("p").unwrap();
-        let off = ProductCache::new(Duration::ZERO, 16);
+        let off = Cache::new(Duration::ZERO, 16);
         let calls = AtomicUsize::new(0);
         for n in 1..=3 {
-            assert_eq!(
-                off.get(&p, || Duration::ZERO, || counted(&calls)).await,
-                Ok(view(n))
-            );
+            let read = off.get(&p, || Duration::ZERO, || counted(&calls));
+            assert_eq!(read.await, Ok(view(n)));
         }
-        let on = ProductCache::new(STALE, 16);
-        let failed = on.get(&p, || Duration::ZERO, || async { Err::<Answer, _>("down") });
-        assert_eq!(failed.await, Err("down"));
-        assert_eq!(
-            on.get(&p, || Duration::ZERO, || counted(&calls)).await,
-            Ok(view(4))
-        );
+    }
+
+    /// A crowd during an outage: one failed fetch per period, shared by
+    /// every reader in it; the next period tries the store again.
+    #[tokio::test]
+    async fn a_failure_is_shared_for_the_period() {
+        let p = ProductId::new("p").unwrap();
+        let cache = Cache::new(STALE, 16);
+        let tries = AtomicUsize::new(0);
+        let down = || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            Err::<Answer, _>("down")
+        };
+        let reads = (0..50).map(|_| cache.get(&p, || Duration::ZERO, down));
+        for read in futures::future::join_all(reads).await {
+            assert_eq!(read, Err(Arc::new("down")));
+        }
+        assert_eq!(tries.load(Ordering::SeqCst), 1);
+        let calls = AtomicUsize::new(0);
+        let later = cache.get(&p, || STALE, || counted(&calls));
+        assert_eq!(later.await, Ok(view(1)));
     }
 
     #[tokio::test]
     async fn unknown_ids_are_cached_and_the_cache_stays_bounded() {
         const CAP: usize = 1_000;
-        let cache = ProductCache::new(Duration::from_secs(60), CAP);
+        let cache = Cache::new(Duration::from_secs(60), CAP);
         for i in 0..(CAP * 10) {
             let p = ProductId::new(format!("bot-{i}")).unwrap();
-            let none = cache.get(&p, || Duration::ZERO, || async { Ok::<_, ()>(None) });
+            let none = cache.get(&p, || Duration::ZERO, || async { Ok(None) });
             assert_eq!(none.await, Ok(None));
         }
         assert!(cache.len() <= CAP + CAP / 10, "{} entries", cache.len());
