@@ -9,6 +9,7 @@
 #   scripts/bench-http.sh                 # 256 connections, 15 s per run
 #   CONNECTIONS=64 DURATION=10s scripts/bench-http.sh
 #   GET_CONNECTIONS=64                    # connections of the GET pair
+#   PAIRS=get scripts/bench-http.sh       # only the GET pair (default "buy get")
 #
 # Loopback only; every server started here is stopped at the end.
 set -euo pipefail
@@ -17,6 +18,7 @@ cd "$(dirname "$0")/.."
 CONNECTIONS="${CONNECTIONS:-256}"
 DURATION="${DURATION:-15s}"
 THREADS="${THREADS:-2}"
+PAIRS="${PAIRS:-buy get}"
 WARMUP="${WARMUP:-3s}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 
@@ -25,6 +27,7 @@ cargo build --release --quiet --features axum,actix,jwt,redis \
     --example axum_server --example actix_server --example http_bare
 BIN="$CARGO_TARGET_DIR/release/examples"
 LOGDIR="$(mktemp -d)"
+: >"$LOGDIR/summary"
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]:-}"; do
@@ -70,7 +73,9 @@ run_wrk() { # label url token server-pid [wrk script]
     echo "$1 $result non2xx=$non2xx $per_request" | tee -a "$LOGDIR/summary"
 }
 
-for fw in axum actix; do
+buy_frameworks=""
+[[ " $PAIRS " == *" buy "* ]] && buy_frameworks="axum actix"
+for fw in $buy_frameworks; do
     # The real server: memory backends, HS256, no practical rate limit (one
     # token makes every request; the limiter is still consulted), and a sale
     # too big to sell out during the run.
@@ -101,7 +106,9 @@ redis_commands() {
     redis-cli -p 6379 info stats | awk -F: '/^total_commands_processed/ {print $2}' | tr -d '\r'
 }
 get_note="GET /products pair skipped: no Redis on 127.0.0.1:6379 (run this under backends/redis/with-redis.sh)"
-if command -v redis-cli >/dev/null && redis-cli -p 6379 ping >/dev/null 2>&1; then
+if [[ " $PAIRS " != *" get "* ]]; then
+    get_note="GET /products pair not asked for (PAIRS=$PAIRS)"
+elif command -v redis-cli >/dev/null && redis-cli -p 6379 ping >/dev/null 2>&1; then
     prefix="bench-get-$$"
     FLASHSALE_LISTEN=127.0.0.1:18082 FLASHSALE_REDIS_URL=redis://127.0.0.1:6379 \
         FLASHSALE_REDIS_PREFIX="$prefix" RUST_LOG=warn \
@@ -135,8 +142,8 @@ printf '%-18s %10s %9s %9s %8s %8s %8s %7s %7s\n' server req/s p50_ms p99_ms non
 while read -r label _ rps p50 p99 _ _ non user sys vcsw ivcsw; do
     printf '%-18s %10s %9s %9s %8s %8s %8s %7s %7s\n' "$label" "${rps#rps=}" "${p50#p50_ms=}" "${p99#p99_ms=}" \
         "${non#non2xx=}" "${user#user_us=}" "${sys#sys_us=}" "${vcsw#vcsw=}" "${ivcsw#ivcsw=}"
-done < <(grep -v -- '-get-' "$LOGDIR/summary")
-for fw in axum actix; do
+done < <(grep -v -- '-get-' "$LOGDIR/summary" || true)
+for fw in $buy_frameworks; do
     real=$(awk -v l="$fw-flashsale" '$1==l {sub("rps=","",$3); print $3}' "$LOGDIR/summary")
     bare=$(awk -v l="$fw-bare" '$1==l {sub("rps=","",$3); print $3}' "$LOGDIR/summary")
     real99=$(awk -v l="$fw-flashsale" '$1==l {sub("p99_ms=","",$5); print $5}' "$LOGDIR/summary")

@@ -30,6 +30,7 @@ use crate::{
 };
 use product_cache::ProductCache;
 pub use product_cache::ProductView;
+pub(crate) use product_cache::RenderedPage;
 use sale_cache::SaleCache;
 
 /// The flash-sale engine. Cheap to clone; clones share everything.
@@ -544,10 +545,9 @@ impl Engine {
         let fetch = || async {
             let (sale, levels) = tokio::join!(self.sale(product), self.snapshot(product));
             Ok(match (sale?, levels?) {
-                (Some(sale), Some(levels)) => Some(Arc::new(ProductView {
-                    sale: Arc::new(sale),
-                    levels,
-                })),
+                (Some(sale), Some(levels)) => {
+                    Some(Arc::new(ProductView::new(Arc::new(sale), levels)))
+                }
                 _ => None,
             })
         };

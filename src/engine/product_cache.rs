@@ -11,7 +11,8 @@
 //! product does not exist are cached too. Ages run on the engine clock's
 //! monotonic time.
 
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -20,12 +21,61 @@ use quick_cache::sync::Cache;
 use crate::model::{ProductId, Sale, StockLevels};
 
 /// A product's terms and live stock levels as one read saw them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ProductView {
     /// The sale's terms.
     pub sale: Arc<Sale>,
     /// Its stock levels.
     pub levels: StockLevels,
+    /// The HTTP page rendered from it, so the readers of one period share
+    /// one JSON encoding and one tag.
+    page: OnceLock<RenderedPage>,
+}
+
+/// A product page as the HTTP layer sends it.
+#[derive(Debug, Clone)]
+pub(crate) struct RenderedPage {
+    /// Whether the sale was open when it was rendered (the one part of the
+    /// page that follows the clock, not the read).
+    pub(crate) on_sale: bool,
+    /// The JSON body.
+    pub(crate) body: Vec<u8>,
+    /// Its entity tag.
+    pub(crate) etag: String,
+}
+
+impl PartialEq for ProductView {
+    fn eq(&self, other: &Self) -> bool {
+        self.sale == other.sale && self.levels == other.levels
+    }
+}
+
+impl Eq for ProductView {}
+
+impl ProductView {
+    pub(crate) fn new(sale: Arc<Sale>, levels: StockLevels) -> Self {
+        Self {
+            sale,
+            levels,
+            page: OnceLock::new(),
+        }
+    }
+
+    /// The page for `on_sale`: the one rendered first, if it was rendered
+    /// for the same `on_sale`; otherwise `render`'s (kept if it is the
+    /// first).
+    pub(crate) fn page(
+        &self,
+        on_sale: bool,
+        render: impl FnOnce() -> RenderedPage,
+    ) -> Cow<'_, RenderedPage> {
+        match self.page.get() {
+            Some(page) if page.on_sale == on_sale => Cow::Borrowed(page),
+            Some(_) => Cow::Owned(render()),
+            None => Cow::Borrowed(self.page.get_or_init(render)),
+        }
+    }
 }
 
 /// One read's answer: `None` for a product that does not exist.
@@ -147,15 +197,15 @@ mod tests {
         let sale = Sale::builder(ProductId::new("p").unwrap(), 5)
             .build()
             .unwrap();
-        Some(Arc::new(ProductView {
-            sale: Arc::new(sale),
-            levels: StockLevels {
+        Some(Arc::new(ProductView::new(
+            Arc::new(sale),
+            StockLevels {
                 total: 5,
                 available,
                 held: 0,
                 committed: 5 - available,
             },
-        }))
+        )))
     }
 
     /// A fetch that counts its calls and answers `available = calls`.
@@ -239,6 +289,26 @@ mod tests {
         let calls = AtomicUsize::new(0);
         let later = cache.get(&p, || STALE, || counted(&calls));
         assert_eq!(later.await, Ok(view(1)));
+    }
+
+    /// A view renders its page once; a reader on the other side of the
+    /// sale's window gets its own rendering.
+    #[test]
+    fn a_page_is_rendered_once_per_view_and_window_state() {
+        let v = view(3).unwrap();
+        let renders = AtomicUsize::new(0);
+        let render = |on_sale| {
+            let n = renders.fetch_add(1, Ordering::SeqCst);
+            move || RenderedPage {
+                on_sale,
+                body: vec![n as u8],
+                etag: format!("{n}"),
+            }
+        };
+        assert_eq!(v.page(true, render(true)).body, [0]);
+        assert_eq!(v.page(true, || unreachable!()).body, [0]);
+        assert_eq!(v.page(false, render(false)).body, [1]);
+        assert_eq!(v.page(true, || unreachable!()).etag, "0");
     }
 
     #[tokio::test]

@@ -67,7 +67,7 @@ pub use request::BadRequest;
 pub use response::{ApiResponse, CONTENT_TYPE, product_body, purchase_body};
 
 use crate::SaleWrite;
-use crate::engine::Engine;
+use crate::engine::{Engine, RenderedPage};
 use crate::model::{Outcome, PurchaseRequest};
 
 /// The route paths, in the `{param}` syntax both axum 0.8 and actix-web
@@ -240,14 +240,19 @@ impl Api {
             Ok(None) => return ApiResponse::from_outcome(&Outcome::UnknownProduct),
             Err(e) => return ApiResponse::from_error(&e),
         };
-        let body = product_body(
-            &product,
-            &view.sale,
-            &view.levels,
-            self.engine.clock().now(),
-        );
+        let now = self.engine.clock().now();
+        let on_sale = view.sale.is_open(now);
+        let page = view.page(on_sale, || {
+            let body = serde_json::to_vec(&product_body(&product, &view.sale, &view.levels, now))
+                .unwrap_or_default();
+            RenderedPage {
+                on_sale,
+                etag: response::etag(&body),
+                body,
+            }
+        });
         let staleness = self.engine.config().product_staleness;
-        ApiResponse::cacheable(&body, staleness, req.if_none_match)
+        ApiResponse::cacheable(&page.body, &page.etag, staleness, req.if_none_match)
     }
 
     /// `PUT /admin/products/{productId}`: create a sale (`201`) or restock

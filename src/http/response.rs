@@ -28,8 +28,8 @@ pub struct ApiResponse {
 }
 
 /// A strong entity tag for `body`: 64 bits of a fixed-seed hash, so every
-/// instance tags the same bytes alike.
-fn etag(body: &[u8]) -> String {
+/// instance tags the same bytes alike (`"` + 16 hex digits + `"`).
+pub(super) fn etag(body: &[u8]) -> String {
     use std::hash::BuildHasher;
     let hash = foldhash::fast::FixedState::with_seed(0x666c_6173_6873_616c).hash_one(body);
     format!("\"{hash:016x}\"")
@@ -66,25 +66,28 @@ impl ApiResponse {
         }
     }
 
-    /// `200` with `body`, an `ETag` (a hash of the body's bytes, the same
-    /// on every instance) and `Cache-Control: max-age` of `staleness` in
-    /// whole seconds, rounded down so no client keeps it longer than the
-    /// server does (`no-cache` for zero). `304` with no body instead when
-    /// `if_none_match` names that tag (or is `*`).
-    pub fn cacheable(body: &Value, staleness: Duration, if_none_match: Option<&[u8]>) -> Self {
-        let mut r = Self::serialized(200, body);
-        let tag = etag(&r.body);
+    /// `200` with `body` (JSON) and its `ETag` (`etag`), and
+    /// `Cache-Control: max-age` of `staleness` in whole seconds, rounded
+    /// down so no client keeps it longer than the server does (`no-cache`
+    /// for zero). `304` with no body instead when `if_none_match` names
+    /// that tag (or is `*`).
+    pub fn cacheable(
+        body: &[u8],
+        etag: &str,
+        staleness: Duration,
+        if_none_match: Option<&[u8]>,
+    ) -> Self {
         let control = if staleness.is_zero() {
             "no-cache".to_owned()
         } else {
             format!("max-age={}", staleness.as_secs())
         };
-        if if_none_match.is_some_and(|h| etag_matches(h, &tag)) {
-            r.status = 304;
-            r.body.clear();
+        let matched = if_none_match.is_some_and(|h| etag_matches(h, etag));
+        Self {
+            status: if matched { 304 } else { 200 },
+            headers: vec![("cache-control", control), ("etag", etag.to_owned())],
+            body: if matched { Vec::new() } else { body.to_vec() },
         }
-        r.headers = vec![("cache-control", control), ("etag", tag)];
-        r
     }
 
     /// Adds a header.
