@@ -14,8 +14,9 @@
 #   and waits for `cluster_state:ok`.
 # * Exports FLASHSALE_REDIS_URL and FLASHSALE_REDIS_CLUSTER_URLS for CMD.
 # * Afterwards deletes the test keys (prefix flashsale-test:) it finds on the
-#   standalone Redis, stops every process it started (by PID), removes its
-#   temp dir.
+#   standalone Redis (only if no other run of this script is in flight:
+#   a shared lock on $TMPDIR/flashsale-with-redis.lock), stops every process
+#   it started (by PID), removes its temp dir.
 set -euo pipefail
 
 if [[ $# -eq 0 ]]; then
@@ -28,10 +29,17 @@ log() { echo "with-redis: $*" >&2; }
 WORK=$(mktemp -d -t flashsale-redis.XXXXXX)
 PIDS=()
 
+# Runs at once (two test commands in two shells) share the standalone
+# server's test keys: each holds this lock shared, and deletes the keys at
+# its end only when it is the one run holding it.
+exec {LOCK_FD}>>"${TMPDIR:-/tmp}/flashsale-with-redis.lock"
+flock -s "$LOCK_FD"
+
 cleanup() {
   local status=$?
   set +e
-  if [[ -n "${STANDALONE_PORT:-}" ]] && command -v redis-cli >/dev/null; then
+  if [[ -n "${STANDALONE_PORT:-}" ]] && command -v redis-cli >/dev/null &&
+    flock -n -x "$LOCK_FD"; then
     for pattern in 'flashsale-test:*' '{flashsale-test:*'; do
       redis-cli -p "$STANDALONE_PORT" --scan --pattern "$pattern" 2>/dev/null |
         xargs -r -n 500 redis-cli -p "$STANDALONE_PORT" DEL >/dev/null 2>&1
