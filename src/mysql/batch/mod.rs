@@ -294,7 +294,7 @@ impl Batcher {
                 }
                 Err(e) => {
                     for answer in answers {
-                        let _ = answer.send(Err(clone_for_each(&e)));
+                        let _ = answer.send(Err(e.shared_copy()));
                     }
                 }
             }
@@ -316,21 +316,5 @@ impl Drop for DrainGuard<'_> {
         if self.armed {
             self.batcher.abandon(self.product);
         }
-    }
-}
-
-/// The same failure, for each request of a batch.
-fn clone_for_each(e: &Error) -> Error {
-    match e {
-        Error::Backend {
-            backend,
-            operation,
-            source,
-        } => Error::backend(backend, operation, source.to_string()),
-        Error::Timeout { operation, after } => Error::Timeout {
-            operation,
-            after: *after,
-        },
-        other => Error::backend(BACKEND, OP, other.to_string()),
     }
 }
