@@ -1,6 +1,7 @@
 //! Purchases per second through the `Engine` on Redis (its outbox relay
 //! running beside it), against the ceiling `redis-benchmark` reaches running
-//! the same reserve script by EVALSHA; the Redis round trips per purchase,
+//! the same reserve script by EVALSHA, and the same for a baseline: the
+//! common stream-based "seckill" script ([`SECKILL`]); the Redis round trips per purchase,
 //! counted with `MONITOR` (commands run inside scripts excluded), relay
 //! included; the post-sellout path with and without the sold-out cache; and
 //! the cost of `RedisOptions::wait_replicas(1, ..)`: purchases/s with and
@@ -235,14 +236,7 @@ fn redis_benchmark(s: &Setup, pipeline: usize) -> f64 {
         ])
         .output()
         .expect("redis-benchmark on PATH");
-    let text = String::from_utf8_lossy(&out.stdout);
-    // CSV: "test","rps",...  then "EVALSHA ...","12345.67",...
-    let rps = text
-        .lines()
-        .filter_map(|l| l.split("\",\"").nth(1))
-        .filter_map(|v| v.trim_matches('"').parse::<f64>().ok())
-        .next()
-        .unwrap_or_else(|| panic!("cannot read redis-benchmark output: {text}"));
+    let rps = csv_rps(&String::from_utf8_lossy(&out.stdout));
     let sold: String = String::from_utf8_lossy(
         &Command::new("redis-cli")
             .args([
@@ -262,6 +256,71 @@ fn redis_benchmark(s: &Setup, pipeline: usize) -> f64 {
     .to_owned();
     eprintln!("  (redis-benchmark -P {pipeline}: {sold} units sold by its reserves)");
     rps
+}
+
+/// The baseline: the common "seckill" Lua pattern most flash-sale demos
+/// run, written here from its usual description. It checks the stock
+/// (`GET`) and whether the buyer already bought (`SISMEMBER`), then takes
+/// one unit (`DECRBY`), marks the buyer (`SADD`) and appends the order to a
+/// stream (`XADD`) for a consumer group. It has no order ids, idempotency,
+/// holds, caps by quantity, leases or purge: what our reserve pays on top.
+const SECKILL: &str = r#"
+local stock = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if stock < tonumber(ARGV[2]) then return 0 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 2 end
+redis.call('DECRBY', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('XADD', KEYS[3], '*', 'user', ARGV[1], 'product', ARGV[3],
+  'quantity', ARGV[2], 'order', ARGV[4])
+return 1
+"#;
+
+/// `redis-benchmark` running [`SECKILL`] by EVALSHA with plenty of stock
+/// and a random buyer per call (so every call takes the selling path, as
+/// every reserve in [`redis_benchmark`] does); returns requests/s.
+fn seckill_benchmark(s: &Setup, pipeline: usize) -> f64 {
+    let cli = |args: &[&str]| -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", &s.host, "-p", &s.port])
+            .args(args)
+            .output()
+            .expect("redis-cli on PATH");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let sha = cli(&["SCRIPT", "LOAD", SECKILL]);
+    assert_eq!(sha.len(), 40, "SCRIPT LOAD answered {sha:?}");
+    let tag = format!("{{{}|sk}}", s.prefix);
+    let (stock, buyers, orders) = (
+        format!("{tag}:stock"),
+        format!("{tag}:buyers"),
+        format!("{tag}:orders"),
+    );
+    let _ = cli(&["DEL", &stock, &buyers, &orders]);
+    assert_eq!(cli(&["SET", &stock, "1000000000"]), "OK");
+    let requests = (s.seconds as usize * 40_000).max(50_000).to_string();
+    let out = Command::new("redis-benchmark")
+        .args(["-h", &s.host, "-p", &s.port])
+        .args(["-c", &s.concurrency.to_string()])
+        .args(["-P", &pipeline.to_string()])
+        .args(["-n", &requests, "-r", "100000000", "--csv"])
+        .args(["EVALSHA", &sha, "3", &stock, &buyers, &orders])
+        .args(["buyer:__rand_int__", "1", "sk", "__rand_int__"])
+        .output()
+        .expect("redis-benchmark on PATH");
+    let rps = csv_rps(&String::from_utf8_lossy(&out.stdout));
+    let sold = cli(&["XLEN", &orders]);
+    eprintln!("  (redis-benchmark -P {pipeline}: {sold} orders appended by the seckill script)");
+    let _ = cli(&["DEL", &stock, &buyers, &orders]);
+    rps
+}
+
+/// The requests/s of redis-benchmark's CSV output: `"test","rps",...`.
+fn csv_rps(text: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.split("\",\"").nth(1))
+        .filter_map(|v| v.trim_matches('"').parse::<f64>().ok())
+        .next()
+        .unwrap_or_else(|| panic!("cannot read redis-benchmark output: {text}"))
 }
 
 fn cleanup(s: &Setup) {
@@ -503,6 +562,30 @@ fn main() {
         let (_, purchases) = load(&e, &hot, &s).await;
         println!("engine purchases/s (Redis stock + Redis limiter, relay running): {purchases:.0}");
 
+        // 1b. The same with the in-process limiter: what the GCRA script
+        //     costs a purchase (one more round trip and script per buy).
+        let local = engine(
+            store.clone(),
+            Arc::new(MemoryRateLimiter::new(quota)),
+            users,
+        );
+        let (stop_local, local_stopped) = tokio::sync::oneshot::channel::<()>();
+        let local_relay = local.spawn_relay(Duration::from_millis(100), async move {
+            let _ = local_stopped.await;
+        });
+        let warm = ProductId::new("bench-hot-local").unwrap();
+        local
+            .create_sale(&Sale::builder(warm.clone(), Sale::MAX_STOCK).build().unwrap())
+            .await
+            .unwrap();
+        let (_, purchases_local) = load(&local, &warm, &s).await;
+        println!(
+            "engine purchases/s (Redis stock + memory limiter, relay running): {purchases_local:.0}"
+        );
+        let _ = local.drain_outbox().await;
+        let _ = stop_local.send(());
+        let _ = local_relay.await;
+
         // 2. Round trips per purchase, relay included (a shorter phase:
         //    MONITOR slows Redis down).
         let short = Setup {
@@ -563,9 +646,9 @@ fn main() {
             println!("post-sellout attempts/s ({name}): {attempts:.0}");
             rows.push(attempts);
         }
-        (purchases, round_trips, rows)
+        (purchases, purchases_local, round_trips, rows)
     });
-    let (purchases, round_trips, post) = results;
+    let (purchases, purchases_local, round_trips, post) = results;
 
     // 4. The ceiling: redis-benchmark running reserve.lua by EVALSHA.
     let pipelined = redis_benchmark(&s, s.pipeline);
@@ -578,12 +661,28 @@ fn main() {
         "redis-benchmark EVALSHA reserve.lua, -c {} -P 1: {unpipelined:.0} reserves/s",
         s.concurrency
     );
+    // 5. The baseline: the seckill pattern, the same way.
+    let seckill_pipelined = seckill_benchmark(&s, s.pipeline);
+    println!(
+        "redis-benchmark EVALSHA seckill pattern, -c {} -P {}: {seckill_pipelined:.0} calls/s",
+        s.concurrency, s.pipeline
+    );
+    let seckill_unpipelined = seckill_benchmark(&s, 1);
+    println!(
+        "redis-benchmark EVALSHA seckill pattern, -c {} -P 1: {seckill_unpipelined:.0} calls/s",
+        s.concurrency
+    );
     cleanup(&s);
 
-    // 5. The cost of WAIT, on its own primary and replica.
+    // 6. The cost of WAIT, on its own primary and replica.
     let wait_rows = rt.block_on(wait_cost(&s));
 
     println!("summary:");
+    println!(
+        "  reserve.lua / seckill pattern, pipelined = {:.2}, unpipelined = {:.2}",
+        pipelined / seckill_pipelined,
+        unpipelined / seckill_unpipelined
+    );
     println!(
         "  engine purchases/s / pipelined reserve ceiling = {:.2}",
         purchases / pipelined
@@ -599,6 +698,10 @@ fn main() {
         purchases / (pipelined / 2.0)
     );
     println!("  redis round trips per purchase, relay included = {round_trips:.2}");
+    println!(
+        "  engine purchases/s, Redis limiter / memory limiter = {:.2}",
+        purchases / purchases_local
+    );
     println!(
         "  post-sellout speed-up from the cache: {:.1}x with the Redis limiter, {:.1}x with the memory limiter",
         post[1] / post[0],

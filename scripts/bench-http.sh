@@ -90,6 +90,13 @@ for fw in $buy_frameworks; do
         -d '{"stock": 1000000000, "per_user_limit": 4294967295, "per_order_max": 10}' >/dev/null
     run_wrk "$fw-flashsale" http://127.0.0.1:18080/buy/bench "$buyer" "${PIDS[-1]}"
     curl -s http://127.0.0.1:18080/products/bench >"$LOGDIR/$fw.product"
+    # Which answers were not 2xx, by status, from the server's own counter
+    # (warm-up included): wrk only counts them.
+    statuses=$(curl -s http://127.0.0.1:18080/metrics |
+        awk '/^flashsale_http_requests_total\{/ && /route="\/buy\/\{product_id\}"/ {
+            match($0, /status="[0-9]+"/); st = substr($0, RSTART + 8, RLENGTH - 9); n[st] += $NF }
+            END { for (st in n) printf "%s%s=%d", (c++ ? " " : ""), st, n[st] }')
+    echo "$fw-flashsale POST /buy answers by status: ${statuses:-none counted}" | tee -a "$LOGDIR/summary"
     kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true; unset 'PIDS[-1]'
 
     FLASHSALE_LISTEN=127.0.0.1:18081 "$BIN/http_bare" "$fw" >"$LOGDIR/$fw-bare.out" 2>&1 &

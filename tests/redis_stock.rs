@@ -190,3 +190,96 @@ async fn reserve_one(s: &RedisStockStore, p: &flashsale::ProductId) {
         ReserveOutcome::Reserved(_)
     ));
 }
+
+/// A reserve writes its record once: its `placed` event has no payload of
+/// its own and is read from the record at claim time. The record may have
+/// changed meanwhile (here: confirmed), and the event still carries the
+/// order exactly as it was placed.
+#[tokio::test]
+async fn a_placed_event_is_read_from_its_record() {
+    let s = store().await;
+    let prefix = s.prefix().to_owned();
+    let p = unique_product("placed");
+    let sale = Sale::builder(p.clone(), 5)
+        .hold(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    s.create_sale(&sale).await.unwrap();
+    let ReserveOutcome::Reserved(r) = s.reserve(&request(&p, 1, T0)).await.unwrap() else {
+        panic!("not reserved");
+    };
+    let events = format!("{{{prefix}|{p}}}:events");
+    let payloads = |key: String| async move {
+        let n: u64 = redis::cmd("HLEN")
+            .arg(key)
+            .query_async(&mut raw().await)
+            .await
+            .unwrap();
+        n
+    };
+    assert_eq!(
+        payloads(events.clone()).await,
+        0,
+        "a reserve copied its record"
+    );
+    let later = T0.saturating_add(Duration::from_secs(5));
+    s.confirm(&p, &r.order_id, later).await.unwrap();
+    assert_eq!(
+        payloads(events.clone()).await,
+        1,
+        "the confirmed event's payload"
+    );
+
+    let batch = s.claim(later, 10, LEASE).await.unwrap();
+    assert_eq!(batch.len(), 2, "{batch:?}");
+    assert_eq!(batch[0], flashsale::OrderEvent::placed(&r));
+    assert_eq!(batch[0].at, T0);
+    assert_eq!(batch[1].event_type, flashsale::EventType::Confirmed);
+    assert_eq!(batch[1].order, r.to_order());
+    s.ack(&batch).await.unwrap();
+    assert_eq!(payloads(events).await, 0);
+}
+
+/// An outbox written by an earlier version, whose `placed` events carry a
+/// payload in the events hash, is still delivered once, and acknowledging
+/// it removes that payload.
+#[tokio::test]
+async fn a_placed_payload_of_an_earlier_version_is_delivered_and_removed() {
+    let s = store().await;
+    let prefix = s.prefix().to_owned();
+    let p = unique_product("old-placed");
+    s.create_sale(&Sale::builder(p.clone(), 5).build().unwrap())
+        .await
+        .unwrap();
+    let ReserveOutcome::Reserved(r) = s.reserve(&request(&p, 1, T0)).await.unwrap() else {
+        panic!("not reserved");
+    };
+    let oid = r.order_id.to_string();
+    let res = format!("{{{prefix}|{p}}}:res");
+    let events = format!("{{{prefix}|{p}}}:events");
+    let mut c = raw().await;
+    let record: String = redis::cmd("HGET")
+        .arg(&res)
+        .arg(&oid)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    // What the earlier reserve.lua wrote beside the record.
+    let _: i64 = redis::cmd("HSET")
+        .arg(&events)
+        .arg(format!("{oid}.1"))
+        .arg(format!("placed|{}|{record}", T0.as_millis()))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let batch = s.claim(T0, 10, LEASE).await.unwrap();
+    assert_eq!(batch, vec![flashsale::OrderEvent::placed(&r)]);
+    s.ack(&batch).await.unwrap();
+    let left: u64 = redis::cmd("HLEN")
+        .arg(&events)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    assert!(s.claim(T0, 10, LEASE).await.unwrap().is_empty());
+}

@@ -2,7 +2,7 @@
 -- unknown ids are ignored).
 --
 -- KEYS[1] {p:x}:outbox  KEYS[2] {p:x}:events
--- KEYS[3] optional: p:outbox:products (standalone Redis only): the product
+-- KEYS[3] optional: {p}|pending (standalone Redis only): the product
 --         is removed from it when its outbox is empty, in this same atomic
 --         step (reserve.lua adds it back atomically with its event)
 -- ARGV[1] product id   ARGV[2..] event ids

@@ -10,21 +10,36 @@
 -- fits).
 --
 -- KEYS[1] {p:x}:outbox  zset: event id -> ms it may be claimed from
--- KEYS[2] {p:x}:events  hash: event id -> "<type>|<at ms>|<record JSON>"
--- KEYS[3] optional: p:outbox:products (standalone Redis only): the product
+-- KEYS[2] {p:x}:events  hash: closing event id -> "<type>|<at ms>|<record
+--         JSON>"
+-- KEYS[3] {p:x}:res     hash: order id -> record, the `placed` events' payload
+-- KEYS[4] optional: {p}|pending (standalone Redis only): the product
 --         is removed from it when its outbox is empty
 -- ARGV[1] now (ms)   ARGV[2] max (>= 1)   ARGV[3] lease_until (ms)
 -- ARGV[4] product id
 --
 -- Returns {events left in the outbox (claimed ones included), event...}
--- with each event as stored in KEYS[2].
-local outbox, events, gset = KEYS[1], KEYS[2], KEYS[3]
+-- with each event as "<type>|<at ms>|<record JSON>".
+local outbox, events, res, gset = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, max, lease_until = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local now_n = tonumber(now)
 
 local taken, ids, out, stale = {}, {}, {}, {}
+-- A `placed` event (seq 1) is read from the order's record, which holds
+-- every field it carries (reserve.lua); a closing one from `events`.
+local function payload(id)
+  local oid, seq = string.match(id, '^(.+)%.(%d+)$')
+  if seq == '1' then
+    local rec = redis.call('HGET', res, oid)
+    if rec then
+      return 'placed|' .. string.match(rec, '"c":"(%d+)"') .. '|' .. rec
+    end
+    -- Written by an earlier version, the payload is in `events`.
+  end
+  return redis.call('HGET', events, id)
+end
 local function take(id)
-  local ev = redis.call('HGET', events, id)
+  local ev = payload(id)
   taken[id] = true
   if ev then
     ids[#ids + 1] = id

@@ -43,7 +43,7 @@ end
 
 local old = redis.call('ZRANGEBYSCORE', done, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 for _, oid in ipairs(old) do
-  if redis.call('HEXISTS', events, oid .. '.1') == 1 or redis.call('HEXISTS', events, oid .. '.2') == 1 then
+  if redis.call('ZSCORE', outbox, oid .. '.1') or redis.call('ZSCORE', outbox, oid .. '.2') then
     redis.call('ZADD', done, string.format('%.0f', tonumber(now) + tonumber(ARGV[6])), oid)
   else
     redis.call('ZREM', done, oid)

@@ -86,16 +86,31 @@ local function forget(res, idem, oid, r)
   free_key(idem, oid, r)
 end
 
--- Appends event `<oid>.<seq>` to the product's outbox: the zset `outbox`
--- (event id -> ms from which it may be claimed, here `at`) and the hash
--- `events` (event id -> "<type>|<at ms>|<record JSON>").
-local function append_event(outbox, events, oid, seq, kind, at, enc)
-  local id = oid .. '.' .. seq
+-- Puts event id `id` in the product's outbox, the zset `outbox` (event id
+-- -> ms from which it may be claimed, here `at`), and marks the product
+-- pending.
+local function enqueue(outbox, id, at)
   redis.call('ZADD', outbox, at, id)
-  redis.call('HSET', events, id, kind .. '|' .. at .. '|' .. enc)
   if global.pending then
     redis.call('SADD', global.pending, global.product)
   end
+end
+
+-- Appends the closing event `<oid>.<seq>` to the product's outbox, with its
+-- payload in the hash `events` (event id -> "<type>|<at ms>|<record JSON>"):
+-- the record as it was closed.
+local function append_event(outbox, events, oid, seq, kind, at, enc)
+  local id = oid .. '.' .. seq
+  enqueue(outbox, id, at)
+  redis.call('HSET', events, id, kind .. '|' .. at .. '|' .. enc)
+end
+
+-- Appends order `oid`'s `placed` event (`<oid>.1`, at its creation `at`).
+-- It has no payload of its own: the fields an order event carries never
+-- change after the reserve, so claim.lua reads them from the record, and
+-- each reserve writes its record once.
+local function append_placed(outbox, oid, at)
+  enqueue(outbox, oid .. '.1', at)
 end
 
 -- Replay claims: a same-request replay answered with order `prior` may

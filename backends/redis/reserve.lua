@@ -15,7 +15,8 @@
 -- KEYS[5]  {p:x}:exp     zset: order id by expires_at (ms) of held units
 -- KEYS[6]  {p:x}:done    zset: finished order id by purge time (ms)
 -- KEYS[7]  {p:x}:outbox  zset: event id by the ms it may be claimed from
--- KEYS[8]  {p:x}:events  hash: event id -> "<type>|<at ms>|<record JSON>"
+-- KEYS[8]  {p:x}:events  hash: closing event id -> "<type>|<at ms>|<record
+--          JSON>" (unused here: a `placed` event is its record, claim.lua)
 -- KEYS[9]  {p:x}:claims  base of the zsets {p:x}:claims:<order id>: replay
 --          order id -> ms its claim on the order lapses (holds.lua)
 -- KEYS[10] optional: p|order:<order id> -> product   } standalone Redis
@@ -111,5 +112,5 @@ redis.call('HSET', res, oid, enc)
 if KEYS[10] then
   redis.call('SET', KEYS[10], ARGV[8], 'PX', ARGV[7])
 end
-append_event(outbox, events, oid, '1', 'placed', ARGV[6], enc)
+append_placed(outbox, oid, ARGV[6])
 return {'reserved', enc}

@@ -645,7 +645,7 @@ impl StockStore for RedisStockStore {
             };
             let k = self.keys.product(&product);
             let mut inv = CLAIM.key(&k.outbox);
-            inv.key(&k.events);
+            inv.key(&k.events).key(&k.res);
             self.pending_key_in_script(&mut inv);
             inv.arg(now.as_millis())
                 .arg(max - claimed.len())
