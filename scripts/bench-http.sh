@@ -28,6 +28,7 @@ cargo build --release --quiet --features axum,actix,jwt,redis \
 BIN="$CARGO_TARGET_DIR/release/examples"
 LOGDIR="$(mktemp -d)"
 : >"$LOGDIR/summary"
+: >"$LOGDIR/statuses"
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]:-}"; do
@@ -96,7 +97,8 @@ for fw in $buy_frameworks; do
         awk '/^flashsale_http_requests_total\{/ && /route="\/buy\/\{product_id\}"/ {
             match($0, /status="[0-9]+"/); st = substr($0, RSTART + 8, RLENGTH - 9); n[st] += $NF }
             END { for (st in n) printf "%s%s=%d", (c++ ? " " : ""), st, n[st] }')
-    echo "$fw-flashsale POST /buy answers by status: ${statuses:-none counted}" | tee -a "$LOGDIR/summary"
+    echo "$fw-flashsale POST /buy answers by status (warm-up included): ${statuses:-none counted}" \
+        >>"$LOGDIR/statuses"
     kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true; unset 'PIDS[-1]'
 
     FLASHSALE_LISTEN=127.0.0.1:18081 "$BIN/http_bare" "$fw" >"$LOGDIR/$fw-bare.out" 2>&1 &
@@ -158,6 +160,7 @@ for fw in $buy_frameworks; do
     awk -v f="$fw" -v r="$real" -v b="$bare" -v r99="$real99" -v b99="$bare99" \
         'BEGIN {printf "%s: flashsale/bare = %.2f req/s; p99 = %.1fx the bare handler'"'"'s\n", f, r/b, r99/b99}'
 done
+cat "$LOGDIR/statuses"
 echo
 echo "GET /products on Redis, $GET_CONNECTIONS connections"
 printf '%-20s %10s %9s %9s %8s %8s %8s\n' server req/s p50_ms p99_ms non2xx user_us sys_us
