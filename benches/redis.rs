@@ -199,44 +199,37 @@ fn redis_benchmark(s: &Setup, pipeline: usize) -> f64 {
         .unwrap()
         .as_millis()
         .to_string();
-    let requests = (s.seconds as usize * 40_000).max(50_000).to_string();
-    let out = Command::new("redis-benchmark")
-        .args(["-h", &s.host, "-p", &s.port])
-        .args(["-c", &s.concurrency.to_string()])
-        .args(["-P", &pipeline.to_string()])
-        .args(["-n", &requests, "-r", "100000000", "--csv"])
-        .args(["EVALSHA", &sha, "12"])
-        .args([
-            format!("{tag}:sale"),
-            format!("{tag}:users"),
-            format!("{tag}:res"),
-            format!("{tag}:idem"),
-            format!("{tag}:exp"),
-            format!("{tag}:done"),
-            format!("{tag}:outbox"),
-            format!("{tag}:events"),
-            format!("{tag}:claims"),
-            format!("{}|order:__rand_int__", s.prefix),
-            format!("{{{}}}|pending", s.prefix),
-            format!("{{{}}}|due", s.prefix),
-        ])
-        // order id, user, quantity, no idempotency key, now, order-index
-        // ttl, product, record retention, replay claim lifetime
-        .args([
-            "__rand_int__",
-            "bench-user",
-            "1",
-            "",
-            "",
-            &now,
-            "180000000",
-            "rb",
-            "86400000",
-            "900000",
-        ])
-        .output()
-        .expect("redis-benchmark on PATH");
-    let rps = csv_rps(&String::from_utf8_lossy(&out.stdout));
+    let rps = run_redis_benchmark(s, pipeline, |cmd| {
+        cmd.args(["EVALSHA", &sha, "12"])
+            .args([
+                format!("{tag}:sale"),
+                format!("{tag}:users"),
+                format!("{tag}:res"),
+                format!("{tag}:idem"),
+                format!("{tag}:exp"),
+                format!("{tag}:done"),
+                format!("{tag}:outbox"),
+                format!("{tag}:events"),
+                format!("{tag}:claims"),
+                format!("{}|order:__rand_int__", s.prefix),
+                format!("{{{}}}|pending", s.prefix),
+                format!("{{{}}}|due", s.prefix),
+            ])
+            // order id, user, quantity, no idempotency key, now, order-index
+            // ttl, product, record retention, replay claim lifetime
+            .args([
+                "__rand_int__",
+                "bench-user",
+                "1",
+                "",
+                "",
+                &now,
+                "180000000",
+                "rb",
+                "86400000",
+                "900000",
+            ]);
+    });
     let sold: String = String::from_utf8_lossy(
         &Command::new("redis-cli")
             .args([
@@ -297,21 +290,29 @@ fn seckill_benchmark(s: &Setup, pipeline: usize) -> f64 {
     );
     let _ = cli(&["DEL", &stock, &buyers, &orders]);
     assert_eq!(cli(&["SET", &stock, "1000000000"]), "OK");
-    let requests = (s.seconds as usize * 40_000).max(50_000).to_string();
-    let out = Command::new("redis-benchmark")
-        .args(["-h", &s.host, "-p", &s.port])
-        .args(["-c", &s.concurrency.to_string()])
-        .args(["-P", &pipeline.to_string()])
-        .args(["-n", &requests, "-r", "100000000", "--csv"])
-        .args(["EVALSHA", &sha, "3", &stock, &buyers, &orders])
-        .args(["buyer:__rand_int__", "1", "sk", "__rand_int__"])
-        .output()
-        .expect("redis-benchmark on PATH");
-    let rps = csv_rps(&String::from_utf8_lossy(&out.stdout));
+    let rps = run_redis_benchmark(s, pipeline, |cmd| {
+        cmd.args(["EVALSHA", &sha, "3", &stock, &buyers, &orders])
+            .args(["buyer:__rand_int__", "1", "sk", "__rand_int__"]);
+    });
     let sold = cli(&["XLEN", &orders]);
     eprintln!("  (redis-benchmark -P {pipeline}: {sold} orders appended by the seckill script)");
     let _ = cli(&["DEL", &stock, &buyers, &orders]);
     rps
+}
+
+/// Runs `redis-benchmark` with the bench's clients, `pipeline` and a
+/// request count for `BENCH_SECONDS`, on the command `command` adds
+/// (`__rand_int__` fresh per call); returns requests/s.
+fn run_redis_benchmark(s: &Setup, pipeline: usize, command: impl FnOnce(&mut Command)) -> f64 {
+    let requests = (s.seconds as usize * 40_000).max(50_000).to_string();
+    let mut cmd = Command::new("redis-benchmark");
+    cmd.args(["-h", &s.host, "-p", &s.port])
+        .args(["-c", &s.concurrency.to_string()])
+        .args(["-P", &pipeline.to_string()])
+        .args(["-n", &requests, "-r", "100000000", "--csv"]);
+    command(&mut cmd);
+    let out = cmd.output().expect("redis-benchmark on PATH");
+    csv_rps(&String::from_utf8_lossy(&out.stdout))
 }
 
 /// The requests/s of redis-benchmark's CSV output: `"test","rps",...`.
@@ -650,28 +651,22 @@ fn main() {
     });
     let (purchases, purchases_local, round_trips, post) = results;
 
+    // Each script pipelined (`BENCH_PIPELINE`) and not: (pipelined, not).
+    let both = |what: &str, run: fn(&Setup, usize) -> f64| -> (f64, f64) {
+        let rates = [s.pipeline, 1].map(|pipeline| {
+            let rate = run(&s, pipeline);
+            println!(
+                "redis-benchmark EVALSHA {what}, -c {} -P {pipeline}: {rate:.0} calls/s",
+                s.concurrency
+            );
+            rate
+        });
+        (rates[0], rates[1])
+    };
     // 4. The ceiling: redis-benchmark running reserve.lua by EVALSHA.
-    let pipelined = redis_benchmark(&s, s.pipeline);
-    println!(
-        "redis-benchmark EVALSHA reserve.lua, -c {} -P {}: {pipelined:.0} reserves/s",
-        s.concurrency, s.pipeline
-    );
-    let unpipelined = redis_benchmark(&s, 1);
-    println!(
-        "redis-benchmark EVALSHA reserve.lua, -c {} -P 1: {unpipelined:.0} reserves/s",
-        s.concurrency
-    );
+    let (pipelined, unpipelined) = both("reserve.lua", redis_benchmark);
     // 5. The baseline: the seckill pattern, the same way.
-    let seckill_pipelined = seckill_benchmark(&s, s.pipeline);
-    println!(
-        "redis-benchmark EVALSHA seckill pattern, -c {} -P {}: {seckill_pipelined:.0} calls/s",
-        s.concurrency, s.pipeline
-    );
-    let seckill_unpipelined = seckill_benchmark(&s, 1);
-    println!(
-        "redis-benchmark EVALSHA seckill pattern, -c {} -P 1: {seckill_unpipelined:.0} calls/s",
-        s.concurrency
-    );
+    let (seckill_pipelined, seckill_unpipelined) = both("seckill pattern", seckill_benchmark);
     cleanup(&s);
 
     // 6. The cost of WAIT, on its own primary and replica.

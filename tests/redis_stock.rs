@@ -283,3 +283,41 @@ async fn a_placed_payload_of_an_earlier_version_is_delivered_and_removed() {
     assert_eq!(left, 0);
     assert!(s.claim(T0, 10, LEASE).await.unwrap().is_empty());
 }
+
+/// A record too corrupt to give its `placed` event a time stalls nobody:
+/// the other orders' events are claimed, and its event stays in the
+/// outbox for an operator.
+#[tokio::test]
+async fn a_corrupt_record_leaves_its_placed_event_and_stalls_no_other() {
+    let s = store().await;
+    let prefix = s.prefix().to_owned();
+    let p = unique_product("corrupt");
+    s.create_sale(&Sale::builder(p.clone(), 5).build().unwrap())
+        .await
+        .unwrap();
+    let mut orders = Vec::new();
+    for buyer in 1..=2 {
+        let ReserveOutcome::Reserved(r) = s.reserve(&request(&p, buyer, T0)).await.unwrap() else {
+            panic!("not reserved");
+        };
+        orders.push(r);
+    }
+    let bad = orders[0].order_id.to_string();
+    let mut c = raw().await;
+    let _: i64 = redis::cmd("HSET")
+        .arg(format!("{{{prefix}|{p}}}:res"))
+        .arg(&bad)
+        .arg(r#"{"o":"x"}"#)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let batch = s.claim(T0, 10, LEASE).await.unwrap();
+    assert_eq!(batch, vec![flashsale::OrderEvent::placed(&orders[1])]);
+    let score: Option<f64> = redis::cmd("ZSCORE")
+        .arg(format!("{{{prefix}|{p}}}:outbox"))
+        .arg(format!("{bad}.1"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(score.is_some(), "the corrupt order's event left the outbox");
+}

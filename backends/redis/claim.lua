@@ -32,7 +32,9 @@ local function payload(id)
   if seq == '1' then
     local rec = redis.call('HGET', res, oid)
     if rec then
-      return 'placed|' .. string.match(rec, '"c":"(%d+)"') .. '|' .. rec
+      -- No time (a corrupt record): an empty one, which the client reports
+      -- and leaves in the outbox for an operator, as any unreadable event.
+      return 'placed|' .. (string.match(rec, '"c":"(%d+)"') or '') .. '|' .. rec
     end
     -- Written by an earlier version, the payload is in `events`.
   end
