@@ -64,24 +64,41 @@ impl RedisServer {
     /// Starts one with `args` added to its command line (no RDB snapshots),
     /// once it answers `PING`.
     pub fn start(args: &[&str]) -> Self {
-        let port = spare_port();
-        let dir =
-            std::env::temp_dir().join(format!("flashsale-redis-{port}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut server = Self {
-            port,
-            dir,
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
-            child: None,
-        };
-        server.respawn();
-        server
+        // A port free a moment ago may be taken before redis-server binds
+        // it (by another test's server, which would then answer our PING):
+        // a server that cannot bind exits, and a fresh port is tried.
+        for _ in 0..5 {
+            let port = spare_port();
+            let dir =
+                std::env::temp_dir().join(format!("flashsale-redis-{port}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut server = Self {
+                port,
+                dir,
+                args: args.iter().map(|a| (*a).to_owned()).collect(),
+                child: None,
+            };
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("redis-server could not bind a spare loopback port in 5 tries");
     }
 
     /// Starts the process again (after [`kill`](Self::kill)), on the same
     /// port and data dir.
     pub fn respawn(&mut self) {
-        let child = Command::new("redis-server")
+        assert!(
+            self.spawn(),
+            "redis-server exited at start on port {} (port taken?)",
+            self.port
+        );
+    }
+
+    /// Spawns redis-server and waits until it answers, as itself: `INFO`
+    /// names its pid. False if it exited first (it could not bind).
+    fn spawn(&mut self) -> bool {
+        let mut child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", ""])
             .arg("--dir")
@@ -96,9 +113,18 @@ impl RedisServer {
                      redis-server) or run the tests through backends/redis/with-redis.sh"
                 )
             });
-        self.child = Some(child);
+        let ours = format!("process_id:{}", child.id());
         let port = self.port;
-        self.wait_until("answers PING", || cli(port, &["ping"]) == "PONG");
+        let mut exited = false;
+        self.wait_until("answers as the process just started", || {
+            exited = matches!(child.try_wait(), Ok(Some(_)));
+            exited || cli(port, &["info", "server"]).contains(&ours)
+        });
+        if exited {
+            return false;
+        }
+        self.child = Some(child);
+        true
     }
 
     pub fn url(&self) -> String {
